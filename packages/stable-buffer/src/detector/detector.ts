@@ -1,0 +1,125 @@
+/**
+ * Heartbeat failure detection of the primary, FT-TCP 3.10: every message from
+ * the primary counts as a heartbeat; after `probeIntervalMs` of silence the
+ * buffer probes it; with no answer within `failureTimeoutMs` it is declared
+ * failed. A silent primary is therefore declared failed within
+ * probeInterval + failureTimeout of its last message, plus timer lateness.
+ *
+ * The detector arms one timer at a time and does not touch it per message:
+ * `heard()` only stores a timestamp, so the write path pays one clock read.
+ */
+
+/** Time source, injectable so tests control it. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** The real clock: a monotonic millisecond counter and Node's timers. */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref?.();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface DetectorOptions {
+  probeIntervalMs: number;
+  failureTimeoutMs: number;
+  /** Send a probe to the primary. */
+  onProbe(): void;
+  /** The primary is declared failed; called once per watch. */
+  onFailed(silentForMs: number): void;
+  clock?: Clock;
+}
+
+/** What the detector is doing. */
+export type DetectorState = 'idle' | 'watching' | 'probing' | 'failed';
+
+export class Detector {
+  private readonly clock: Clock;
+  private stateValue: DetectorState = 'idle';
+  private lastHeard = 0;
+  private probeAt = 0;
+  private timer: unknown = null;
+  /** Probes sent over the detector's life. */
+  probes = 0;
+  /** Probes answered only after the primary was declared failed, or never. */
+  misses = 0;
+
+  constructor(private readonly options: DetectorOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  get state(): DetectorState {
+    return this.stateValue;
+  }
+
+  /** Milliseconds since the primary was last heard from. */
+  silentFor(): number {
+    return this.stateValue === 'idle' ? 0 : this.clock.now() - this.lastHeard;
+  }
+
+  /** Starts watching a primary that was just heard from. */
+  start(): void {
+    this.stop();
+    this.stateValue = 'watching';
+    this.lastHeard = this.clock.now();
+    this.arm(this.options.probeIntervalMs);
+  }
+
+  /** Any message from the primary: it is alive. */
+  heard(): void {
+    if (this.stateValue === 'watching') {
+      this.lastHeard = this.clock.now();
+    } else if (this.stateValue === 'probing') {
+      // Re-arm from this answer, not from the probe's deadline, so the bound
+      // probeInterval + failureTimeout holds from every message (once per probe).
+      this.lastHeard = this.clock.now();
+      this.stateValue = 'watching';
+      if (this.timer !== null) this.clock.clearTimeout(this.timer);
+      this.arm(this.options.probeIntervalMs);
+    }
+  }
+
+  /** Stops watching (the primary stepped down or a backup was promoted). */
+  stop(): void {
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = null;
+    this.stateValue = 'idle';
+  }
+
+  private arm(ms: number): void {
+    this.timer = this.clock.setTimeout(() => this.fire(), Math.max(0, ms));
+  }
+
+  private fire(): void {
+    this.timer = null;
+    const now = this.clock.now();
+    if (this.stateValue === 'probing') {
+      if (this.lastHeard >= this.probeAt) {
+        this.stateValue = 'watching';
+      } else {
+        this.stateValue = 'failed';
+        this.misses++;
+        this.options.onFailed(now - this.lastHeard);
+        return;
+      }
+    }
+    if (this.stateValue !== 'watching') return;
+    const silent = now - this.lastHeard;
+    if (silent < this.options.probeIntervalMs) {
+      this.arm(this.options.probeIntervalMs - silent);
+      return;
+    }
+    this.stateValue = 'probing';
+    this.probeAt = now;
+    this.probes++;
+    this.options.onProbe();
+    this.arm(this.options.failureTimeoutMs);
+  }
+}

@@ -1,0 +1,467 @@
+/**
+ * `StableBufferServer`: the standalone stable buffer (FT-TCP 2.3, 3.10). One
+ * ZeroMQ ROUTER socket serves the primary (one ordered channel of writes, in
+ * arrival order), backups (subscriptions, reads, promotion) and status
+ * queries. Embeddable; `ftcp buffer serve` is a thin command over it.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { Router } from 'zeromq';
+import { z } from 'zod';
+import { allowCurveClients, forgetCurveDomain } from './curve.js';
+import { Detector, type Clock } from './detector/detector.js';
+import { ErrorCode, FtcpError } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
+import {
+  BackupMode,
+  MAX_FRAME_SIZE,
+  Role,
+  decodeFrame,
+  encodeFrame,
+  isRecord,
+  peekReqId,
+  type Message,
+} from './protocol/messages.js';
+import { SendQueue } from './sendqueue.js';
+import { Store } from './store/store.js';
+
+/** Options of a buffer server, validated at the edge. */
+export const serverOptionsSchema = z.object({
+  /** ZeroMQ endpoint to bind, e.g. tcp://10.0.0.2:7400 (port 0 picks a free one). */
+  listen: z.string().regex(/^(tcp|ipc|inproc):\/\/.+/, 'a ZeroMQ endpoint like tcp://127.0.0.1:7400'),
+  dataDir: z.string().min(1),
+  durability: z.enum(['memory', 'commit', 'fsync']).default('commit'),
+  probeIntervalMs: z.number().int().min(1).max(60_000).default(10),
+  failureTimeoutMs: z.number().int().min(1).max(600_000).default(30),
+  maxLogBytes: z.number().int().positive().default(8 * 1024 ** 3),
+  collectIntervalMs: z.number().int().min(10).default(1000),
+  curve: z
+    .object({
+      publicKey: z.string().length(40),
+      secretKey: z.string().length(40),
+      clientPublicKeys: z.array(z.string().length(40)).min(1),
+    })
+    .optional(),
+});
+
+export type ServerOptions = z.input<typeof serverOptionsSchema> & { logger?: Logger; clock?: Clock };
+
+interface Subscription {
+  reqId: number;
+  node: string;
+  mode: number;
+  /** Next LSN to send. */
+  cursor: number;
+  /** Every LSN below this was consumed. */
+  consumed: number;
+  window: number;
+  pumping: boolean;
+}
+
+interface Peer {
+  id: Buffer;
+  key: string;
+  role: number;
+  node: string;
+  sub: Subscription | null;
+}
+
+/** Counters an operator reads through `ftcp status`. */
+export interface ServerCounters {
+  framesIn: number;
+  framesOut: number;
+  records: Record<string, number>;
+  duplicates: number;
+  errors: Record<string, number>;
+  probes: number;
+  failuresDeclared: number;
+}
+
+/** How many recent records stay in memory for live subscribers. */
+const TAIL_RECORDS = 16_384;
+const PUSH_BATCH_RECORDS = 256;
+const PUSH_BATCH_BYTES = 1024 * 1024;
+
+export class StableBufferServer extends EventEmitter {
+  readonly counters: ServerCounters = { framesIn: 0, framesOut: 0, records: {}, duplicates: 0, errors: {}, probes: 0, failuresDeclared: 0 };
+  private readonly peers = new Map<string, Peer>();
+  private readonly out: SendQueue;
+  private readonly detector: Detector;
+  private writer: Peer | null = null;
+  private tail: Buffer[] = [];
+  private tailBase = 0;
+  private closed = false;
+  private collectTimer: NodeJS.Timeout | null = null;
+  private loop: Promise<void> | null = null;
+  private probeSeq = 0;
+  private readonly logger: Logger;
+
+  private constructor(
+    private readonly socket: Router,
+    readonly store: Store,
+    readonly options: z.output<typeof serverOptionsSchema>,
+    readonly endpoint: string,
+    logger: Logger,
+    clock: Clock | undefined,
+    private readonly zapDomain: string | null,
+  ) {
+    super();
+    this.logger = logger;
+    this.out = new SendQueue(socket);
+    this.tailBase = store.headLsn;
+    this.detector = new Detector({
+      probeIntervalMs: options.probeIntervalMs,
+      failureTimeoutMs: options.failureTimeoutMs,
+      ...(clock ? { clock } : {}),
+      onProbe: () => this.probe(),
+      onFailed: (silent) => this.declareFailed(silent),
+    });
+  }
+
+  /** Opens the store, binds the socket and starts serving. */
+  static async start(opts: ServerOptions): Promise<StableBufferServer> {
+    const parsed = serverOptionsSchema.safeParse(opts);
+    if (!parsed.success) {
+      throw new FtcpError(ErrorCode.BAD_CONFIG, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    }
+    const options = parsed.data;
+    const logger = opts.logger ?? silentLogger;
+    const store = await Store.open({ dataDir: options.dataDir, durability: options.durability, maxLogBytes: options.maxLogBytes });
+    let zapDomain: string | null = null;
+    const socket = new Router({
+      mandatory: true,
+      linger: 0,
+      // Frames above this close the peer's connection in libzmq, before they
+      // reach us; our own size check answers smaller bad frames with an error.
+      maxMessageSize: MAX_FRAME_SIZE * 2,
+      sendHighWaterMark: 100_000,
+      receiveHighWaterMark: 100_000,
+    });
+    if (options.curve) {
+      zapDomain = `ftcp-${randomBytes(6).toString('hex')}`;
+      await allowCurveClients(zapDomain, options.curve.clientPublicKeys);
+      socket.zapDomain = zapDomain;
+      socket.curveServer = true;
+      socket.curveSecretKey = options.curve.secretKey;
+      socket.curvePublicKey = options.curve.publicKey;
+    }
+    try {
+      await socket.bind(options.listen);
+    } catch (err) {
+      socket.close();
+      await store.close();
+      throw new FtcpError(ErrorCode.BAD_CONFIG, `cannot listen on ${options.listen}: ${(err as Error).message}`, { cause: err });
+    }
+    const server = new StableBufferServer(socket, store, options, socket.lastEndpoint ?? options.listen, logger, opts.clock, zapDomain);
+    server.loop = server.serve();
+    server.collectTimer = setInterval(() => void server.collect(), options.collectIntervalMs);
+    server.collectTimer.unref();
+    logger.log('info', 'listening', {
+      endpoint: server.endpoint,
+      dataDir: options.dataDir,
+      durability: options.durability,
+      epoch: store.epoch,
+      headLsn: store.headLsn,
+      curve: Boolean(options.curve),
+    });
+    return server;
+  }
+
+  private async serve(): Promise<void> {
+    try {
+      for await (const frames of this.socket) {
+        const id = frames[0]!;
+        this.counters.framesIn++;
+        const pending = this.receive(id, frames);
+        if (pending) await pending;
+      }
+    } catch (err) {
+      if (!this.closed) this.logger.log('error', 'receive-loop-failed', { error: String(err) });
+    }
+  }
+
+  private send(peer: Buffer, msg: Message, reqId: number): void {
+    this.counters.framesOut++;
+    this.out.push([peer, encodeFrame(msg, reqId)]);
+  }
+
+  private sendError(peer: Buffer, err: unknown, reqId: number): void {
+    const e = err instanceof FtcpError ? err : new FtcpError(ErrorCode.INTERNAL, `internal error: ${String(err)}`, { cause: err });
+    this.counters.errors[e.code] = (this.counters.errors[e.code] ?? 0) + 1;
+    if (e.code === ErrorCode.INTERNAL) this.logger.log('error', 'internal-error', { error: String(err), stack: (err as Error).stack });
+    this.send(peer, { kind: 'error', code: e.code, message: e.message }, reqId);
+  }
+
+  private peerFor(id: Buffer): Peer {
+    const key = id.toString('hex');
+    let p = this.peers.get(key);
+    if (!p) {
+      p = { id, key, role: 0, node: '', sub: null };
+      this.peers.set(key, p);
+    }
+    return p;
+  }
+
+  /** Handles one message; returns a promise only when later messages must wait for it. */
+  private receive(id: Buffer, frames: Buffer[]): Promise<void> | null {
+    const frame = frames[1];
+    if (frames.length !== 2 || !frame) {
+      this.sendError(id, new FtcpError(ErrorCode.MALFORMED_FRAME, `expected one frame per message, got ${frames.length - 1}`), 0);
+      return null;
+    }
+    let reqId = peekReqId(frame);
+    try {
+      const decoded = decodeFrame(frame);
+      reqId = decoded.reqId;
+      const peer = this.peerFor(id);
+      if (peer === this.writer) this.detector.heard();
+      return this.dispatch(peer, decoded.msg, reqId);
+    } catch (err) {
+      this.sendError(id, err, reqId);
+      return null;
+    }
+  }
+
+  private dispatch(peer: Peer, msg: Message, reqId: number): Promise<void> | null {
+    if (isRecord(msg)) {
+      this.write(peer, msg, reqId);
+      return null;
+    }
+    switch (msg.kind) {
+      case 'hello':
+        return this.guard(peer, reqId, () => this.hello(peer, msg.epoch, msg.role, msg.node, reqId));
+      case 'promote':
+        return this.guard(peer, reqId, () => this.promote(peer, msg.node, reqId));
+      case 'ping':
+        this.send(peer.id, { kind: 'pong' }, reqId);
+        return null;
+      case 'pong':
+        return null;
+      case 'subscribe':
+        this.subscribe(peer, msg.fromLsn, msg.window, msg.mode, msg.node, reqId);
+        return null;
+      case 'consumed':
+        this.consume(peer, msg.lsn);
+        return null;
+      case 'read-calls':
+        void this.guard(peer, reqId, async () => {
+          const entries = await this.store.readCalls(msg.stream, msg.fromCallNo, Math.min(msg.max, 10_000));
+          this.send(peer.id, { kind: 'calls', stream: msg.stream, entries }, reqId);
+        });
+        return null;
+      case 'read-instream':
+        void this.guard(peer, reqId, async () => {
+          if (msg.length > MAX_FRAME_SIZE - 64) {
+            throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `read of ${msg.length} bytes exceeds one frame; read in pieces`);
+          }
+          const data = await this.store.readInstream(msg.connId, msg.offset, msg.length);
+          this.send(peer.id, { kind: 'instream', connId: msg.connId, offset: msg.offset, data }, reqId);
+        });
+        return null;
+      case 'status':
+        this.send(peer.id, { kind: 'status-reply', json: JSON.stringify(this.status()) }, reqId);
+        return null;
+      default:
+        throw new FtcpError(ErrorCode.UNKNOWN_TYPE, `${msg.kind} is not a request`);
+    }
+  }
+
+  private async guard(peer: Peer, reqId: number, fn: () => Promise<void> | void): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.sendError(peer.id, err, reqId);
+    }
+  }
+
+  private async hello(peer: Peer, epoch: number, role: number, node: string, reqId: number): Promise<void> {
+    peer.role = role;
+    peer.node = node;
+    if (role === Role.WRITER) {
+      if (this.store.epoch === 0 && epoch === 0) {
+        // The first primary claims epoch 1 (durably) and becomes the writer.
+        await this.store.setEpoch(1, node);
+      } else if (epoch !== this.store.epoch || node !== this.store.owner) {
+        throw new FtcpError(
+          ErrorCode.STALE_EPOCH,
+          `node ${node} asked for epoch ${epoch}; epoch ${this.store.epoch} belongs to ${this.store.owner || 'nobody'}`,
+        );
+      }
+      this.writer = peer;
+      this.detector.start();
+      this.logger.log('info', 'writer-attached', { node, epoch: this.store.epoch });
+    }
+    this.send(peer.id, { kind: 'hello-ok', epoch: this.store.epoch, headLsn: this.store.headLsn }, reqId);
+  }
+
+  private async promote(peer: Peer, node: string, reqId: number): Promise<void> {
+    const epoch = this.store.epoch + 1;
+    await this.store.setEpoch(epoch, node);
+    // Fence: the old writer's next write carries an older epoch and is refused.
+    this.writer = null;
+    this.detector.stop();
+    peer.node = node;
+    this.logger.log('info', 'promoted', { node, epoch, headLsn: this.store.headLsn });
+    this.send(peer.id, { kind: 'promoted', epoch, positions: this.store.positions() }, reqId);
+    this.broadcast({ kind: 'epoch', epoch, node });
+    this.emit('promoted', { epoch, node });
+  }
+
+  private write(peer: Peer, rec: Message & { epoch: number }, reqId: number): void {
+    try {
+      if (rec.epoch !== this.store.epoch) {
+        throw new FtcpError(ErrorCode.STALE_EPOCH, `write from epoch ${rec.epoch}; the current epoch is ${this.store.epoch}`);
+      }
+      if (peer !== this.writer) {
+        throw new FtcpError(ErrorCode.NOT_WRITER, 'writes need a writer hello for the current epoch on this connection first');
+      }
+      const res = this.store.append(rec as Parameters<Store['append']>[0]);
+      this.counters.records[rec.kind] = (this.counters.records[rec.kind] ?? 0) + 1;
+      if (res.lsn === null) this.counters.duplicates++;
+      else this.pushTail(res.lsn, res.bytes!);
+      if (res.stable === null) this.send(peer.id, res.ack, reqId);
+      else res.stable.then(
+        () => this.send(peer.id, res.ack, reqId),
+        (err) => this.sendError(peer.id, new FtcpError(ErrorCode.STORE, `store write failed: ${String(err)}`, { cause: err }), reqId),
+      );
+    } catch (err) {
+      this.sendError(peer.id, err, reqId);
+    }
+  }
+
+  private pushTail(lsn: number, bytes: Buffer): void {
+    if (lsn !== this.tailBase + this.tail.length) {
+      this.tail = [];
+      this.tailBase = lsn;
+    }
+    this.tail.push(bytes);
+    if (this.tail.length > TAIL_RECORDS) {
+      const drop = this.tail.length - TAIL_RECORDS;
+      this.tail.splice(0, drop);
+      this.tailBase += drop;
+    }
+    for (const p of this.peers.values()) if (p.sub) void this.pump(p);
+  }
+
+  private subscribe(peer: Peer, fromLsn: number, window: number, mode: number, node: string, reqId: number): void {
+    if (fromLsn < this.store.firstLsn) {
+      this.sendError(
+        peer.id,
+        new FtcpError(ErrorCode.LOG_TRUNCATED, `records below ${this.store.firstLsn} were collected; cannot replay from ${fromLsn}`),
+        reqId,
+      );
+      return;
+    }
+    peer.node = node;
+    if (mode !== BackupMode.OBSERVER) this.store.registerBackup(node, mode, fromLsn);
+    peer.sub = { reqId, node, mode, cursor: fromLsn, consumed: fromLsn, window, pumping: false };
+    this.send(peer.id, { kind: 'subscribed', firstLsn: this.store.firstLsn, headLsn: this.store.headLsn }, reqId);
+    this.logger.log('info', 'subscribed', { node, mode, fromLsn });
+    void this.pump(peer);
+  }
+
+  private consume(peer: Peer, lsn: number): void {
+    const sub = peer.sub;
+    if (!sub) return;
+    sub.consumed = Math.max(sub.consumed, Math.min(lsn, sub.cursor));
+    if (sub.mode !== BackupMode.OBSERVER) this.store.consumed(sub.node, sub.consumed);
+    void this.pump(peer);
+  }
+
+  /** Streams records to a subscriber while it has window left. */
+  private async pump(peer: Peer): Promise<void> {
+    const sub = peer.sub;
+    if (!sub || sub.pumping) return;
+    sub.pumping = true;
+    try {
+      while (!this.closed && peer.sub === sub && sub.cursor < this.store.headLsn && sub.cursor - sub.consumed < sub.window) {
+        const room = Math.min(PUSH_BATCH_RECORDS, sub.window - (sub.cursor - sub.consumed));
+        let entries: { lsn: number; record: Buffer }[];
+        if (sub.cursor >= this.tailBase && sub.cursor < this.tailBase + this.tail.length) {
+          entries = [];
+          let bytes = 0;
+          for (let lsn = sub.cursor; lsn < this.tailBase + this.tail.length && entries.length < room && bytes < PUSH_BATCH_BYTES; lsn++) {
+            const record = this.tail[lsn - this.tailBase]!;
+            entries.push({ lsn, record });
+            bytes += record.length;
+          }
+        } else {
+          entries = await this.store.readLog(sub.cursor, room, PUSH_BATCH_BYTES);
+        }
+        if (entries.length === 0) {
+          // A hole left by collection: skip to what exists.
+          sub.cursor = this.store.headLsn;
+          break;
+        }
+        sub.cursor = entries[entries.length - 1]!.lsn + 1;
+        this.send(peer.id, { kind: 'records', entries }, sub.reqId);
+      }
+    } catch (err) {
+      this.sendError(peer.id, err, sub.reqId);
+      peer.sub = null;
+    } finally {
+      sub.pumping = false;
+    }
+  }
+
+  private broadcast(msg: Message): void {
+    for (const p of this.peers.values()) if (p.sub) this.send(p.id, msg, p.sub.reqId);
+  }
+
+  private probe(): void {
+    this.counters.probes++;
+    if (this.writer) this.send(this.writer.id, { kind: 'ping' }, 0x80000000 | (this.probeSeq++ & 0x7fffffff));
+  }
+
+  private declareFailed(silentMs: number): void {
+    this.counters.failuresDeclared++;
+    const node = this.store.owner;
+    const positions = this.store.positions();
+    this.logger.log('warn', 'primary-failed', { node, epoch: this.store.epoch, silentMs: Math.round(silentMs), headLsn: positions.headLsn });
+    this.broadcast({ kind: 'failed', epoch: this.store.epoch, node: node || 'unknown', positions });
+    this.emit('failed', { epoch: this.store.epoch, node, positions });
+  }
+
+  private async collect(): Promise<void> {
+    try {
+      const removed = await this.store.collect();
+      if (removed > 0) this.logger.log('debug', 'collected', { removed, firstLsn: this.store.firstLsn });
+    } catch (err) {
+      this.logger.log('error', 'collect-failed', { error: String(err) });
+    }
+  }
+
+  /** A JSON-able snapshot for `ftcp status`. */
+  status(): Record<string, unknown> {
+    return {
+      endpoint: this.endpoint,
+      durability: this.options.durability,
+      epoch: this.store.epoch,
+      owner: this.store.owner,
+      writerAttached: this.writer !== null,
+      detector: { state: this.detector.state, silentForMs: Math.round(this.detector.silentFor()), probes: this.detector.probes, misses: this.detector.misses },
+      headLsn: this.store.headLsn,
+      firstLsn: this.store.firstLsn,
+      retainedBytes: this.store.retainedBytes,
+      maxLogBytes: this.options.maxLogBytes,
+      connections: this.store.connections(),
+      streams: this.store.positions().streams,
+      backups: [...this.store.registeredBackups].map(([node, b]) => ({ node, mode: b.mode, consumed: b.consumed, lag: this.store.headLsn - b.consumed })),
+      counters: this.counters,
+    };
+  }
+
+  /** Stops serving, flushes the store and releases the socket. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.detector.stop();
+    if (this.collectTimer) clearInterval(this.collectTimer);
+    this.out.close();
+    this.socket.close();
+    await this.loop?.catch(() => {});
+    if (this.zapDomain) forgetCurveDomain(this.zapDomain);
+    await this.store.close();
+    this.logger.log('info', 'closed', {});
+  }
+}

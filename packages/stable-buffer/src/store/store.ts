@@ -1,0 +1,502 @@
+/**
+ * The stable buffer's store: an append-only log of records in LMDB, with
+ * indexes for a connection's instream and a stream's calls, and the in-memory
+ * state that answers acknowledgements (FT-TCP 3.10).
+ *
+ * Databases in one LMDB environment:
+ * - `log`: LSN -> record bytes ({@link encodeRecord}), in arrival order.
+ * - `seg`: [connId, offset] -> [lsn, skip, len]: disjoint pieces of the instream;
+ *   piece bytes are `payload[skip, skip+len)` of the segment at `lsn`.
+ * - `call`: [stream, callNo] -> lsn.
+ * - `conn`: connId -> {@link ConnRow}.
+ * - `meta`: epoch and owner, registered backups and what they consumed, the
+ *   collection horizon.
+ */
+import assert from 'node:assert/strict';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { ErrorCode, FtcpError } from '../errors.js';
+import {
+  SegFlag,
+  BackupMode,
+  decodeRecord,
+  encodeRecord,
+  type ConnRecord,
+  type LogRecord,
+  type Message,
+  type Positions,
+} from '../protocol/messages.js';
+import { Coverage } from './coverage.js';
+
+/** When a write counts as stable, and so when it is acknowledged. */
+export type Durability = 'memory' | 'commit' | 'fsync';
+
+export interface StoreOptions {
+  dataDir: string;
+  durability: Durability;
+  /** Upper bound on retained record bytes; writes beyond it are refused with FTCP_ERR_CAPACITY. */
+  maxLogBytes: number;
+}
+
+/** Persisted state of one connection. */
+interface ConnRow {
+  rec: ConnRecord;
+  lsn: number;
+  closedLsn: number | null;
+  /** Offset of the client's FIN, when logged: data ends there. */
+  finOffset: number | null;
+  ackOffset: number;
+  window: number;
+}
+
+interface ConnState extends ConnRow {
+  coverage: Coverage;
+}
+
+/** A backup that subscribed with a name; retention waits for it. */
+export interface BackupRow {
+  mode: number;
+  /** Every record below this LSN has been consumed. */
+  consumed: number;
+}
+
+/** What appending a record produced. */
+export interface AppendResult {
+  /** The acknowledgement to send once `stable` settles. */
+  ack: Message;
+  /** Resolves when the record is stable at the store's durability; null when it already is. */
+  stable: Promise<unknown> | null;
+  /** LSN of the new record, or null for a duplicate that was not stored again. */
+  lsn: number | null;
+  /** Encoded record, for live subscribers (null for duplicates). */
+  bytes: Buffer | null;
+}
+
+const LAST = Number.MAX_SAFE_INTEGER;
+
+function sameConnection(a: ConnRecord, b: ConnRecord): boolean {
+  return (
+    a.clientIp === b.clientIp &&
+    a.serverIp === b.serverIp &&
+    a.clientPort === b.clientPort &&
+    a.serverPort === b.serverPort &&
+    a.clientIsn === b.clientIsn &&
+    a.serverIsn === b.serverIsn
+  );
+}
+
+export class Store {
+  private readonly conns = new Map<number, ConnState>();
+  private readonly streams = new Map<string, Coverage>();
+  private backups = new Map<string, BackupRow>();
+  private nextLsn = 0;
+  private collectedBelow = 0;
+  private retained = 0;
+  private epochValue = 0;
+  private ownerValue = '';
+  private lastWrite: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly env: RootDatabase,
+    private readonly log: Database<Buffer, number>,
+    private readonly seg: Database<[number, number, number], [number, number]>,
+    private readonly call: Database<number, [string, number]>,
+    private readonly connDb: Database<ConnRow, number>,
+    private readonly meta: Database<unknown, string>,
+    readonly options: StoreOptions,
+  ) {}
+
+  /** Opens (or creates) the store in `dataDir` and rebuilds in-memory state from it. */
+  static async open(options: StoreOptions): Promise<Store> {
+    let env: RootDatabase;
+    try {
+      env = open({
+        path: options.dataDir,
+        // Acknowledgements under `fsync` wait for `flushed`; under the other
+        // levels a commit (or nothing) is enough, so the flush overlaps.
+        overlappingSync: true,
+        compression: false,
+        maxDbs: 8,
+      });
+    } catch (err) {
+      throw new FtcpError(ErrorCode.STORE, `cannot open LMDB store in ${options.dataDir}: ${(err as Error).message}`, { cause: err });
+    }
+    const store = new Store(
+      env,
+      env.openDB<Buffer, number>({ name: 'log', encoding: 'binary' }),
+      env.openDB<[number, number, number], [number, number]>({ name: 'seg' }),
+      env.openDB<number, [string, number]>({ name: 'call' }),
+      env.openDB<ConnRow, number>({ name: 'conn' }),
+      env.openDB<unknown, string>({ name: 'meta' }),
+      options,
+    );
+    store.recover();
+    return store;
+  }
+
+  private recover(): void {
+    const ep = this.meta.get('epoch') as { epoch: number; owner: string } | undefined;
+    if (ep) {
+      this.epochValue = ep.epoch;
+      this.ownerValue = ep.owner;
+    }
+    this.collectedBelow = (this.meta.get('collectedBelow') as number | undefined) ?? 0;
+    const backups = (this.meta.get('backups') as Record<string, BackupRow> | undefined) ?? {};
+    this.backups = new Map(Object.entries(backups));
+    for (const { key, value } of this.connDb.getRange()) {
+      const coverage = new Coverage();
+      for (const { key: k, value: v } of this.seg.getRange({ start: [key, 0], end: [key, LAST] })) {
+        coverage.add(k[1], k[1] + v[2]);
+      }
+      if (value.finOffset !== null) coverage.add(value.finOffset, value.finOffset + 1);
+      this.conns.set(key, { ...value, coverage });
+    }
+    for (const key of this.call.getKeys()) {
+      const [stream, callNo] = key;
+      this.streamCoverage(stream).add(callNo - 1, callNo);
+    }
+    let last = -1;
+    for (const key of this.log.getKeys({ reverse: true, limit: 1 })) last = key;
+    this.nextLsn = Math.max(last + 1, this.collectedBelow);
+    for (const { value } of this.log.getRange()) this.retained += value.length;
+  }
+
+  private streamCoverage(stream: string): Coverage {
+    let c = this.streams.get(stream);
+    if (!c) {
+      c = new Coverage();
+      this.streams.set(stream, c);
+    }
+    return c;
+  }
+
+  /** Current epoch (0 before any writer claimed one) and the node that owns it. */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  get owner(): string {
+    return this.ownerValue;
+  }
+
+  /** The next LSN to be assigned. */
+  get headLsn(): number {
+    return this.nextLsn;
+  }
+
+  /** Records below this LSN may have been collected. */
+  get firstLsn(): number {
+    return this.collectedBelow;
+  }
+
+  get retainedBytes(): number {
+    return this.retained;
+  }
+
+  /** Sets the epoch and its owner, durably whatever the store's durability (invariant 4). */
+  async setEpoch(epoch: number, owner: string): Promise<void> {
+    assert.ok(epoch >= this.epochValue, 'epochs never go back');
+    this.epochValue = epoch;
+    this.ownerValue = owner;
+    await this.meta.put('epoch', { epoch, owner });
+    await this.env.flushed;
+  }
+
+  private stableAfter(p: Promise<unknown>): Promise<unknown> | null {
+    this.lastWrite = p;
+    switch (this.options.durability) {
+      case 'memory':
+        // Acknowledged at once; a failed commit is still surfaced through lastWrite.
+        p.catch(() => {});
+        return null;
+      case 'commit':
+        return p;
+      case 'fsync':
+        return p.then(() => this.env.flushed);
+    }
+  }
+
+  /** Refuses a record the cap has no room for, before anything is changed. */
+  private checkRoom(bytes: Buffer): void {
+    if (this.retained + bytes.length > this.options.maxLogBytes) {
+      throw new FtcpError(
+        ErrorCode.CAPACITY,
+        `log would exceed its cap of ${this.options.maxLogBytes} bytes (${this.retained} retained): ` +
+          'raise --max-log-bytes or let a backup consume and connections close',
+      );
+    }
+  }
+
+  private appendLog(bytes: Buffer): number {
+    this.checkRoom(bytes);
+    const lsn = this.nextLsn++;
+    this.retained += bytes.length;
+    void this.log.put(lsn, bytes);
+    return lsn;
+  }
+
+  private connOrThrow(connId: number): ConnState {
+    const c = this.conns.get(connId);
+    if (!c) throw new FtcpError(ErrorCode.UNKNOWN_CONNECTION, `no connection record for connection ${connId}`);
+    return c;
+  }
+
+  private persistConn(c: ConnState): Promise<unknown> {
+    const { coverage: _coverage, ...row } = c;
+    return this.connDb.put(c.rec.connId, row);
+  }
+
+  /** Stable offset and the matching client sequence number of a connection. */
+  private segmentAck(c: ConnState): Message {
+    const stableOffset = c.coverage.contiguousEnd;
+    return { kind: 'ack-segment', connId: c.rec.connId, stableOffset, stableSeq: (c.rec.clientIsn + 1 + stableOffset) >>> 0 };
+  }
+
+  private dup(ack: Message): AppendResult {
+    return { ack, stable: this.stableAfter(this.lastWrite), lsn: null, bytes: null };
+  }
+
+  /**
+   * Appends one record in arrival order. Duplicates (a resend after a
+   * reconnect) are acknowledged and not stored again. Throws FtcpError for a
+   * record that contradicts the log or exceeds the cap; nothing is changed then.
+   */
+  append(rec: LogRecord): AppendResult {
+    switch (rec.kind) {
+      case 'conn': {
+        const old = this.conns.get(rec.connId);
+        if (old) {
+          if (!sameConnection(old.rec, rec)) {
+            throw new FtcpError(ErrorCode.CONFLICT, `connection ${rec.connId} is already recorded with another 4-tuple or ISN`);
+          }
+          return this.dup({ kind: 'ack-conn', connId: rec.connId });
+        }
+        const bytes = encodeRecord(rec);
+        const lsn = this.appendLog(bytes);
+        const c: ConnState = { rec, lsn, closedLsn: null, finOffset: null, ackOffset: 0, window: 0, coverage: new Coverage() };
+        this.conns.set(rec.connId, c);
+        return { ack: { kind: 'ack-conn', connId: rec.connId }, stable: this.stableAfter(this.persistConn(c)), lsn, bytes };
+      }
+      case 'segment': {
+        const c = this.connOrThrow(rec.connId);
+        const fin = (rec.flags & SegFlag.FIN) !== 0;
+        const rst = (rec.flags & SegFlag.RST) !== 0;
+        const dataEnd = rec.offset + rec.payload.length;
+        if (fin && c.finOffset !== null && c.finOffset !== dataEnd) {
+          throw new FtcpError(ErrorCode.CONFLICT, `connection ${rec.connId}: FIN at ${dataEnd}, already logged at ${c.finOffset}`);
+        }
+        const fresh = c.coverage.missing(rec.offset, dataEnd + (fin ? 1 : 0));
+        if (fresh.length === 0 && !rst) return this.dup(this.segmentAck(c));
+        const bytes = encodeRecord(rec);
+        const lsn = this.appendLog(bytes);
+        for (const f of fresh) c.coverage.insert(f);
+        let last: Promise<unknown> = Promise.resolve();
+        for (const f of fresh) {
+          const end = Math.min(f.end, dataEnd);
+          if (end > f.start) last = this.seg.put([rec.connId, f.start], [lsn, f.start - rec.offset, end - f.start]);
+        }
+        if (fin) {
+          c.finOffset = dataEnd;
+          last = this.persistConn(c);
+        }
+        return { ack: this.segmentAck(c), stable: this.stableAfter(last), lsn, bytes };
+      }
+      case 'call': {
+        const cov = this.streamCoverage(rec.stream);
+        const fresh = cov.missing(rec.callNo - 1, rec.callNo);
+        if (fresh.length === 0) return this.dup({ kind: 'ack-call', stream: rec.stream, contiguous: cov.contiguousEnd });
+        const bytes = encodeRecord(rec);
+        const lsn = this.appendLog(bytes);
+        for (const f of fresh) cov.insert(f);
+        const p = this.call.put([rec.stream, rec.callNo], lsn);
+        return { ack: { kind: 'ack-call', stream: rec.stream, contiguous: cov.contiguousEnd }, stable: this.stableAfter(p), lsn, bytes };
+      }
+      case 'client-ack': {
+        const c = this.connOrThrow(rec.connId);
+        if (rec.ackOffset <= c.ackOffset && rec.window === c.window) return this.dup({ kind: 'ack-client', connId: rec.connId });
+        const bytes = encodeRecord(rec);
+        const lsn = this.appendLog(bytes);
+        c.ackOffset = Math.max(c.ackOffset, rec.ackOffset);
+        c.window = rec.window;
+        return { ack: { kind: 'ack-client', connId: rec.connId }, stable: this.stableAfter(this.persistConn(c)), lsn, bytes };
+      }
+      case 'close': {
+        const c = this.connOrThrow(rec.connId);
+        if (c.closedLsn !== null) return this.dup({ kind: 'ack-close', connId: rec.connId });
+        const bytes = encodeRecord(rec);
+        const lsn = this.appendLog(bytes);
+        c.closedLsn = lsn;
+        return { ack: { kind: 'ack-close', connId: rec.connId }, stable: this.stableAfter(this.persistConn(c)), lsn, bytes };
+      }
+    }
+  }
+
+  /** Resolves when every write issued so far is committed (and readable by range reads). */
+  async settled(): Promise<void> {
+    await this.lastWrite.catch(() => {});
+    await this.log.committed;
+  }
+
+  /**
+   * Exactly `length` bytes of a connection's instream from `offset`, fused
+   * from as many logged segments as needed. Only stable bytes are served.
+   */
+  async readInstream(connId: number, offset: number, length: number): Promise<Buffer> {
+    const c = this.connOrThrow(connId);
+    const end = offset + length;
+    const dataEnd = Math.min(c.coverage.contiguousEnd, c.finOffset ?? Number.MAX_SAFE_INTEGER);
+    if (end > dataEnd) {
+      throw new FtcpError(ErrorCode.NOT_AVAILABLE, `connection ${connId}: bytes [${offset}, ${end}) asked, stable data ends at ${dataEnd}`);
+    }
+    await this.settled();
+    const out = Buffer.allocUnsafe(length);
+    let at = offset;
+    // Pieces are disjoint, so the one starting at or before `offset` holds its first byte.
+    let start = offset;
+    for (const k of this.seg.getKeys({ start: [connId, offset], end: [connId, -1], reverse: true, limit: 1 })) start = k[1];
+    for (const { key, value } of this.seg.getRange({ start: [connId, start], end: [connId, end] })) {
+      const [lsn, skip, len] = value;
+      const pieceStart = key[1];
+      if (pieceStart + len <= at) continue;
+      const raw = this.log.get(lsn);
+      if (!raw) throw new FtcpError(ErrorCode.STORE, `segment record ${lsn} of connection ${connId} is missing`);
+      const rec = decodeRecord(raw);
+      assert.ok(rec.kind === 'segment');
+      const from = skip + (at - pieceStart);
+      const take = Math.min(len - (at - pieceStart), end - at);
+      rec.payload.copy(out, at - offset, from, from + take);
+      at += take;
+      if (at >= end) break;
+    }
+    if (at < end) throw new FtcpError(ErrorCode.STORE, `connection ${connId}: index has a hole at ${at}`);
+    return out;
+  }
+
+  /** Up to `max` call records of `stream` from call number `fromCallNo`, in order. */
+  async readCalls(stream: string, fromCallNo: number, max: number): Promise<{ callNo: number; data: Buffer }[]> {
+    await this.settled();
+    const out: { callNo: number; data: Buffer }[] = [];
+    for (const { key, value } of this.call.getRange({ start: [stream, fromCallNo], end: [stream, LAST], limit: max })) {
+      const raw = this.log.get(value);
+      if (!raw) throw new FtcpError(ErrorCode.STORE, `call record ${key[1]} of ${stream} is missing`);
+      const rec = decodeRecord(raw);
+      assert.ok(rec.kind === 'call');
+      out.push({ callNo: key[1], data: rec.data });
+    }
+    return out;
+  }
+
+  /** Log records from `fromLsn`, at most `maxEntries` and about `maxBytes`. */
+  async readLog(fromLsn: number, maxEntries: number, maxBytes: number): Promise<{ lsn: number; record: Buffer }[]> {
+    if (fromLsn < this.collectedBelow) {
+      throw new FtcpError(ErrorCode.LOG_TRUNCATED, `records below ${this.collectedBelow} were collected; asked from ${fromLsn}`);
+    }
+    await this.settled();
+    const out: { lsn: number; record: Buffer }[] = [];
+    let bytes = 0;
+    for (const { key, value } of this.log.getRange({ start: fromLsn, limit: maxEntries })) {
+      out.push({ lsn: key, record: Buffer.from(value) });
+      bytes += value.length;
+      if (bytes >= maxBytes) break;
+    }
+    return out;
+  }
+
+  /** Where every stream and connection stands now. */
+  positions(): Positions {
+    return {
+      headLsn: this.nextLsn,
+      streams: [...this.streams].map(([stream, c]) => ({ stream, lastCallNo: c.contiguousEnd })),
+      conns: [...this.conns.values()].map((c) => ({ connId: c.rec.connId, stableOffset: c.coverage.contiguousEnd, closed: c.closedLsn !== null })),
+    };
+  }
+
+  /** Per-connection state for status output. */
+  connections(): { connId: number; stableOffset: number; heldBeyond: number; ackOffset: number; closed: boolean }[] {
+    return [...this.conns.values()].map((c) => ({
+      connId: c.rec.connId,
+      stableOffset: c.coverage.contiguousEnd,
+      heldBeyond: c.coverage.highEnd - c.coverage.contiguousEnd,
+      ackOffset: c.ackOffset,
+      closed: c.closedLsn !== null,
+    }));
+  }
+
+  /** Registers (or updates) a named backup; retention then waits for what it consumes. */
+  registerBackup(node: string, mode: number, fromLsn: number): void {
+    const old = this.backups.get(node);
+    this.backups.set(node, { mode, consumed: Math.max(old?.consumed ?? 0, Math.min(fromLsn, this.nextLsn)) });
+    void this.meta.put('backups', Object.fromEntries(this.backups));
+  }
+
+  /** Records that `node` consumed every record below `lsn`. */
+  consumed(node: string, lsn: number): void {
+    const b = this.backups.get(node);
+    if (!b || lsn <= b.consumed) return;
+    b.consumed = Math.min(lsn, this.nextLsn);
+    void this.meta.put('backups', Object.fromEntries(this.backups));
+  }
+
+  get registeredBackups(): ReadonlyMap<string, BackupRow> {
+    return this.backups;
+  }
+
+  /**
+   * Collects what no one needs any more: records of connections that closed
+   * and that every registered backup consumed, and, when no registered backup
+   * is cold (a cold one replays from the server's start), consumed call
+   * records. With no registered backup nothing is collected. Returns the
+   * number of records removed.
+   */
+  async collect(maxRecords = 10_000): Promise<number> {
+    if (this.backups.size === 0) return 0;
+    let horizon = this.nextLsn;
+    let anyCold = false;
+    for (const b of this.backups.values()) {
+      horizon = Math.min(horizon, b.consumed);
+      if (b.mode === BackupMode.COLD) anyCold = true;
+    }
+    let removed = 0;
+    let contiguous = true;
+    let newFirst = this.collectedBelow;
+    await this.settled();
+    for (const { key: lsn, value } of this.log.getRange({ start: this.collectedBelow, end: horizon, limit: maxRecords })) {
+      const rec = decodeRecord(value);
+      let drop = false;
+      if (rec.kind === 'call') {
+        drop = !anyCold;
+        if (drop) void this.call.remove([rec.stream, rec.callNo]);
+      } else if (rec.kind === 'client-ack') {
+        drop = true;
+      } else {
+        const c = this.conns.get(rec.connId);
+        drop = c === undefined || (c.closedLsn !== null && c.closedLsn < horizon);
+        if (drop && c && rec.kind === 'close') {
+          for (const k of this.seg.getKeys({ start: [c.rec.connId, 0], end: [c.rec.connId, LAST] })) void this.seg.remove(k);
+          void this.connDb.remove(c.rec.connId);
+          this.conns.delete(c.rec.connId);
+        }
+      }
+      if (drop) {
+        void this.log.remove(lsn);
+        this.retained -= value.length;
+        removed++;
+        if (contiguous) newFirst = lsn + 1;
+      } else {
+        contiguous = false;
+      }
+    }
+    if (newFirst !== this.collectedBelow) {
+      this.collectedBelow = newFirst;
+      void this.meta.put('collectedBelow', newFirst);
+    }
+    await this.log.committed;
+    return removed;
+  }
+
+  /** Flushes and closes the environment. */
+  async close(): Promise<void> {
+    await this.settled();
+    await this.env.flushed;
+    await this.env.close();
+  }
+}

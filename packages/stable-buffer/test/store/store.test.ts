@@ -1,0 +1,183 @@
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, isFtcpError } from '../../src/errors.js';
+import { BackupMode, SegFlag, type ConnRecord } from '../../src/protocol/messages.js';
+import { Store, type Durability } from '../../src/store/store.js';
+
+const connRec = (connId: number, clientIsn = 1000): ConnRecord => ({
+  kind: 'conn', epoch: 1, connId, clientIp: 1, serverIp: 2, clientPort: 1000 + connId, serverPort: 80, clientIsn, serverIsn: 5,
+  mss: 1460, clientWscale: 7, serverWscale: 7, sackOk: true, timestamps: false, clientTsval: 0, serverTsval: 0,
+});
+
+function seg(connId: number, offset: number, text: string, flags = 0) {
+  return { kind: 'segment' as const, epoch: 1, connId, offset, flags, payload: Buffer.from(text) };
+}
+
+async function stable<T extends { stable: Promise<unknown> | null }>(r: T): Promise<T> {
+  await r.stable;
+  return r;
+}
+
+describe('Store', () => {
+  let dir: string;
+  let store: Store;
+  const openStore = (durability: Durability = 'commit', maxLogBytes = 1 << 30) => Store.open({ dataDir: dir, durability, maxLogBytes });
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ftcp-store-'));
+    store = await openStore();
+  });
+  afterEach(async () => {
+    await store.close().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers a segment with the stable offset and the matching client sequence number', async () => {
+    await stable(store.append(connRec(1, 0xfffffff0)));
+    const r = await stable(store.append(seg(1, 0, 'abcdefghijklmnopqrstu')));
+    expect(r.ack).to.deep.equal({ kind: 'ack-segment', connId: 1, stableOffset: 21, stableSeq: (0xfffffff0 + 1 + 21) >>> 0 });
+  });
+
+  it('does not advance stable-seq past a hole until the hole is filled', async () => {
+    store.append(connRec(1));
+    store.append(seg(1, 0, 'aaaa'));
+    expect(store.append(seg(1, 8, 'cccc')).ack).to.include({ stableOffset: 4 });
+    expect(store.append(seg(1, 4, 'bbbb')).ack).to.include({ stableOffset: 12 });
+  });
+
+  it('fuses exactly N bytes from overlapping, reordered and duplicated segments', async () => {
+    store.append(connRec(1));
+    const text = 'The quick brown fox jumps over the lazy dog';
+    const pieces: [number, number][] = [[10, 25], [0, 5], [3, 12], [24, 43], [0, 43], [15, 20]];
+    for (const [a, b] of pieces) store.append(seg(1, a, text.slice(a, b)));
+    for (const [off, len] of [[0, 43], [4, 1], [9, 20], [42, 1]] as const) {
+      expect((await store.readInstream(1, off, len)).toString()).to.equal(text.slice(off, off + len));
+    }
+  });
+
+  it('refuses to read bytes that are not stable yet', async () => {
+    store.append(connRec(1));
+    store.append(seg(1, 0, 'abc'));
+    store.append(seg(1, 5, 'fgh'));
+    try {
+      await store.readInstream(1, 0, 6);
+      expect.fail('read');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.NOT_AVAILABLE)).to.equal(true);
+    }
+  });
+
+  it('counts a FIN as one offset and never serves it as data', async () => {
+    store.append(connRec(1));
+    const r = store.append(seg(1, 0, 'bye', SegFlag.FIN));
+    expect(r.ack).to.include({ stableOffset: 4 });
+    expect((await store.readInstream(1, 0, 3)).toString()).to.equal('bye');
+    try {
+      await store.readInstream(1, 0, 4);
+      expect.fail('read the FIN');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.NOT_AVAILABLE)).to.equal(true);
+    }
+  });
+
+  it('stores a duplicate once and still acknowledges it', async () => {
+    store.append(connRec(1));
+    const first = store.append(seg(1, 0, 'abc'));
+    const again = store.append(seg(1, 0, 'abc'));
+    expect(first.lsn).to.be.a('number');
+    expect(again.lsn).to.equal(null);
+    expect(again.ack).to.deep.equal(first.ack);
+    expect(store.append(connRec(1)).lsn).to.equal(null);
+  });
+
+  it('refuses a connection record that reuses an id with another 4-tuple', () => {
+    store.append(connRec(1));
+    const other = { ...connRec(1), clientPort: 9 };
+    expect(() => store.append(other)).to.throw().with.property('code', ErrorCode.CONFLICT);
+  });
+
+  it('refuses a segment for a connection it has no record of', () => {
+    expect(() => store.append(seg(42, 0, 'x'))).to.throw().with.property('code', ErrorCode.UNKNOWN_CONNECTION);
+  });
+
+  it('acknowledges the highest contiguous call number of a stream', async () => {
+    const call = (n: number) => ({ kind: 'call' as const, epoch: 1, stream: 'p1', callNo: n, data: Buffer.from([n]) });
+    expect(store.append(call(1)).ack).to.deep.include({ contiguous: 1 });
+    expect(store.append(call(3)).ack).to.deep.include({ contiguous: 1 });
+    expect(store.append(call(2)).ack).to.deep.include({ contiguous: 3 });
+    const calls = await store.readCalls('p1', 2, 10);
+    expect(calls.map((c) => c.callNo)).to.deep.equal([2, 3]);
+    expect(calls[1]!.data).to.deep.equal(Buffer.from([3]));
+  });
+
+  it('refuses writes beyond the cap with a clear error and keeps what it had', async () => {
+    await store.close();
+    store = await openStore('commit', 400);
+    store.append(connRec(1));
+    store.append(seg(1, 0, 'x'.repeat(200)));
+    expect(() => store.append(seg(1, 200, 'y'.repeat(200)))).to.throw().with.property('code', ErrorCode.CAPACITY);
+    // The refused bytes left no trace: the same offset is accepted once there is room.
+    expect(store.positions().conns[0]!.stableOffset).to.equal(200);
+    expect((await store.readInstream(1, 0, 200)).toString()).to.equal('x'.repeat(200));
+  });
+
+  it('has every acknowledged record after a restart on the same directory', async () => {
+    store.append(connRec(1));
+    store.append(seg(1, 0, 'hello '));
+    store.append(seg(1, 10, 'ld'));
+    store.append({ kind: 'call', epoch: 1, stream: 's', callNo: 1, data: Buffer.from('c1') });
+    await stable(store.append(seg(1, 6, 'wor')));
+    await store.setEpoch(3, 'node-x');
+    await store.close();
+    store = await openStore();
+    expect(store.epoch).to.equal(3);
+    expect(store.owner).to.equal('node-x');
+    expect(store.positions().conns).to.deep.equal([{ connId: 1, stableOffset: 9, closed: false }]);
+    expect(store.positions().streams).to.deep.equal([{ stream: 's', lastCallNo: 1 }]);
+    expect((await store.readInstream(1, 0, 9)).toString()).to.equal('hello wor');
+    expect(store.append(seg(1, 9, 'r')).ack).to.include({ stableOffset: 12 });
+    expect(store.headLsn).to.equal(6);
+  });
+
+  it('collects a closed connection only after every registered backup consumed it', async () => {
+    store.append(connRec(1));
+    store.append(seg(1, 0, 'abc'));
+    await stable(store.append({ kind: 'close', epoch: 1, connId: 1, reason: 1 }));
+    expect(await store.collect()).to.equal(0); // no backup registered: a cold one may come
+    store.registerBackup('b1', BackupMode.HOT, 0);
+    expect(await store.collect()).to.equal(0);
+    store.consumed('b1', 2);
+    expect(await store.collect()).to.equal(0); // the close record itself is not consumed yet
+    store.consumed('b1', 3);
+    expect(await store.collect()).to.equal(3);
+    expect(store.positions().conns).to.deep.equal([]);
+    expect(store.firstLsn).to.equal(3);
+    expect(store.retainedBytes).to.equal(0);
+    try {
+      await store.readLog(0, 10, 1 << 20);
+      expect.fail('read collected records');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.LOG_TRUNCATED)).to.equal(true);
+    }
+  });
+
+  it('keeps call records while a cold backup is registered', async () => {
+    await stable(store.append({ kind: 'call', epoch: 1, stream: 's', callNo: 1, data: Buffer.from('c') }));
+    store.registerBackup('cold', BackupMode.COLD, 0);
+    store.consumed('cold', 1);
+    expect(await store.collect()).to.equal(0);
+    expect(await store.readCalls('s', 1, 10)).to.have.length(1);
+  });
+
+  for (const durability of ['memory', 'commit', 'fsync'] as const) {
+    it(`makes a record readable after its acknowledgement under ${durability}`, async () => {
+      await store.close();
+      store = await openStore(durability);
+      await stable(store.append(connRec(7)));
+      await stable(store.append(seg(7, 0, 'durable')));
+      expect((await store.readInstream(7, 0, 7)).toString()).to.equal('durable');
+    });
+  }
+});
