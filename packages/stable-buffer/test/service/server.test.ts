@@ -1,0 +1,214 @@
+import { expect } from 'chai';
+import { ErrorCode, isFtcpError } from '../../src/errors.js';
+import { makeCurveKeyPair } from '../../src/curve.js';
+import { encodeFrame, MsgType, type Message } from '../../src/protocol/messages.js';
+import type { SubscriptionEvent } from '../../src/client.js';
+import { Harness, conn, prng, until } from './helpers.js';
+
+describe('StableBufferServer over real sockets', function () {
+  this.timeout(30_000);
+  let h: Harness;
+  afterEach(async () => h?.stop());
+
+  for (const durability of ['memory', 'commit', 'fsync'] as const) {
+    it(`acknowledges pipelined segments with a growing stable-seq under ${durability}`, async () => {
+      h = await new Harness().start({ durability });
+      const p = h.client('primary');
+      await p.attachAsWriter();
+      await p.writeConn(conn(1, 0xffffff00));
+      const acks = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => p.writeSegment({ connId: 1, offset: i * 10, flags: 0, payload: Buffer.alloc(10, i) })),
+      );
+      expect(acks.map((a) => a.stableOffset)).to.deep.equal(Array.from({ length: 200 }, (_, i) => (i + 1) * 10));
+      // The stable sequence number wraps past 2^32 with the client's ISN.
+      expect(acks.at(-1)!.stableSeq).to.equal((0xffffff00 + 1 + 2000) >>> 0);
+      const back = await h.client('reader').readInstream(1, 995, 10);
+      expect([...back]).to.deep.equal([99, 99, 99, 99, 99, 100, 100, 100, 100, 100]);
+    });
+  }
+
+  it('refuses writes before a writer hello and from an older epoch', async () => {
+    h = await new Harness().start();
+    const errs: string[] = [];
+    const p = h.client('primary');
+    expect((await p.attachAsWriter()).epoch).to.equal(1);
+    await p.writeConn(conn(1));
+    const raw = h.client('intruder');
+    raw.sendRaw(encodeFrame({ kind: 'segment', epoch: 1, connId: 1, offset: 0, flags: 0, payload: Buffer.from('x') }, 5));
+    await raw.ping();
+    const b = h.client('backup');
+    const { epoch } = await b.promote();
+    expect(epoch).to.equal(2);
+    p.on('fenced', (why: string) => errs.push(why));
+    try {
+      await p.writeSegment({ connId: 1, offset: 0, flags: 0, payload: Buffer.from('late') });
+      expect.fail('a fenced primary got an acknowledgement');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.STALE_EPOCH), String(err)).to.equal(true);
+    }
+    expect(errs).to.have.length(1);
+    // The old primary cannot come back as writer of the new epoch either.
+    try {
+      await h.client('primary-again').attachAsWriter(0);
+      expect.fail('hello accepted');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.STALE_EPOCH)).to.equal(true);
+    }
+    // The promoted backup writes in its epoch.
+    await b.attachAsWriter(2);
+    expect(await b.writeSegment({ connId: 1, offset: 0, flags: 0, payload: Buffer.from('ok') })).to.deep.include({ stableOffset: 2 });
+    expect((h.server.status().counters as { errors: Record<string, number> }).errors[ErrorCode.NOT_WRITER]).to.equal(1);
+  });
+
+  it('streams the log to a hot backup in order, old records first, then new ones as they arrive', async () => {
+    h = await new Harness().start();
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(1));
+    for (let i = 0; i < 50; i++) await p.writeCall({ stream: 'p0', callNo: i + 1, data: Buffer.from([i]) });
+    const b = h.client('backup');
+    const sub = b.subscribe({ mode: 'hot', window: 16 });
+    const seen: number[] = [];
+    const kinds: string[] = [];
+    const done = (async () => {
+      for await (const ev of sub) {
+        if (ev.kind !== 'records') continue;
+        for (const e of ev.entries) {
+          seen.push(e.lsn);
+          kinds.push(e.record.kind);
+        }
+        if (seen.length >= 101) break;
+      }
+    })();
+    for (let i = 0; i < 50; i++) await p.writeSegment({ connId: 1, offset: i, flags: 0, payload: Buffer.from('z') });
+    await done;
+    expect(seen).to.deep.equal(Array.from({ length: 101 }, (_, i) => i));
+    expect(kinds[0]).to.equal('conn');
+    expect(kinds.filter((k) => k === 'call')).to.have.length(50);
+    await until(() => (h.server.store.registeredBackups.get('backup')?.consumed ?? 0) >= 100, 2000, 'consumption to reach the buffer');
+  });
+
+  it('declares a silent primary failed within probe interval + failure timeout and tells the backup', async () => {
+    h = await new Harness().start({ probeIntervalMs: 10, failureTimeoutMs: 30 });
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(4));
+    await p.writeCall({ stream: 'p0', callNo: 1, data: Buffer.from('t') });
+    const b = h.client('backup');
+    const sub = b.subscribe({ mode: 'hot' });
+    // A primary that answers probes is never declared failed.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.server.counters.failuresDeclared).to.equal(0);
+    expect(p.probesAnswered).to.be.greaterThan(3);
+    const failed = (async () => {
+      for await (const ev of sub) if (ev.kind === 'failed') return { ev, at: performance.now() };
+      throw new Error('subscription ended');
+    })();
+    const silentFrom = performance.now();
+    p.close();
+    const { ev, at } = await failed;
+    const took = at - silentFrom;
+    expect(took).to.be.lessThan(10 + 30 + 150);
+    const f = ev as Extract<SubscriptionEvent, { kind: 'failed' }>;
+    expect(f.epoch).to.equal(1);
+    expect(f.node).to.equal('primary');
+    expect(f.positions.streams).to.deep.equal([{ stream: 'p0', lastCallNo: 1 }]);
+    expect(f.positions.conns).to.deep.equal([{ connId: 4, stableOffset: 0, closed: false }]);
+  });
+
+  it('keeps a writer\'s unacknowledged writes across a buffer restart and stores duplicates once', async () => {
+    h = await new Harness().start({ durability: 'commit' });
+    const endpoint = h.server.endpoint;
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(1));
+    await p.writeSegment({ connId: 1, offset: 0, flags: 0, payload: Buffer.from('before|') });
+    await h.server.close();
+    // Written while the buffer is down: these must reach the restarted buffer.
+    const late = [
+      p.writeSegment({ connId: 1, offset: 7, flags: 0, payload: Buffer.from('during|') }),
+      p.writeCall({ stream: 's', callNo: 1, data: Buffer.from('c') }),
+    ];
+    await new Promise((r) => setTimeout(r, 100));
+    expect(p.unacknowledged).to.equal(2);
+    await h.start({ listen: endpoint, durability: 'commit' });
+    const [seg, call] = await Promise.all(late);
+    expect(seg).to.deep.include({ stableOffset: 14 });
+    expect(call).to.equal(1);
+    expect(p.reconnects).to.be.greaterThan(0);
+    expect((await h.client('r').readInstream(1, 0, 14)).toString()).to.equal('before|during|');
+    expect(h.server.store.headLsn).to.equal(4);
+  });
+
+  it('answers 100 000 random and mutated frames with coded errors and keeps its store intact', async function () {
+    this.timeout(120_000);
+    const seed = Number(process.env.FTCP_FUZZ_SEED ?? 20261123);
+    console.log(`      fuzz seed ${seed} (FTCP_FUZZ_SEED)`);
+    const rnd = prng(seed);
+    h = await new Harness().start({ durability: 'memory' });
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(1));
+    await p.writeSegment({ connId: 1, offset: 0, flags: 0, payload: Buffer.from('precious') });
+    const templates: Message[] = [
+      { kind: 'segment', epoch: 1, connId: 1, offset: 0, flags: 0, payload: Buffer.from('PRECIOUS') },
+      { kind: 'conn', epoch: 1, ...conn(1) },
+      { kind: 'call', epoch: 1, stream: 'fz', callNo: 1, data: Buffer.from('x') },
+      { kind: 'read-instream', connId: 1, offset: 0, length: 8 },
+      { kind: 'subscribe', fromLsn: 0, window: 1, mode: 0, node: 'n' },
+      { kind: 'hello', epoch: 9, role: 1, node: 'x' },
+      { kind: 'close', epoch: 1, connId: 1, reason: 1 },
+    ].map((m) => m as Message);
+    const fuzzer = h.client('fuzzer');
+    const N = 100_000;
+    for (let i = 0; i < N; i++) {
+      let f: Buffer;
+      const r = rnd();
+      if (r < 0.3) {
+        f = Buffer.alloc(Math.floor(rnd() * 64));
+        for (let k = 0; k < f.length; k++) f[k] = Math.floor(rnd() * 256);
+      } else {
+        f = Buffer.from(encodeFrame(templates[Math.floor(rnd() * templates.length)]!, i));
+        const flips = 1 + Math.floor(rnd() * 4);
+        for (let k = 0; k < flips; k++) f[Math.floor(rnd() * f.length)] = Math.floor(rnd() * 256);
+        if (rnd() < 0.3) f = f.subarray(0, Math.floor(rnd() * f.length));
+        // Keep the fuzzer from becoming the writer or from promoting: those are legitimate requests.
+        if (f[1] === MsgType.HELLO || f[1] === MsgType.PROMOTE) f[1] = 0x7e;
+      }
+      // Request ids apart from the fuzzer's own pings, so an error reply is never taken for a pong.
+      if (f.length >= 8) f.writeUInt32LE(0x40000000 + i, 4);
+      fuzzer.sendRaw(f);
+      if (i % 2000 === 0) await fuzzer.ping();
+    }
+    await fuzzer.ping();
+    const errors = Object.values(h.server.counters.errors).reduce((a, b) => a + b, 0);
+    expect(errors).to.be.greaterThan(N / 2);
+    // The store still holds the primary's bytes and serves them; the writer still writes.
+    expect((await h.client('check').readInstream(1, 0, 8)).toString()).to.equal('precious');
+    expect(await p.writeSegment({ connId: 1, offset: 8, flags: 0, payload: Buffer.from('!') })).to.deep.include({ stableOffset: 9 });
+    expect(h.server.store.epoch).to.equal(1);
+  });
+
+  it('refuses a peer whose CURVE key it does not know, and serves one it does', async () => {
+    const server = makeCurveKeyPair();
+    const good = makeCurveKeyPair();
+    const bad = makeCurveKeyPair();
+    h = await new Harness().start({ curve: { ...server, clientPublicKeys: [good.publicKey] } });
+    const ok = h.client('good', { curve: { serverPublicKey: server.publicKey, ...good } });
+    expect(await ok.ping()).to.be.a('number');
+    const refused = h.client('bad', { curve: { serverPublicKey: server.publicKey, ...bad }, requestTimeoutMs: 500 });
+    try {
+      await refused.ping();
+      expect.fail('an unknown key was served');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.TIMEOUT)).to.equal(true);
+    }
+    const plain = h.client('plain', { requestTimeoutMs: 500 });
+    try {
+      await plain.ping();
+      expect.fail('a plaintext peer was served');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.TIMEOUT)).to.equal(true);
+    }
+  });
+});
