@@ -150,7 +150,7 @@ export class StableBufferServer extends EventEmitter {
     } catch (err) {
       socket.close();
       await store.close();
-      throw new FtcpError(ErrorCode.BAD_CONFIG, `cannot listen on ${options.listen}: ${(err as Error).message}`, { cause: err });
+      throw new FtcpError(ErrorCode.LISTEN, `cannot listen on ${options.listen}: ${(err as Error).message}`, { cause: err });
     }
     const server = new StableBufferServer(socket, store, options, socket.lastEndpoint ?? options.listen, logger, opts.clock, zapDomain);
     server.loop = server.serve();

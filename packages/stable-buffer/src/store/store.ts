@@ -3,7 +3,7 @@
  * indexes for a connection's instream and a stream's calls, and the in-memory
  * state that answers acknowledgements (FT-TCP 3.10).
  *
- * Databases in one LMDB environment:
+ * Databases in one LMDB environment (`<dataDir>/buffer.mdb`):
  * - `log`: LSN -> record bytes ({@link encodeRecord}), in arrival order.
  * - `seg`: [connId, offset] -> [lsn, skip, len]: disjoint pieces of the instream;
  *   piece bytes are `payload[skip, skip+len)` of the segment at `lsn`.
@@ -13,6 +13,8 @@
  *   collection horizon.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { ErrorCode, FtcpError } from '../errors.js';
 import {
@@ -109,8 +111,11 @@ export class Store {
   static async open(options: StoreOptions): Promise<Store> {
     let env: RootDatabase;
     try {
+      mkdirSync(options.dataDir, { recursive: true });
       env = open({
-        path: options.dataDir,
+        // A file name with an extension inside the directory: lmdb-js would
+        // otherwise treat a directory name containing a dot as a file path.
+        path: join(options.dataDir, 'buffer.mdb'),
         // Acknowledgements under `fsync` wait for `flushed`; under the other
         // levels a commit (or nothing) is enough, so the flush overlaps.
         overlappingSync: true,

@@ -86,12 +86,13 @@ unreadable data directory).`;
         'check that --data-dir is a writable directory',
       ]);
     }
-    process.stdout.write(JSON.stringify({ event: 'ready', endpoint: server.endpoint, epoch: server.store.epoch, headLsn: server.store.headLsn }) + '\n');
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+    // Handlers go in before the ready line: a supervisor may signal us the moment it reads it.
+    const stopped = new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
     });
+    process.stdout.write(JSON.stringify({ event: 'ready', endpoint: server.endpoint, epoch: server.store.epoch, headLsn: server.store.headLsn }) + '\n');
+    await stopped;
     await server.close();
     this.exit(ExitCode.OK);
   }
