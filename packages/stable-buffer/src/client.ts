@@ -18,6 +18,7 @@ import {
   decodeFrame,
   decodeRecord,
   encodeFrame,
+  splitFrames,
   type CallRecord,
   type ClientAckRecord,
   type CloseRecord,
@@ -243,14 +244,23 @@ export class StableBufferClient extends EventEmitter {
       for await (const frames of this.socket) {
         const frame = frames[0];
         if (!frame) continue;
-        let decoded;
+        let inner: Buffer[];
         try {
-          decoded = decodeFrame(frame);
+          inner = splitFrames(frame);
         } catch (err) {
           this.logger.log('warn', 'bad-frame-from-buffer', { error: String(err) });
           continue;
         }
-        this.onMessage(decoded.reqId, decoded.msg);
+        for (const f of inner) {
+          let decoded;
+          try {
+            decoded = decodeFrame(f);
+          } catch (err) {
+            this.logger.log('warn', 'bad-frame-from-buffer', { error: String(err) });
+            continue;
+          }
+          this.onMessage(decoded.reqId, decoded.msg);
+        }
       }
     } catch (err) {
       if (!this.closed) this.logger.log('error', 'client-receive-failed', { error: String(err) });

@@ -20,10 +20,12 @@ import {
   encodeFrame,
   isRecord,
   peekReqId,
+  splitFrames,
   type Message,
 } from './protocol/messages.js';
 import { SendQueue } from './sendqueue.js';
 import { Store } from './store/store.js';
+import { RecordRing } from './store/ring.js';
 
 /** Options of a buffer server, validated at the edge. */
 export const serverOptionsSchema = z.object({
@@ -88,8 +90,8 @@ export class StableBufferServer extends EventEmitter {
   private readonly out: SendQueue;
   private readonly detector: Detector;
   private writer: Peer | null = null;
-  private tail: Buffer[] = [];
-  private tailBase = 0;
+  /** Recent records, so live subscribers are served without reading LMDB. */
+  private readonly tail = new RecordRing(TAIL_RECORDS);
   private closed = false;
   private collectTimer: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
@@ -108,7 +110,6 @@ export class StableBufferServer extends EventEmitter {
     super();
     this.logger = logger;
     this.out = new SendQueue(socket);
-    this.tailBase = store.headLsn;
     this.detector = new Detector({
       probeIntervalMs: options.probeIntervalMs,
       failureTimeoutMs: options.failureTimeoutMs,
@@ -171,9 +172,25 @@ export class StableBufferServer extends EventEmitter {
     try {
       for await (const frames of this.socket) {
         const id = frames[0]!;
-        this.counters.framesIn++;
-        const pending = this.receive(id, frames);
-        if (pending) await pending;
+        const frame = frames[1];
+        if (frames.length !== 2 || !frame) {
+          this.sendError(id, new FtcpError(ErrorCode.MALFORMED_FRAME, `expected one frame per message, got ${frames.length - 1}`), 0);
+          continue;
+        }
+        let inner: Buffer[];
+        try {
+          inner = splitFrames(frame);
+        } catch (err) {
+          this.sendError(id, err, peekReqId(frame));
+          continue;
+        }
+        for (const f of inner) {
+          this.counters.framesIn++;
+          // Frames are applied strictly in arrival order: the rare request
+          // that must finish first (hello, promote) holds back the rest.
+          const pending = this.receive(id, f);
+          if (pending) await pending;
+        }
       }
     } catch (err) {
       if (!this.closed) this.logger.log('error', 'receive-loop-failed', { error: String(err) });
@@ -182,7 +199,7 @@ export class StableBufferServer extends EventEmitter {
 
   private send(peer: Buffer, msg: Message, reqId: number): void {
     this.counters.framesOut++;
-    this.out.push([peer, encodeFrame(msg, reqId)]);
+    this.out.push(encodeFrame(msg, reqId), peer);
   }
 
   private sendError(peer: Buffer, err: unknown, reqId: number): void {
@@ -203,12 +220,7 @@ export class StableBufferServer extends EventEmitter {
   }
 
   /** Handles one message; returns a promise only when later messages must wait for it. */
-  private receive(id: Buffer, frames: Buffer[]): Promise<void> | null {
-    const frame = frames[1];
-    if (frames.length !== 2 || !frame) {
-      this.sendError(id, new FtcpError(ErrorCode.MALFORMED_FRAME, `expected one frame per message, got ${frames.length - 1}`), 0);
-      return null;
-    }
+  private receive(id: Buffer, frame: Buffer): Promise<void> | null {
     let reqId = peekReqId(frame);
     try {
       const decoded = decodeFrame(frame);
@@ -330,16 +342,7 @@ export class StableBufferServer extends EventEmitter {
   }
 
   private pushTail(lsn: number, bytes: Buffer): void {
-    if (lsn !== this.tailBase + this.tail.length) {
-      this.tail = [];
-      this.tailBase = lsn;
-    }
-    this.tail.push(bytes);
-    if (this.tail.length > TAIL_RECORDS) {
-      const drop = this.tail.length - TAIL_RECORDS;
-      this.tail.splice(0, drop);
-      this.tailBase += drop;
-    }
+    this.tail.push(lsn, bytes);
     for (const p of this.peers.values()) if (p.sub) void this.pump(p);
   }
 
@@ -377,11 +380,11 @@ export class StableBufferServer extends EventEmitter {
       while (!this.closed && peer.sub === sub && sub.cursor < this.store.headLsn && sub.cursor - sub.consumed < sub.window) {
         const room = Math.min(PUSH_BATCH_RECORDS, sub.window - (sub.cursor - sub.consumed));
         let entries: { lsn: number; record: Buffer }[];
-        if (sub.cursor >= this.tailBase && sub.cursor < this.tailBase + this.tail.length) {
+        if (this.tail.has(sub.cursor)) {
           entries = [];
           let bytes = 0;
-          for (let lsn = sub.cursor; lsn < this.tailBase + this.tail.length && entries.length < room && bytes < PUSH_BATCH_BYTES; lsn++) {
-            const record = this.tail[lsn - this.tailBase]!;
+          for (let lsn = sub.cursor; this.tail.has(lsn) && entries.length < room && bytes < PUSH_BATCH_BYTES; lsn++) {
+            const record = this.tail.get(lsn);
             entries.push({ lsn, record });
             bytes += record.length;
           }

@@ -13,6 +13,10 @@
  * |      8 |    4 | body length, must equal frame length - 12     |
  * |     12 |    n | body, per type below                          |
  *
+ * A MULTI frame (type 0x40) carries several whole frames, each prefixed by a
+ * u32 length, in order; it is how a busy peer coalesces what it has queued into
+ * one ZeroMQ message. MULTI frames do not nest.
+ *
  * Records (what the log stores and a subscription streams) are the type byte
  * followed by the body of a write message, so a backup decodes them with the
  * same code as the buffer.
@@ -42,6 +46,7 @@ export const MsgType = {
   READ_CALLS: 0x22,
   READ_INSTREAM: 0x23,
   STATUS: 0x24,
+  MULTI: 0x40,
   HELLO_OK: 0x81,
   PROMOTED: 0x82,
   PONG: 0x83,
@@ -520,4 +525,43 @@ export function decodeRecord(buf: Buffer): LogRecord {
 /** True for the message kinds the log stores. */
 export function isRecord(msg: Message): msg is LogRecord {
   return RECORD_KINDS.has(msg.kind);
+}
+
+/** Packs whole frames into one MULTI frame, in order. */
+export function encodeMulti(frames: readonly Buffer[]): Buffer {
+  let size = HEADER_SIZE;
+  for (const f of frames) size += 4 + f.length;
+  const out = Buffer.allocUnsafe(size);
+  out.writeUInt8(PROTOCOL_VERSION, 0);
+  out.writeUInt8(MsgType.MULTI, 1);
+  out.writeUInt16LE(0, 2);
+  out.writeUInt32LE(0, 4);
+  out.writeUInt32LE(size - HEADER_SIZE, 8);
+  let at = HEADER_SIZE;
+  for (const f of frames) {
+    out.writeUInt32LE(f.length, at);
+    f.copy(out, at + 4);
+    at += 4 + f.length;
+  }
+  return out;
+}
+
+/**
+ * The frames one ZeroMQ message carries: itself, or the contents of a MULTI
+ * frame. Checks the MULTI framing only; each inner frame is decoded on its own.
+ */
+export function splitFrames(frame: Buffer): Buffer[] {
+  if (frame.length < HEADER_SIZE || frame.readUInt8(1) !== MsgType.MULTI || frame.readUInt8(0) !== PROTOCOL_VERSION) return [frame];
+  if (frame.length > MAX_FRAME_SIZE) throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `frame of ${frame.length} bytes exceeds ${MAX_FRAME_SIZE}`);
+  if (frame.readUInt32LE(8) !== frame.length - HEADER_SIZE) {
+    throw new FtcpError(ErrorCode.MALFORMED_FRAME, 'MULTI frame body length does not match the frame');
+  }
+  const out: Buffer[] = [];
+  const r = new Reader(frame, HEADER_SIZE);
+  while (r.remaining > 0) {
+    // A nested MULTI is left to decodeFrame, which refuses it as an unknown
+    // type: one bad inner frame costs only its own error reply.
+    out.push(r.bytes(r.u32('inner frame length'), 'inner frame'));
+  }
+  return out;
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
-import { decodeFrame, decodeRecord, encodeFrame, encodeRecord, type LogRecord, type Message } from '../../src/protocol/messages.js';
+import { decodeFrame, decodeRecord, encodeFrame, encodeMulti, encodeRecord, splitFrames, type LogRecord, type Message } from '../../src/protocol/messages.js';
 
 // Golden files live in the source tree (test/golden), not in dist.
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '../../../test/golden');
@@ -108,6 +108,29 @@ describe('buffer protocol', () => {
         }
       }
     }
+  });
+
+  it('packs frames into a MULTI frame and splits them back in order', () => {
+    const frames = [encodeFrame(examples.ping!, 1), encodeFrame(examples.segment!, 2), encodeFrame(examples.error!, 3)];
+    const multi = encodeMulti(frames);
+    const file = join(goldenDir, 'multi.bin');
+    if (process.env.FTCP_UPDATE_GOLDEN === '1' || !existsSync(file)) writeFileSync(file, multi);
+    expect(multi.equals(readFileSync(file))).to.equal(true);
+    expect(splitFrames(multi).map((f) => decodeFrame(f).reqId)).to.deep.equal([1, 2, 3]);
+    expect(splitFrames(frames[1]!)).to.deep.equal([frames[1]]);
+  });
+
+  it('refuses a MULTI frame whose inner length runs past its end', () => {
+    const multi = encodeMulti([encodeFrame(examples.ping!, 1)]);
+    multi.writeUInt32LE(99, 12);
+    expect(() => splitFrames(multi)).to.throw().with.property('code', ErrorCode.TRUNCATED_FRAME);
+  });
+
+  it('leaves a nested MULTI to be refused on its own as an unknown type', () => {
+    const nested = encodeMulti([encodeMulti([encodeFrame(examples.ping!, 1)]), encodeFrame(examples.ping!, 2)]);
+    const inner = splitFrames(nested);
+    expect(() => decodeFrame(inner[0]!)).to.throw().with.property('code', ErrorCode.UNKNOWN_TYPE);
+    expect(decodeFrame(inner[1]!).reqId).to.equal(2);
   });
 
   it('refuses a u64 field beyond 2^53 - 1', () => {
