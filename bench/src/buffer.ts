@@ -61,6 +61,10 @@ async function measure(durability: string): Promise<Row[]> {
   try {
     await c.attachAsWriter();
     let connId = 1;
+    // Warm up (JIT, socket buffers, LMDB map) before anything is measured.
+    const warm = connId++;
+    await c.writeConn({ connId: warm, clientIp: 1, serverIp: 2, clientPort: warm, serverPort: 80, clientIsn: 0, serverIsn: 0, mss: 1460, clientWscale: 7, serverWscale: 7, sackOk: true, timestamps: true, clientTsval: 0, serverTsval: 0 });
+    for (let i = 0; i < 2000; i++) await c.writeSegment({ connId: warm, offset: i * 100, flags: 0, payload: Buffer.alloc(100) });
     for (const size of SIZES) {
       const payload = Buffer.alloc(size, 0x5a);
       const base = size >= 65536 ? 200 : 2000;
