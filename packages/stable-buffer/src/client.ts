@@ -67,8 +67,10 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
   private waiter: ((v: IteratorResult<SubscriptionEvent>) => void) | null = null;
   private failure: Error | null = null;
   private ended = false;
-  /** Next LSN to consume; a reconnect resubscribes from here. */
+  /** Next LSN to consume. */
   nextLsn: number;
+  /** Next LSN not yet received: a reconnect resubscribes from here, so nothing queued arrives twice. */
+  receivedUpTo: number;
 
   constructor(
     private readonly owner: StableBufferClient,
@@ -78,11 +80,19 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
     readonly mode: number,
   ) {
     this.nextLsn = fromLsn;
+    this.receivedUpTo = fromLsn;
   }
 
   /** @internal */
   deliver(ev: SubscriptionEvent): void {
     if (this.ended) return;
+    if (ev.kind === 'records') {
+      // After a resubscribe the buffer may repeat what was in flight: drop it.
+      const fresh = ev.entries.filter((e) => e.lsn >= this.receivedUpTo);
+      if (fresh.length === 0) return;
+      ev = { kind: 'records', entries: fresh };
+      this.receivedUpTo = fresh[fresh.length - 1]!.lsn + 1;
+    }
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = null;
@@ -353,7 +363,7 @@ export class StableBufferClient extends EventEmitter {
       }
       for (const p of this.pending.values()) if (p.write) this.out.push(p.frame);
       const sub = this.subscription;
-      if (sub) this.out.push(encodeFrame({ kind: 'subscribe', fromLsn: sub.nextLsn, window: sub.window, mode: sub.mode, node: this.options.node }, sub.reqId));
+      if (sub) this.out.push(encodeFrame({ kind: 'subscribe', fromLsn: sub.receivedUpTo, window: sub.window, mode: sub.mode, node: this.options.node }, sub.reqId));
     } catch (err) {
       this.logger.log('warn', 'resume-failed', { error: String(err) });
       if (err instanceof FtcpError && err.code === ErrorCode.STALE_EPOCH) this.fenced(err.message);

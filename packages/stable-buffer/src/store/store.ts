@@ -430,7 +430,9 @@ export class Store {
   /** Registers (or updates) a named backup; retention then waits for what it consumes. */
   registerBackup(node: string, mode: number, fromLsn: number): void {
     const old = this.backups.get(node);
-    this.backups.set(node, { mode, consumed: Math.max(old?.consumed ?? 0, Math.min(fromLsn, this.nextLsn)) });
+    // A resubscription does not consume anything by itself: what it skips may
+    // still sit unprocessed in the backup's queue, so only CONSUMED advances.
+    this.backups.set(node, { mode, consumed: old ? old.consumed : Math.min(fromLsn, this.nextLsn) });
     void this.meta.put('backups', Object.fromEntries(this.backups));
   }
 
