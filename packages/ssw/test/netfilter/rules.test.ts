@@ -1,0 +1,109 @@
+import { expect } from 'chai';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { ErrorCode } from '@ftcp/stable-buffer';
+import { ServiceRules, listRules, removeStaleRules, renderRules } from '../../src/netfilter/rules.js';
+
+const ns = `ftcp-rules-${process.pid}`;
+const prefix = ['ip', 'netns', 'exec', ns];
+const VIP = '10.213.77.1';
+const PORT = 7701;
+
+function sh(args: string[], input?: string): string {
+  return execFileSync(args[0]!, args.slice(1), { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Inside the namespace: servers on PORT and PORT+1, a connect to each with a 700 ms limit. */
+function probeConnects(): { service: boolean; other: boolean } {
+  const script = `
+    const net = require('net');
+    const listen = (p) => new Promise((r) => { const s = net.createServer((c) => c.end()); s.listen(p, '${VIP}', () => r(s)); });
+    const connect = (p) => new Promise((r) => {
+      const c = net.connect({ host: '${VIP}', port: p });
+      const t = setTimeout(() => { c.destroy(); r(false); }, 700);
+      c.once('connect', () => { clearTimeout(t); c.destroy(); r(true); });
+      c.once('error', () => { clearTimeout(t); r(false); });
+    });
+    (async () => {
+      const a = await listen(${PORT}), b = await listen(${PORT + 1});
+      const service = await connect(${PORT}), other = await connect(${PORT + 1});
+      console.log(JSON.stringify({ service, other }));
+      a.close(); b.close(); process.exit(0);
+    })();`;
+  return JSON.parse(sh([...prefix, 'node', '-e', script])) as { service: boolean; other: boolean };
+}
+
+describe('ServiceRules', function () {
+  this.timeout(20_000);
+
+  before(function () {
+    if (process.getuid?.() !== 0) this.skip();
+    spawnSync('ip', ['netns', 'del', ns]);
+    sh(['ip', 'netns', 'add', ns]);
+    sh([...prefix, 'ip', 'link', 'set', 'lo', 'up']);
+    sh([...prefix, 'ip', 'addr', 'add', `${VIP}/32`, 'dev', 'lo']);
+  });
+  after(() => {
+    spawnSync('ip', ['netns', 'del', ns]);
+  });
+
+  it('renders one atomic transaction that queues only the service, skipping marked packets', () => {
+    const text = renderRules({ vip: VIP, port: PORT, queueNum: 7, skipMark: 0xf7c9, ownerPid: 42 });
+    expect(text.split('\n')).to.include.members([
+      '*mangle',
+      ':FTCP-42-7-I - [0:0]',
+      `-A FTCP-42-7-I -d ${VIP}/32 -p tcp -m tcp --dport ${PORT} -m mark ! --mark 0xf7c9 -j NFQUEUE --queue-num 7`,
+      `-A FTCP-42-7-O -s ${VIP}/32 -p tcp -m tcp --sport ${PORT} -m mark ! --mark 0xf7c9 -j NFQUEUE --queue-num 7`,
+      '-I PREROUTING 1 -j FTCP-42-7-I',
+      '-I OUTPUT 1 -j FTCP-42-7-O',
+      'COMMIT',
+    ]);
+    expect(text).to.not.include('queue-bypass');
+  });
+
+  for (const [what, spec] of [
+    ['a bad address', { vip: '10.0.0.256', port: 1, queueNum: 0, skipMark: 1 }],
+    ['port 0', { vip: VIP, port: 0, queueNum: 0, skipMark: 1 }],
+    ['mark 0', { vip: VIP, port: 1, queueNum: 0, skipMark: 0 }],
+  ] as const) {
+    it(`refuses ${what} with a config error`, () => {
+      expect(() => renderRules(spec)).to.throw().with.property('code', ErrorCode.BAD_CONFIG);
+    });
+  }
+
+  it('fails closed: with no queue listener the service is unreachable, other ports are not', async () => {
+    expect(probeConnects()).to.deep.equal({ service: true, other: true });
+    const rules = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 11, skipMark: 0x1, prefix });
+    try {
+      expect(probeConnects()).to.deep.equal({ service: false, other: true });
+    } finally {
+      await rules.remove();
+    }
+    expect(probeConnects()).to.deep.equal({ service: true, other: true });
+  });
+
+  it('leaves no chain and no jump behind after remove, and remove is idempotent', async () => {
+    const rules = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 12, skipMark: 0x1, prefix });
+    expect((await listRules(prefix)).map((r) => r.chain)).to.include.members(rules.chains);
+    await rules.remove();
+    await rules.remove();
+    const saved = sh([...prefix, 'iptables-save', '-t', 'mangle']);
+    expect(saved).to.not.match(/FTCP-/);
+  });
+
+  it('removes synchronously for an exit hook', async () => {
+    const rules = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 13, skipMark: 0x1, prefix });
+    rules.removeSync();
+    expect(sh([...prefix, 'iptables-save', '-t', 'mangle'])).to.not.match(/FTCP-/);
+  });
+
+  it('removes chains left by a dead process at the next start and keeps a live owner\'s', async () => {
+    const dead = spawnSync('true').pid!;
+    const mine = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 14, skipMark: 0x1, prefix });
+    sh([...prefix, 'iptables-restore', '--noflush'], renderRules({ vip: VIP, port: PORT, queueNum: 15, skipMark: 0x1, ownerPid: dead }));
+    expect((await listRules(prefix)).map((r) => r.pid)).to.include(dead);
+    const removed = await removeStaleRules(prefix);
+    expect(removed).to.deep.equal([`FTCP-${dead}-15-I`, `FTCP-${dead}-15-O`]);
+    expect((await listRules(prefix)).map((r) => r.chain)).to.deep.equal(mine.chains);
+    await mine.remove();
+  });
+});
