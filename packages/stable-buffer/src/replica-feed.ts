@@ -1,0 +1,273 @@
+/**
+ * What a backup needs from the buffer while its replica plays back
+ * (FT-TCP 3.7): call records by stream and call number, the client's bytes of
+ * each connection, the client's acknowledgements (to trim the replica's send
+ * buffers), and the failure event. `ReplicaFeed` follows one subscription and
+ * answers blocking reads: a replica that gets ahead of the log waits.
+ *
+ * Memory is bounded: while unread call records exceed `maxHeldBytes` the feed
+ * stops pulling, so the buffer stops pushing (the subscription's window); a
+ * cold backup that rolls forward later reads at its own pace.
+ */
+import { EventEmitter } from 'node:events';
+import type { StableBufferClient, Subscription, SubscriptionEvent } from './client.js';
+import { ErrorCode, FtcpError } from './errors.js';
+import { SegFlag, type ConnRecord, type Positions } from './protocol/messages.js';
+import { Coverage } from './store/coverage.js';
+
+/** Appends a primary's call records; each promise resolves once its record is stable. */
+export class CallWriter {
+  constructor(private readonly client: StableBufferClient) {}
+
+  /** Appends call `callNo` of `stream`; resolves when it and every earlier call of the stream are stable. */
+  async append(stream: string, callNo: number, data: Buffer): Promise<void> {
+    const contiguous = await this.client.writeCall({ stream, callNo, data });
+    if (contiguous < callNo) {
+      // One ordered channel makes this impossible unless a call was skipped.
+      throw new FtcpError(ErrorCode.CONFLICT, `stream ${stream}: call ${callNo} stored but only calls up to ${contiguous} are contiguous`);
+    }
+  }
+}
+
+interface CallWaiter {
+  callNo: number;
+  resolve(data: Buffer): void;
+  reject(err: Error): void;
+}
+
+interface ConnState {
+  rec: ConnRecord;
+  /** Client bytes the log holds; its contiguous end is the stable offset. */
+  coverage: Coverage;
+  /** The client's FIN offset, once logged. */
+  finOffset: number | null;
+  clientAckOffset: number;
+  closed: boolean;
+}
+
+export interface ReplicaFeedOptions {
+  /** Unread call-record bytes above which the feed stops pulling. Default 64 MiB. */
+  maxHeldBytes?: number;
+}
+
+/** The failure event, as the feed reports it. */
+export interface PrimaryFailure {
+  epoch: number;
+  node: string;
+  positions: Positions;
+}
+
+export class ReplicaFeed extends EventEmitter {
+  private readonly calls = new Map<string, Map<number, Buffer>>();
+  /** Per stream, the highest call already handed out (a replica thread reads its calls in order). */
+  private readonly readUpTo = new Map<string, number>();
+  private readonly callWaiters = new Map<string, Set<CallWaiter>>();
+  private readonly conns = new Map<number, ConnState>();
+  private readonly byteWaiters = new Set<() => void>();
+  private heldBytes = 0;
+  private resumePull: (() => void) | null = null;
+  private endedWith: Error | null = null;
+  private running: Promise<void>;
+  private readonly maxHeldBytes: number;
+  /** The failure event, once the buffer sent one. */
+  failure: PrimaryFailure | null = null;
+  /** Next LSN the feed has not applied. */
+  appliedUpTo = 0;
+
+  constructor(
+    private readonly client: StableBufferClient,
+    private readonly sub: Subscription,
+    options: ReplicaFeedOptions = {},
+  ) {
+    super();
+    this.maxHeldBytes = options.maxHeldBytes ?? 64 * 1024 * 1024;
+    this.running = this.follow();
+  }
+
+  private async follow(): Promise<void> {
+    try {
+      for await (const ev of this.sub) {
+        this.apply(ev);
+        while (this.heldBytes > this.maxHeldBytes) await new Promise<void>((r) => (this.resumePull = r));
+      }
+      this.end(new FtcpError(ErrorCode.CLOSED, 'the subscription ended'));
+    } catch (err) {
+      this.end(err as Error);
+    }
+  }
+
+  private apply(ev: SubscriptionEvent): void {
+    if (ev.kind === 'failed') {
+      this.failure = { epoch: ev.epoch, node: ev.node, positions: ev.positions };
+      this.emit('failed', this.failure);
+      return;
+    }
+    if (ev.kind === 'epoch') {
+      this.emit('epoch', ev);
+      return;
+    }
+    for (const { lsn, record: r } of ev.entries) {
+      this.appliedUpTo = lsn + 1;
+      switch (r.kind) {
+        case 'call':
+          this.addCall(r.stream, r.callNo, r.data);
+          break;
+        case 'conn':
+          if (!this.conns.has(r.connId)) this.conns.set(r.connId, { rec: r, coverage: new Coverage(), finOffset: null, clientAckOffset: 0, closed: false });
+          this.emit('conn', r);
+          break;
+        case 'segment': {
+          const c = this.conns.get(r.connId);
+          if (!c) break;
+          c.coverage.add(r.offset, r.offset + r.payload.length);
+          if (r.flags & SegFlag.FIN) c.finOffset = r.offset + r.payload.length;
+          this.wakeBytes();
+          break;
+        }
+        case 'client-ack': {
+          const c = this.conns.get(r.connId);
+          if (c && r.ackOffset > c.clientAckOffset) {
+            c.clientAckOffset = r.ackOffset;
+            this.emit('client-ack', r.connId, r.ackOffset, r.window);
+          }
+          break;
+        }
+        case 'close': {
+          const c = this.conns.get(r.connId);
+          if (c) c.closed = true;
+          this.emit('close', r.connId, r.reason);
+          break;
+        }
+      }
+    }
+  }
+
+  private addCall(stream: string, callNo: number, data: Buffer): void {
+    const waiters = this.callWaiters.get(stream);
+    if (waiters) {
+      for (const w of waiters) {
+        if (w.callNo === callNo) {
+          waiters.delete(w);
+          this.delivered(stream, callNo);
+          w.resolve(data);
+          return;
+        }
+      }
+    }
+    // Fetched from the buffer while the feed was paused: arriving now, it is old news.
+    if (callNo <= (this.readUpTo.get(stream) ?? 0)) return;
+    let m = this.calls.get(stream);
+    if (!m) this.calls.set(stream, (m = new Map()));
+    if (m.has(callNo)) return;
+    m.set(callNo, data);
+    this.heldBytes += data.length;
+  }
+
+  private wakeBytes(): void {
+    for (const w of this.byteWaiters) w();
+  }
+
+  private end(err: Error): void {
+    if (this.endedWith) return;
+    this.endedWith = err;
+    for (const set of this.callWaiters.values()) for (const w of set) w.reject(err);
+    this.callWaiters.clear();
+    this.wakeBytes();
+    this.emit('end', err);
+  }
+
+  /**
+   * Data of call `callNo` of `stream` once it is stable; a record that left
+   * the feed's memory (read before, or never pushed) is fetched from the buffer.
+   */
+  async read(stream: string, callNo: number, signal?: AbortSignal): Promise<Buffer> {
+    const held = this.take(stream, callNo);
+    if (held) return held;
+    if (this.endedWith) throw this.endedWith;
+    const fetched = await this.client.readCalls(stream, callNo, 1);
+    if (fetched[0]?.callNo === callNo) {
+      this.take(stream, callNo); // the same record may have arrived meanwhile
+      this.delivered(stream, callNo);
+      return fetched[0].data;
+    }
+    const arrived = this.take(stream, callNo);
+    if (arrived) return arrived;
+    return new Promise<Buffer>((resolve, reject) => {
+      let set = this.callWaiters.get(stream);
+      if (!set) this.callWaiters.set(stream, (set = new Set()));
+      const w: CallWaiter = { callNo, resolve, reject };
+      if (signal) {
+        if (signal.aborted) return reject(new FtcpError(ErrorCode.CLOSED, 'read aborted'));
+        signal.addEventListener('abort', () => {
+          set.delete(w);
+          reject(new FtcpError(ErrorCode.CLOSED, 'read aborted'));
+        }, { once: true });
+      }
+      set.add(w);
+    });
+  }
+
+  /** Removes and returns a held record, releasing the pull if memory is back under the bound. */
+  private take(stream: string, callNo: number): Buffer | null {
+    const m = this.calls.get(stream);
+    const have = m?.get(callNo);
+    if (!have) return null;
+    m!.delete(callNo);
+    this.heldBytes -= have.length;
+    this.delivered(stream, callNo);
+    if (this.heldBytes <= this.maxHeldBytes && this.resumePull) {
+      const r = this.resumePull;
+      this.resumePull = null;
+      r();
+    }
+    return have;
+  }
+
+  private delivered(stream: string, callNo: number): void {
+    this.readUpTo.set(stream, Math.max(this.readUpTo.get(stream) ?? 0, callNo));
+  }
+
+  /** Exactly `length` client bytes of a connection from `offset`, once they are stable. */
+  async readInstream(connId: number, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    for (;;) {
+      const c = this.conns.get(connId);
+      if (c && offset + length <= c.coverage.contiguousEnd) return this.client.readInstream(connId, offset, length);
+      if (c && c.finOffset !== null && offset + length > c.finOffset) {
+        throw new FtcpError(ErrorCode.NOT_AVAILABLE, `connection ${connId}: [${offset}, ${offset + length}) goes past the client's FIN at ${c.finOffset}`);
+      }
+      if (this.endedWith) throw this.endedWith;
+      if (signal?.aborted) throw new FtcpError(ErrorCode.CLOSED, 'read aborted');
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          this.byteWaiters.delete(wake);
+          resolve();
+        };
+        this.byteWaiters.add(wake);
+        signal?.addEventListener('abort', wake, { once: true });
+      });
+    }
+  }
+
+  /** The connection record and what is known of it, or undefined. */
+  connection(connId: number): Readonly<ConnState> | undefined {
+    return this.conns.get(connId);
+  }
+
+  /** Every connection the feed has seen. */
+  connections(): Readonly<ConnState>[] {
+    return [...this.conns.values()];
+  }
+
+  /** Unread call records held in memory, in bytes. */
+  get held(): number {
+    return this.heldBytes;
+  }
+
+  /** Stops following; pending reads reject with FTCP_ERR_CLOSED. */
+  async close(): Promise<void> {
+    this.sub.end();
+    this.end(new FtcpError(ErrorCode.CLOSED, 'feed closed'));
+    this.resumePull?.();
+    await this.running;
+  }
+}

@@ -1,0 +1,92 @@
+import { expect } from 'chai';
+import { ErrorCode, isFtcpError } from '../../src/errors.js';
+import { CallWriter, ReplicaFeed } from '../../src/replica-feed.js';
+import { Harness, conn, until } from './helpers.js';
+
+describe('ReplicaFeed', function () {
+  this.timeout(20_000);
+  let h: Harness;
+  afterEach(async () => h?.stop());
+
+  async function setup(maxHeldBytes?: number) {
+    h = await new Harness().start({ probeIntervalMs: 10, failureTimeoutMs: 30 });
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    const b = h.client('backup');
+    const feed = new ReplicaFeed(b, b.subscribe({ mode: 'hot', window: 64 }), maxHeldBytes === undefined ? {} : { maxHeldBytes });
+    return { p, b, feed, writer: new CallWriter(p) };
+  }
+
+  it('hands a replica the primary\'s call records in order, waiting for the ones not logged yet', async () => {
+    const { feed, writer } = await setup();
+    await writer.append('p1', 1, Buffer.from('one'));
+    const later = feed.read('p1', 2);
+    expect((await feed.read('p1', 1)).toString()).to.equal('one');
+    let done = false;
+    void later.then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done, 'a replica ahead of the log waits').to.equal(false);
+    await writer.append('p1', 2, Buffer.from('two'));
+    expect((await later).toString()).to.equal('two');
+    await feed.close();
+  });
+
+  it('reads instream bytes once they are stable, across a hole filled later', async () => {
+    const { p, feed } = await setup();
+    await p.writeConn(conn(3));
+    await p.writeSegment({ connId: 3, offset: 5, flags: 0, payload: Buffer.from('world') });
+    const read = feed.readInstream(3, 0, 10);
+    await new Promise((r) => setTimeout(r, 50));
+    await p.writeSegment({ connId: 3, offset: 0, flags: 0, payload: Buffer.from('hello') });
+    expect((await read).toString()).to.equal('helloworld');
+    await feed.close();
+  });
+
+  it('refuses to wait for bytes past the client\'s FIN', async () => {
+    const { p, feed } = await setup();
+    await p.writeConn(conn(4));
+    await p.writeSegment({ connId: 4, offset: 0, flags: 0x01, payload: Buffer.from('bye') });
+    await until(() => feed.connection(4)?.finOffset === 3, 2000, 'the FIN to reach the feed');
+    try {
+      await feed.readInstream(4, 0, 4);
+      expect.fail('read past FIN');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.NOT_AVAILABLE)).to.equal(true);
+    }
+    await feed.close();
+  });
+
+  it('stops pulling while unread records exceed its memory bound, and resumes as they are read', async () => {
+    const { feed, writer } = await setup(10_000);
+    for (let i = 1; i <= 100; i++) await writer.append('s', i, Buffer.alloc(1000, i));
+    await until(() => feed.held > 10_000, 2000, 'the feed to fill');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(feed.held).to.be.lessThan(10_000 + 64 * 1000 + 1);
+    for (let i = 1; i <= 100; i++) expect((await feed.read('s', i))[0]).to.equal(i);
+    expect(feed.held).to.equal(0);
+    await feed.close();
+  });
+
+  it('reports the primary\'s failure with the last positions', async () => {
+    const { p, feed, writer } = await setup();
+    await writer.append('p1', 1, Buffer.from('x'));
+    const failed = new Promise((r) => feed.once('failed', r));
+    p.close();
+    await failed;
+    expect(feed.failure?.positions.streams).to.deep.equal([{ stream: 'p1', lastCallNo: 1 }]);
+    await feed.close();
+  });
+
+  it('rejects pending reads when closed', async () => {
+    const { feed } = await setup();
+    const r = feed.read('nothing', 1);
+    await new Promise((res) => setTimeout(res, 20));
+    await feed.close();
+    try {
+      await r;
+      expect.fail('resolved');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.CLOSED)).to.equal(true);
+    }
+  });
+});
