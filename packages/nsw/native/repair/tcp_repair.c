@@ -1,0 +1,147 @@
+/*
+ * ftcp TCP_REPAIR (see tcp_repair.h). Every step is one setsockopt or socket
+ * call in the order the kernel accepts them (measured on this machine, see
+ * DESIGN.md): repair on, queue sequence numbers, bind, connect (no SYN under
+ * repair), options, timestamp, receive queue, window, repair off.
+ */
+#define _GNU_SOURCE
+#include "tcp_repair.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* From the kernel's include/net/tcp.h: option codes TCP_REPAIR_OPTIONS takes. */
+#define FTCP_TCPOPT_MSS 2
+#define FTCP_TCPOPT_WINDOW 3
+#define FTCP_TCPOPT_SACK_PERM 4
+#define FTCP_TCPOPT_TIMESTAMP 8
+
+static const char *const step_names[] = {
+	[FTCP_REPAIR_SOCKET] = "socket",
+	[FTCP_REPAIR_ON] = "TCP_REPAIR on",
+	[FTCP_REPAIR_RECV_SEQ] = "receive queue sequence",
+	[FTCP_REPAIR_SEND_SEQ] = "send queue sequence",
+	[FTCP_REPAIR_BIND] = "bind",
+	[FTCP_REPAIR_CONNECT] = "connect",
+	[FTCP_REPAIR_OPTIONS] = "TCP_REPAIR_OPTIONS",
+	[FTCP_REPAIR_TIMESTAMP] = "TCP_TIMESTAMP",
+	[FTCP_REPAIR_RECV_QUEUE] = "receive queue refill",
+	[FTCP_REPAIR_WINDOW] = "TCP_REPAIR_WINDOW",
+	[FTCP_REPAIR_OFF] = "TCP_REPAIR off",
+};
+
+const char *ftcp_repair_step_name(enum ftcp_repair_step step)
+{
+	if (step < FTCP_REPAIR_SOCKET || step > FTCP_REPAIR_OFF)
+		return "unknown step";
+	return step_names[step];
+}
+
+static int set_int(int fd, int opt, int val)
+{
+	return setsockopt(fd, IPPROTO_TCP, opt, &val, sizeof(val));
+}
+
+static int set_queue_seq(int fd, int queue, uint32_t seq)
+{
+	if (set_int(fd, TCP_REPAIR_QUEUE, queue) < 0)
+		return -1;
+	return setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq));
+}
+
+/* Writes all of buf into the queue selected with TCP_REPAIR_QUEUE. */
+static int fill_queue(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+#define STEP(s, call)                                                                                                  \
+	do {                                                                                                           \
+		if ((call) < 0) {                                                                                      \
+			*failed = (s);                                                                                 \
+			goto fail;                                                                                     \
+		}                                                                                                      \
+	} while (0)
+
+int ftcp_tcp_repair(const struct ftcp_tcp_state *st, const void *inq, size_t inq_len, enum ftcp_repair_step *failed)
+{
+	enum ftcp_repair_step unused;
+	struct sockaddr_in local = { .sin_family = AF_INET, .sin_port = htons(st->local_port), .sin_addr.s_addr = st->local_ip };
+	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(st->peer_port), .sin_addr.s_addr = st->peer_ip };
+	struct tcp_repair_opt opts[4];
+	unsigned nopts = 0;
+	struct tcp_repair_window win;
+	int fd, saved;
+
+	if (!failed)
+		failed = &unused;
+	fd = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+	if (fd < 0) {
+		*failed = FTCP_REPAIR_SOCKET;
+		return -1;
+	}
+	/* Under repair the kernel also forces address reuse, so the bind below
+	 * succeeds beside the server's own listening socket. */
+	STEP(FTCP_REPAIR_ON, set_int(fd, TCP_REPAIR, TCP_REPAIR_ON));
+	/* The receive queue starts at the first byte not consumed; refilling it
+	 * below moves rcv_nxt to the end of the stable instream. */
+	STEP(FTCP_REPAIR_RECV_SEQ, set_queue_seq(fd, TCP_RECV_QUEUE, st->rcv_nxt - (uint32_t)inq_len));
+	/* Empty send queue at snd_una: the unacknowledged outstream is written
+	 * after repair mode, so it leaves at once instead of after an RTO. */
+	STEP(FTCP_REPAIR_SEND_SEQ, set_queue_seq(fd, TCP_SEND_QUEUE, st->snd_una));
+	STEP(FTCP_REPAIR_BIND, bind(fd, (struct sockaddr *)&local, sizeof(local)));
+	/* Under repair, connect sends no SYN: the socket is ESTABLISHED at once. */
+	STEP(FTCP_REPAIR_CONNECT, connect(fd, (struct sockaddr *)&peer, sizeof(peer)));
+
+	opts[nopts++] = (struct tcp_repair_opt){ .opt_code = FTCP_TCPOPT_MSS, .opt_val = st->mss };
+	/* Scales are fixed by the SYN exchange (RFC 7323 2.2): reuse both shifts. */
+	if (st->snd_wscale || st->rcv_wscale)
+		opts[nopts++] = (struct tcp_repair_opt){ .opt_code = FTCP_TCPOPT_WINDOW,
+							 .opt_val = (uint32_t)st->snd_wscale | ((uint32_t)st->rcv_wscale << 16) };
+	if (st->sack_ok)
+		opts[nopts++] = (struct tcp_repair_opt){ .opt_code = FTCP_TCPOPT_SACK_PERM, .opt_val = 0 };
+	if (st->timestamps)
+		opts[nopts++] = (struct tcp_repair_opt){ .opt_code = FTCP_TCPOPT_TIMESTAMP, .opt_val = 0 };
+	STEP(FTCP_REPAIR_OPTIONS, setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, (socklen_t)(nopts * sizeof(opts[0]))));
+	if (st->timestamps)
+		STEP(FTCP_REPAIR_TIMESTAMP, set_int(fd, TCP_TIMESTAMP, (int)st->ts_val));
+
+	if (inq_len > 0) {
+		STEP(FTCP_REPAIR_RECV_QUEUE, set_int(fd, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE));
+		STEP(FTCP_REPAIR_RECV_QUEUE, fill_queue(fd, inq, inq_len));
+	}
+	STEP(FTCP_REPAIR_RECV_QUEUE, set_int(fd, TCP_REPAIR_QUEUE, TCP_NO_QUEUE));
+
+	/* The kernel insists snd_wl1 and rcv_wup are not beyond rcv_nxt. */
+	memset(&win, 0, sizeof(win));
+	win.snd_wl1 = st->rcv_nxt;
+	win.snd_wnd = st->peer_window;
+	win.max_window = st->peer_window;
+	win.rcv_wnd = st->our_window;
+	win.rcv_wup = st->rcv_nxt;
+	STEP(FTCP_REPAIR_WINDOW, setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)));
+
+	/* Leaving repair sends a window probe: the peer answers with an ACK that
+	 * tells our new socket where the peer stands (FT-TCP 2.3.1). */
+	STEP(FTCP_REPAIR_OFF, set_int(fd, TCP_REPAIR, TCP_REPAIR_OFF));
+	return fd;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
