@@ -81,6 +81,39 @@ describe('ftcp buffer serve', function () {
     expect(r.stderr).to.include('Try this');
   });
 
+  it('shows nodes, backups and connections in ftcp status, and all of it with --json', async () => {
+    const { child, endpoint } = await serve(['--listen', 'tcp://127.0.0.1:0', '--data-dir', dir]);
+    children.push(child);
+    const p = StableBufferClient.connect({ endpoint, node: 'primary-a' });
+    try {
+      await p.attachAsWriter();
+      await p.writeConn({ connId: 9, clientIp: 1, serverIp: 2, clientPort: 3, serverPort: 4, clientIsn: 100, serverIsn: 200, mss: 1460, clientWscale: 7, serverWscale: 7, sackOk: true, timestamps: false, clientTsval: 0, serverTsval: 0 });
+      await p.writeSegment({ connId: 9, offset: 0, flags: 0, payload: Buffer.from('abc') });
+      p.report('primary', { mode: 'record', stableSeqLag: 0, unstableRecords: 0 });
+      await p.ping();
+      const human = spawnSync(ftcp, ['status', '--buffer', endpoint], { encoding: 'utf8' });
+      expect(human.status, human.stderr).to.equal(0);
+      expect(human.stdout).to.include('epoch 1 (owner primary-a), primary attached');
+      expect(human.stdout).to.include('primary-a [primary]');
+      expect(human.stdout).to.include('mode=record');
+      expect(human.stdout).to.include('9: stable offset 3');
+      const json = spawnSync(ftcp, ['status', '--json'], { encoding: 'utf8', env: { ...process.env, FTCP_BUFFER: endpoint } });
+      expect(json.status, json.stderr).to.equal(0);
+      const parsed = JSON.parse(json.stdout) as { epoch: number; nodes: { node: string }[] };
+      expect(parsed.epoch).to.equal(1);
+      expect(parsed.nodes.map((n) => n.node)).to.deep.equal(['primary-a']);
+    } finally {
+      p.close();
+    }
+  });
+
+  it('says what to try when ftcp status cannot reach the buffer', () => {
+    const r = spawnSync(ftcp, ['status', '--buffer', 'tcp://127.0.0.1:9', '--timeout', '300'], { encoding: 'utf8' });
+    expect(r.status).to.equal(3);
+    expect(r.stderr).to.include('FTCP_ERR_TIMEOUT');
+    expect(r.stderr).to.include('FTCP_BUFFER');
+  });
+
   it('stops cleanly with exit code 0 on SIGTERM', async () => {
     const { child } = await serve(['--listen', 'tcp://127.0.0.1:0', '--data-dir', dir]);
     children.push(child);

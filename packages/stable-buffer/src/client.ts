@@ -164,6 +164,7 @@ export class StableBufferClient extends EventEmitter {
   private subscription: Subscription | null = null;
   private readonly logger: Logger;
   private readonly requestTimeoutMs: number;
+  private lastHeard = 0;
   /** Reconnects seen; writes are resent after each. */
   reconnects = 0;
   /** Probes from the buffer answered. */
@@ -278,6 +279,7 @@ export class StableBufferClient extends EventEmitter {
   }
 
   private onMessage(reqId: number, msg: Message): void {
+    this.lastHeard = performance.now();
     if (msg.kind === 'ping') {
       this.probesAnswered++;
       this.out.push(encodeFrame({ kind: 'pong' }, reqId));
@@ -432,6 +434,19 @@ export class StableBufferClient extends EventEmitter {
   /** The buffer's status snapshot. */
   async status(): Promise<Record<string, unknown>> {
     return JSON.parse((await this.request({ kind: 'status' }, 'status-reply')).json) as Record<string, unknown>;
+  }
+
+  /**
+   * Sends this node's status (a JSON object) to the buffer, which shows the
+   * latest one of every node in its status. No reply; send it periodically.
+   */
+  report(role: 'primary' | 'backup' | string, status: Record<string, unknown>): void {
+    this.out.push(encodeFrame({ kind: 'report', node: this.options.node, role, json: JSON.stringify(status) }));
+  }
+
+  /** Milliseconds since anything arrived from the buffer (replies, pushes, probes); 0 before connecting. */
+  silentForMs(): number {
+    return this.lastHeard === 0 ? 0 : performance.now() - this.lastHeard;
   }
 
   /** Round trip to the buffer in ms. */

@@ -79,6 +79,11 @@ export interface ServerCounters {
   failuresDeclared: number;
 }
 
+/** Most nodes whose reports the buffer keeps, and the largest report. */
+const MAX_REPORTS = 64;
+const MAX_REPORT_BYTES = 64 * 1024;
+const reportSchema = z.record(z.unknown());
+
 /** How many recent records stay in memory for live subscribers. */
 const TAIL_RECORDS = 16_384;
 const PUSH_BATCH_RECORDS = 256;
@@ -87,6 +92,8 @@ const PUSH_BATCH_BYTES = 1024 * 1024;
 export class StableBufferServer extends EventEmitter {
   readonly counters: ServerCounters = { framesIn: 0, framesOut: 0, records: {}, duplicates: 0, errors: {}, probes: 0, failuresDeclared: 0 };
   private readonly peers = new Map<string, Peer>();
+  /** Latest status report of each node (primary and backup agents send them). */
+  private readonly reports = new Map<string, { role: string; at: number; report: Record<string, unknown> }>();
   private readonly out: SendQueue;
   private readonly detector: Detector;
   private writer: Peer | null = null;
@@ -273,6 +280,9 @@ export class StableBufferServer extends EventEmitter {
       case 'status':
         this.send(peer.id, { kind: 'status-reply', json: JSON.stringify(this.status()) }, reqId);
         return null;
+      case 'report':
+        this.report(msg.node, msg.role, msg.json);
+        return null;
       default:
         throw new FtcpError(ErrorCode.UNKNOWN_TYPE, `${msg.kind} is not a request`);
     }
@@ -360,6 +370,10 @@ export class StableBufferServer extends EventEmitter {
     peer.sub = { reqId, node, mode, cursor: fromLsn, consumed: fromLsn, window, pumping: false };
     this.send(peer.id, { kind: 'subscribed', firstLsn: this.store.firstLsn, headLsn: this.store.headLsn }, reqId);
     this.logger.log('info', 'subscribed', { node, mode, fromLsn });
+    // A backup that (re)subscribes after the verdict must not wait for one that already came.
+    if (this.detector.state === 'failed') {
+      this.send(peer.id, { kind: 'failed', epoch: this.store.epoch, node: this.store.owner || 'unknown', positions: this.store.positions() }, reqId);
+    }
     void this.pump(peer);
   }
 
@@ -407,6 +421,25 @@ export class StableBufferServer extends EventEmitter {
     }
   }
 
+  private report(node: string, role: string, json: string): void {
+    if (json.length > MAX_REPORT_BYTES) throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `report of ${json.length} bytes exceeds ${MAX_REPORT_BYTES}`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `report from ${node} is not JSON`);
+    }
+    const ok = reportSchema.safeParse(parsed);
+    if (!ok.success) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `report from ${node} is not a JSON object`);
+    if (!this.reports.has(node) && this.reports.size >= MAX_REPORTS) {
+      // Forget the stalest node rather than grow without bound.
+      let oldest: string | null = null;
+      for (const [n, r] of this.reports) if (oldest === null || r.at < this.reports.get(oldest)!.at) oldest = n;
+      if (oldest !== null) this.reports.delete(oldest);
+    }
+    this.reports.set(node, { role, at: Date.now(), report: ok.data });
+  }
+
   private broadcast(msg: Message): void {
     for (const p of this.peers.values()) if (p.sub) this.send(p.id, msg, p.sub.reqId);
   }
@@ -450,6 +483,7 @@ export class StableBufferServer extends EventEmitter {
       connections: this.store.connections(),
       streams: this.store.positions().streams,
       backups: [...this.store.registeredBackups].map(([node, b]) => ({ node, mode: b.mode, consumed: b.consumed, lag: this.store.headLsn - b.consumed })),
+      nodes: [...this.reports].map(([node, r]) => ({ node, role: r.role, ageMs: Date.now() - r.at, report: r.report })),
       counters: this.counters,
     };
   }

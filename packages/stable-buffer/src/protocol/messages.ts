@@ -46,6 +46,7 @@ export const MsgType = {
   READ_CALLS: 0x22,
   READ_INSTREAM: 0x23,
   STATUS: 0x24,
+  REPORT: 0x25,
   MULTI: 0x40,
   HELLO_OK: 0x81,
   PROMOTED: 0x82,
@@ -161,6 +162,7 @@ export type Message =
   | { kind: 'read-calls'; stream: string; fromCallNo: number; max: number }
   | { kind: 'read-instream'; connId: number; offset: number; length: number }
   | { kind: 'status' }
+  | { kind: 'report'; node: string; role: string; json: string }
   | { kind: 'hello-ok'; epoch: number; headLsn: number }
   | { kind: 'promoted'; epoch: number; positions: Positions }
   | { kind: 'pong' }
@@ -342,6 +344,11 @@ const bodies: { [K in MessageKind]: Body<K> } = {
     read: (r) => ({ kind: 'read-instream', connId: r.u64('conn id'), offset: r.u64('offset'), length: r.u32('length') }),
   },
   status: { type: MsgType.STATUS, write: () => {}, read: () => ({ kind: 'status' }) },
+  report: {
+    type: MsgType.REPORT,
+    write: (w, m) => w.name(m.node).name(m.role).bytes(Buffer.from(m.json, 'utf8')),
+    read: (r) => ({ kind: 'report', node: r.name('node id'), role: r.name('role'), json: r.rest().toString('utf8') }),
+  },
   'hello-ok': {
     type: MsgType.HELLO_OK,
     write: (w, m) => w.u64(m.epoch).u64(m.headLsn),

@@ -29,6 +29,7 @@ const examples: Record<string, Message> = {
   'read-calls': { kind: 'read-calls', stream: 'p1', fromCallNo: 1, max: 100 },
   'read-instream': { kind: 'read-instream', connId: 9, offset: 10, length: 1000 },
   status: { kind: 'status' },
+  report: { kind: 'report', node: 'backup-b', role: 'backup', json: '{"mode":"hot","replicaLag":3}' },
   'hello-ok': { kind: 'hello-ok', epoch: 1, headLsn: 0 },
   promoted: {
     kind: 'promoted', epoch: 4,
@@ -102,7 +103,7 @@ describe('buffer protocol', () => {
         try {
           const f = decodeFrame(cut);
           // Some bodies end in a variable tail (payload, data): a shorter tail is still a valid message.
-          expect(['segment', 'call', 'instream', 'status-reply']).to.include(f.msg.kind);
+          expect(['segment', 'call', 'instream', 'status-reply', 'report']).to.include(f.msg.kind);
         } catch (err) {
           expect(isFtcpError(err), String(err)).to.equal(true);
         }

@@ -116,6 +116,39 @@ describe('StableBufferServer over real sockets', function () {
     expect(f.positions.conns).to.deep.equal([{ connId: 4, stableOffset: 0, closed: false }]);
   });
 
+  it('tells a backup that subscribes after the failure was declared, at once', async () => {
+    h = await new Harness().start({ probeIntervalMs: 10, failureTimeoutMs: 30 });
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(5));
+    p.close();
+    await until(() => h.server.counters.failuresDeclared === 1, 2000, 'the failure to be declared');
+    const sub = h.client('late-backup').subscribe({ mode: 'cold' });
+    for await (const ev of sub) {
+      if (ev.kind !== 'failed') continue;
+      expect(ev.epoch).to.equal(1);
+      expect(ev.positions.conns).to.deep.equal([{ connId: 5, stableOffset: 0, closed: false }]);
+      break;
+    }
+  });
+
+  it('shows the latest report of every node in its status and refuses a report that is not a JSON object', async () => {
+    h = await new Harness().start();
+    const b = h.client('backup-b');
+    b.report('backup', { mode: 'hot', replicaLag: 7 });
+    b.report('backup', { mode: 'hot', replicaLag: 2 });
+    expect(b.silentForMs()).to.equal(0);
+    await b.ping();
+    expect(b.silentForMs()).to.be.lessThan(1000);
+    const nodes = (await b.status()).nodes as { node: string; role: string; report: Record<string, unknown> }[];
+    expect(nodes).to.have.length(1);
+    expect(nodes[0]).to.deep.include({ node: 'backup-b', role: 'backup', report: { mode: 'hot', replicaLag: 2 } });
+    const bad = h.client('bad');
+    bad.sendRaw(encodeFrame({ kind: 'report', node: 'bad', role: 'backup', json: '[1,2]' }, 77));
+    await bad.ping();
+    expect(h.server.counters.errors[ErrorCode.MALFORMED_FRAME]).to.equal(1);
+  });
+
   it('keeps a writer\'s unacknowledged writes across a buffer restart and stores duplicates once', async () => {
     h = await new Harness().start({ durability: 'commit' });
     const endpoint = h.server.endpoint;
