@@ -114,6 +114,20 @@ describe('ftcp buffer serve', function () {
     expect(r.stderr).to.include('FTCP_BUFFER');
   });
 
+  it('refuses a second buffer on the same data directory, and starts after the first was killed', async () => {
+    const first = await serve(['--listen', 'tcp://127.0.0.1:0', '--data-dir', dir]);
+    children.push(first.child);
+    const second = spawnSync(ftcp, ['buffer', 'serve', '--listen', 'tcp://127.0.0.1:0', '--data-dir', dir], { encoding: 'utf8', timeout: 15_000 });
+    expect(second.status).to.equal(3);
+    expect(second.stderr).to.include(`in use by process ${first.child.pid}`);
+    const gone = new Promise((r) => first.child.once('exit', r));
+    first.child.kill('SIGKILL');
+    await gone;
+    const third = await serve(['--listen', 'tcp://127.0.0.1:0', '--data-dir', dir]);
+    children.push(third.child);
+    expect(third.endpoint).to.match(/^tcp:/);
+  });
+
   it('stops cleanly with exit code 0 on SIGTERM', async () => {
     const { child } = await serve(['--listen', 'tcp://127.0.0.1:0', '--data-dir', dir]);
     children.push(child);

@@ -29,6 +29,7 @@ import {
   type Positions,
 } from '../protocol/messages.js';
 import { Coverage } from './coverage.js';
+import { lockDataDir } from './dirlock.js';
 import { readEpoch, writeEpoch } from './epochfile.js';
 
 /** When a write counts as stable, and so when it is acknowledged. */
@@ -107,6 +108,7 @@ export class Store {
     private readonly connDb: Database<ConnRow, number>,
     private readonly meta: Database<unknown, string>,
     readonly options: StoreOptions,
+    private readonly unlock: () => void,
   ) {}
 
   /** Opens (or creates) the store in `dataDir` and rebuilds in-memory state from it. */
@@ -114,6 +116,11 @@ export class Store {
     let env: RootDatabase;
     try {
       mkdirSync(options.dataDir, { recursive: true });
+    } catch (err) {
+      throw new FtcpError(ErrorCode.STORE, `cannot create data directory ${options.dataDir}: ${(err as Error).message}`, { cause: err });
+    }
+    const unlock = lockDataDir(options.dataDir);
+    try {
       env = open({
         // A file name with an extension inside the directory: lmdb-js would
         // otherwise treat a directory name containing a dot as a file path.
@@ -127,6 +134,7 @@ export class Store {
         maxDbs: 8,
       });
     } catch (err) {
+      unlock();
       throw new FtcpError(ErrorCode.STORE, `cannot open LMDB store in ${options.dataDir}: ${(err as Error).message}`, { cause: err });
     }
     const store = new Store(
@@ -137,8 +145,14 @@ export class Store {
       env.openDB<ConnRow, number>({ name: 'conn' }),
       env.openDB<unknown, string>({ name: 'meta' }),
       options,
+      unlock,
     );
-    store.recover();
+    try {
+      store.recover();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
     return store;
   }
 
@@ -506,5 +520,6 @@ export class Store {
     await this.settled();
     await this.env.flushed;
     await this.env.close();
+    this.unlock();
   }
 }

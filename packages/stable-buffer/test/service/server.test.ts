@@ -124,12 +124,20 @@ describe('StableBufferServer over real sockets', function () {
     p.close();
     await until(() => h.server.counters.failuresDeclared === 1, 2000, 'the failure to be declared');
     const sub = h.client('late-backup').subscribe({ mode: 'cold' });
-    for await (const ev of sub) {
-      if (ev.kind !== 'failed') continue;
-      expect(ev.epoch).to.equal(1);
-      expect(ev.positions.conns).to.deep.equal([{ connId: 5, stableOffset: 0, closed: false }]);
-      break;
-    }
+    const seen: string[] = [];
+    const failed = (async () => {
+      for await (const ev of sub) {
+        seen.push(ev.kind);
+        if (ev.kind === 'failed') return ev;
+      }
+      return null;
+    })();
+    const timeout = new Promise<null>((r) => setTimeout(() => r(null), 5000));
+    const ev = await Promise.race([failed, timeout]);
+    if (!ev) expect.fail(`no failure event within 5 s; saw ${JSON.stringify(seen)}; status ${JSON.stringify(h.server.status().detector)}`);
+    expect(ev.epoch).to.equal(1);
+    expect(ev.positions.conns).to.deep.equal([{ connId: 5, stableOffset: 0, closed: false }]);
+    sub.end();
   });
 
   it('shows the latest report of every node in its status and refuses a report that is not a JSON object', async () => {

@@ -27,3 +27,33 @@ describe('epoch file', () => {
     expect(() => readEpoch(dir)).to.throw().with.property('code', ErrorCode.STORE);
   });
 });
+
+describe('data directory lock', () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'ftcp-lock-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses a second store on a directory whose owner is alive', async () => {
+    const { Store } = await import('../../src/store/store.js');
+    const a = await Store.open({ dataDir: dir, durability: 'memory', maxLogBytes: 1e9 });
+    // This process owns it; pretend another live process does (pid 1 always exists).
+    writeFileSync(join(dir, 'buffer.lock'), '1\n');
+    try {
+      await Store.open({ dataDir: dir, durability: 'memory', maxLogBytes: 1e9 });
+      expect.fail('opened twice');
+    } catch (err) {
+      expect(err).to.have.property('code', ErrorCode.DATA_DIR_IN_USE);
+    }
+    writeFileSync(join(dir, 'buffer.lock'), `${process.pid}\n`);
+    await a.close();
+    expect(() => readFileSync(join(dir, 'buffer.lock'))).to.throw();
+  });
+
+  it('takes over the lock of an owner that is gone', async () => {
+    const { Store } = await import('../../src/store/store.js');
+    writeFileSync(join(dir, 'buffer.lock'), '2147483000\n');
+    const s = await Store.open({ dataDir: dir, durability: 'memory', maxLogBytes: 1e9 });
+    expect(readFileSync(join(dir, 'buffer.lock'), 'utf8').trim()).to.equal(String(process.pid));
+    await s.close();
+  });
+});
