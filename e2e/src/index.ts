@@ -1,1 +1,48 @@
-export const TESTBED = true;
+/**
+ * The ftcp e2e test bed: hosts as network namespaces, fail-stop crashes,
+ * VIP moves with gratuitous ARP, rate limits, captures and a pcap reader.
+ */
+export { TestbedError, TestbedErrorCode, type TestbedErrorCodeValue } from './errors.js';
+export { run, runSync, formatCommand, type RunResult, type RunOptions } from './run.js';
+export { NAME_PREFIX, newTag, nsName, parseNsName, nextPort, type ParsedNsName } from './names.js';
+export {
+  nsCreate,
+  nsList,
+  nsPids,
+  nsKillAll,
+  nsDelete,
+  nsExec,
+  ipIn,
+  nsSysctl,
+  nsLinks,
+  pidAlive,
+  signalPid,
+  type KillAllOptions,
+  type LinkInfo,
+} from './netns.js';
+export { HostProcess, type ExitStatus, type SpawnOptions } from './process.js';
+export { sendGratuitousArp, type GarpOptions } from './garp.js';
+export { setTbf, clearQdisc, showQdisc, tbfBurstBytes, type TbfOptions } from './ratelimit.js';
+export { parsePcap, readPcap, flagString, hasFlag, describeSegment, TcpFlag, LinkType, type TcpSegment, type PcapCapture } from './pcap.js';
+export { Capture, startCapture, type CaptureOptions } from './capture.js';
+export { cleanupStale, liveCount } from './cleanup.js';
+export {
+  Testbed,
+  HOST_ROLES,
+  LAN_IF,
+  REPLICA_IF,
+  BRIDGE_IF,
+  PARTITION_CHAIN,
+  DEFAULT_ADDRESSES,
+  type HostRole,
+  type NsRole,
+  type Host,
+  type TestbedAddresses,
+  type TestbedOptions,
+  type LinkRate,
+  type CrashReport,
+  type MoveVipOptions,
+  type MoveVipReport,
+  type Neighbor,
+} from './testbed.js';
+export { PEER_TOOL, startPeer } from './peer-path.js';
