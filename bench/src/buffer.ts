@@ -55,7 +55,7 @@ async function zmqBaseline(): Promise<{ p50Us: number; p99Us: number }> {
 
 async function measure(durability: string): Promise<Row[]> {
   const dir = mkdtempSync(join(tmpdir(), 'ftcp-bench-buf-'));
-  const buf = await spawnReady(ftcp, ['buffer', 'serve', '--listen', 'tcp://127.0.0.1:0', '--data-dir', dir, '--durability', durability, '--log-level', 'warn', '--max-log-bytes', '64GiB']);
+  const buf = await spawnReady(ftcp, ['buffer', 'serve', '--listen', 'tcp://127.0.0.1:0', '--data-dir', dir, '--durability', durability, '--log-level', 'error', '--max-log-bytes', '64GiB']);
   const c = StableBufferClient.connect({ endpoint: buf.endpoint, node: 'bench-primary', requestTimeoutMs: 30_000 });
   const rows: Row[] = [];
   try {
