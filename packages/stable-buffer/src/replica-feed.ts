@@ -57,6 +57,15 @@ export interface PrimaryFailure {
   positions: Positions;
 }
 
+/** Dotted quad to the host-order u32 the records carry. */
+function ipv4ToU32(address: string): number {
+  const parts = address.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+    throw new FtcpError(ErrorCode.BAD_CONFIG, `${address} is not an IPv4 address`);
+  }
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
 export class ReplicaFeed extends EventEmitter {
   private readonly calls = new Map<string, Map<number, Buffer>>();
   /** Per stream, the highest call already handed out (a replica thread reads its calls in order). */
@@ -244,6 +253,33 @@ export class ReplicaFeed extends EventEmitter {
         };
         this.byteWaiters.add(wake);
         signal?.addEventListener('abort', wake, { once: true });
+      });
+    }
+  }
+
+  /**
+   * The same, for the connection whose client is `peer` (as the server's
+   * accept saw it): waits for its connection record if it has not arrived.
+   * When a client reused its port, the newest open connection is meant.
+   */
+  async readClientBytes(peer: { address: string; port: number }, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    const ip = ipv4ToU32(peer.address);
+    for (;;) {
+      let found: ConnState | undefined;
+      for (const c of this.conns.values()) {
+        if (c.rec.clientIp === ip && c.rec.clientPort === peer.port && (!found || !c.closed)) found = c;
+      }
+      if (found) return this.readInstream(found.rec.connId, offset, length, signal);
+      if (this.endedWith) throw this.endedWith;
+      if (signal?.aborted) throw new FtcpError(ErrorCode.CLOSED, 'read aborted');
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.off('conn', done);
+          resolve();
+        };
+        this.on('conn', done);
+        this.once('end', done);
+        signal?.addEventListener('abort', done, { once: true });
       });
     }
   }

@@ -42,6 +42,16 @@ describe('ReplicaFeed', function () {
     await feed.close();
   });
 
+  it('finds a connection by its client\'s address, waiting for the record to arrive', async () => {
+    const { p, feed } = await setup();
+    const read = feed.readClientBytes({ address: '10.0.0.1', port: 40007 }, 0, 4);
+    await new Promise((r) => setTimeout(r, 30));
+    await p.writeConn(conn(7)); // client 10.0.0.1:40007
+    await p.writeSegment({ connId: 7, offset: 0, flags: 0, payload: Buffer.from('ping') });
+    expect((await read).toString()).to.equal('ping');
+    await feed.close();
+  });
+
   it('refuses to wait for bytes past the client\'s FIN', async () => {
     const { p, feed } = await setup();
     await p.writeConn(conn(4));
