@@ -1,0 +1,352 @@
+// ftcp_ssw native part: NFQUEUE and raw-socket I/O for the south-side wrap.
+//
+// Rules of this file:
+// - It moves bytes and nothing else. Every decision (what to rewrite, what
+//   verdict to give) is made in TypeScript (src/nfqueue.ts, src/wrap.ts).
+// - Packets reach JavaScript in batches: one call per readable event of the
+//   netlink socket, so the per-packet cost of crossing into JS is shared.
+// - Errors of system calls become JS exceptions carrying `syscall` and
+//   `errno`; the TypeScript wrapper turns them into FtcpError codes.
+
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netfilter.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <vector>
+
+extern "C" {
+#include <libnetfilter_queue/libnetfilter_queue.h>
+}
+
+namespace {
+
+// Packets handed to JS per readable event at most; the rest wait for the
+// next event so one busy queue cannot starve the event loop.
+constexpr int kMaxBatch = 256;
+// Room for one netlink message carrying a 64 KiB GSO packet plus attributes.
+constexpr size_t kRecvBufferSize = 0x10000 + 4096;
+
+Napi::Error SysError(Napi::Env env, const char* syscall, int err) {
+  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + strerror(err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  e.Set("errno", Napi::Number::New(env, err));
+  return e;
+}
+
+class Queue : public Napi::ObjectWrap<Queue> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Queue",
+                       {InstanceMethod("verdict", &Queue::Verdict), InstanceMethod("verdictBatch", &Queue::VerdictBatch),
+                        InstanceMethod("close", &Queue::Close),
+                        InstanceMethod("ref", &Queue::RefLoop), InstanceMethod("unref", &Queue::UnrefLoop),
+                        InstanceMethod("stats", &Queue::Stats)});
+  }
+
+  // new Queue(queueNum, copyRange, maxLen, gso, failOpen, onBatch)
+  explicit Queue(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Queue>(info), rbuf_(kRecvBufferSize) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() ||
+        !info[3].IsBoolean() || !info[4].IsBoolean() || !info[5].IsFunction()) {
+      throw Napi::TypeError::New(env, "Queue(queueNum, copyRange, maxLen, gso, failOpen, onBatch)");
+    }
+    const uint16_t num = info[0].As<Napi::Number>().Uint32Value();
+    const uint32_t copyRange = info[1].As<Napi::Number>().Uint32Value();
+    const uint32_t maxLen = info[2].As<Napi::Number>().Uint32Value();
+    const bool gso = info[3].As<Napi::Boolean>().Value();
+    const bool failOpen = info[4].As<Napi::Boolean>().Value();
+    onBatch_ = Napi::Persistent(info[5].As<Napi::Function>());
+    context_ = std::make_unique<Napi::AsyncContext>(env, "ftcp_ssw.nfqueue");
+
+    h_ = nfq_open();
+    if (h_ == nullptr) throw SysError(env, "nfq_open", errno);
+    qh_ = nfq_create_queue(h_, num, &Queue::OnPacket, this);
+    if (qh_ == nullptr) Fail(env, "nfq_create_queue");
+    if (nfq_set_mode(qh_, NFQNL_COPY_PACKET, copyRange) < 0) Fail(env, "nfq_set_mode");
+    if (nfq_set_queue_maxlen(qh_, maxLen) < 0) Fail(env, "nfq_set_queue_maxlen");
+    // Always set both bits explicitly: fail-open off means the kernel drops
+    // what the queue cannot take, so nothing passes unwrapped (issue 3).
+    const uint32_t mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
+    const uint32_t flags = (gso ? NFQA_CFG_F_GSO : 0) | (failOpen ? NFQA_CFG_F_FAIL_OPEN : 0);
+    if (nfq_set_queue_flags(qh_, mask, flags) < 0) Fail(env, "nfq_set_queue_flags");
+
+    fd_ = nfq_fd(h_);
+    int fl = fcntl(fd_, F_GETFL);
+    if (fl < 0 || fcntl(fd_, F_SETFL, fl | O_NONBLOCK) < 0) Fail(env, "fcntl");
+    // A deep socket buffer absorbs bursts; FORCE needs CAP_NET_ADMIN, which
+    // opening a queue needs anyway. Overruns still show up as ENOBUFS counts.
+    int rcv = 8 << 20;
+    if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    }
+
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) Fail(env, "napi_get_uv_event_loop");
+    poll_ = new uv_poll_t;
+    poll_->data = this;
+    int r = uv_poll_init(loop, poll_, fd_);
+    if (r != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      Fail(env, "uv_poll_init", -r);
+    }
+    uv_poll_start(poll_, UV_READABLE, &Queue::OnReadable);
+    Ref();  // keep this wrapper alive while the poll handle points at it
+  }
+
+  ~Queue() override { Release(); }
+
+ private:
+  [[noreturn]] void Fail(Napi::Env env, const char* syscall, int err = 0) {
+    int e = err != 0 ? err : errno;
+    Release();
+    throw SysError(env, syscall, e);
+  }
+
+  void Release() {
+    if (poll_ != nullptr) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    if (qh_ != nullptr) {
+      nfq_destroy_queue(qh_);
+      qh_ = nullptr;
+    }
+    if (h_ != nullptr) {
+      nfq_close(h_);
+      h_ = nullptr;
+    }
+  }
+
+  static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
+    Queue* q = static_cast<Queue*>(handle->data);
+    if (status < 0) return;
+    q->Drain();
+  }
+
+  void Drain() {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    batch_ = Napi::Array::New(env);
+    batchLen_ = 0;
+    while (batchLen_ < kMaxBatch && h_ != nullptr) {
+      ssize_t n = recv(fd_, rbuf_.data(), rbuf_.size(), MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ENOBUFS) {
+          // The kernel dropped queued packets for lack of socket buffer.
+          enobufs_++;
+          continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) recvErrors_++;
+        break;
+      }
+      nfq_handle_packet(h_, rbuf_.data(), static_cast<int>(n));
+    }
+    if (batchLen_ == 0) return;
+    Napi::Array batch = batch_;
+    batch_ = Napi::Array();
+    try {
+      onBatch_.MakeCallback(Value(), {batch}, *context_);
+    } catch (const Napi::Error& e) {
+      // An exception thrown by the JS handler is the process's to handle,
+      // exactly as if an event listener had thrown.
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  // Called by nfq_handle_packet, a C function: no C++ exception may cross
+  // it, so a failure here (out of memory in the JS heap) loses the packet
+  // to the kernel's queue timeout rather than unwinding through C frames.
+  static int OnPacket(nfq_q_handle* qh, nfgenmsg* msg, nfq_data* nfad, void* data) {
+    try {
+      return static_cast<Queue*>(data)->CollectPacket(qh, msg, nfad);
+    } catch (...) {
+      static_cast<Queue*>(data)->lost_++;
+      return 0;
+    }
+  }
+
+  int CollectPacket(nfq_q_handle* /*qh*/, nfgenmsg* /*msg*/, nfq_data* nfad) {
+    Queue* q = this;
+    Napi::Env env = q->Env();
+    nfqnl_msg_packet_hdr* ph = nfq_get_msg_packet_hdr(nfad);
+    if (ph == nullptr) return 0;
+    unsigned char* payload = nullptr;
+    int len = nfq_get_payload(nfad, &payload);
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("id", Napi::Number::New(env, ntohl(ph->packet_id)));
+    p.Set("hook", Napi::Number::New(env, ph->hook));
+    p.Set("mark", Napi::Number::New(env, nfq_get_nfmark(nfad)));
+    p.Set("skbInfo", Napi::Number::New(env, nfq_get_skbinfo(nfad)));
+    p.Set("payload", len > 0 ? Napi::Buffer<uint8_t>::Copy(env, payload, static_cast<size_t>(len))
+                             : Napi::Buffer<uint8_t>::New(env, 0));
+    q->batch_.Set(q->batchLen_++, p);
+    return 0;
+  }
+
+  // verdict(id, verdict, mark | undefined, payload | undefined)
+  Napi::Value Verdict(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (qh_ == nullptr) throw Napi::Error::New(env, "queue is closed");
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      throw Napi::TypeError::New(env, "verdict(id, verdict, mark?, payload?)");
+    }
+    const uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+    const uint32_t verdict = info[1].As<Napi::Number>().Uint32Value();
+    uint32_t len = 0;
+    const unsigned char* buf = nullptr;
+    if (info.Length() > 3 && info[3].IsTypedArray()) {
+      Napi::Uint8Array a = info[3].As<Napi::Uint8Array>();
+      buf = a.Data();
+      len = static_cast<uint32_t>(a.ByteLength());
+    }
+    int r;
+    if (info.Length() > 2 && info[2].IsNumber()) {
+      r = nfq_set_verdict2(qh_, id, verdict, info[2].As<Napi::Number>().Uint32Value(), len, buf);
+    } else {
+      r = nfq_set_verdict(qh_, id, verdict, len, buf);
+    }
+    if (r < 0) throw SysError(env, "nfq_set_verdict", errno);
+    return env.Undefined();
+  }
+
+  // verdictBatch(id, verdict, mark | undefined): one message for every
+  // packet still queued with an id up to `id` (none may need new bytes).
+  Napi::Value VerdictBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (qh_ == nullptr) throw Napi::Error::New(env, "queue is closed");
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+      throw Napi::TypeError::New(env, "verdictBatch(id, verdict, mark?)");
+    }
+    const uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+    const uint32_t verdict = info[1].As<Napi::Number>().Uint32Value();
+    int r;
+    if (info.Length() > 2 && info[2].IsNumber()) {
+      r = nfq_set_verdict_batch2(qh_, id, verdict, info[2].As<Napi::Number>().Uint32Value());
+    } else {
+      r = nfq_set_verdict_batch(qh_, id, verdict);
+    }
+    if (r < 0) throw SysError(env, "nfq_set_verdict_batch", errno);
+    return env.Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (h_ != nullptr || poll_ != nullptr) {
+      Release();
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value RefLoop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value UnrefLoop(const Napi::CallbackInfo& info) {
+    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Object s = Napi::Object::New(info.Env());
+    s.Set("enobufs", Napi::Number::New(info.Env(), static_cast<double>(enobufs_)));
+    s.Set("recvErrors", Napi::Number::New(info.Env(), static_cast<double>(recvErrors_)));
+    s.Set("lost", Napi::Number::New(info.Env(), static_cast<double>(lost_)));
+    return s;
+  }
+
+  nfq_handle* h_ = nullptr;
+  nfq_q_handle* qh_ = nullptr;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  std::vector<char> rbuf_;
+  Napi::FunctionReference onBatch_;
+  std::unique_ptr<Napi::AsyncContext> context_;
+  Napi::Array batch_;
+  uint32_t batchLen_ = 0;
+  uint64_t enobufs_ = 0;
+  uint64_t recvErrors_ = 0;
+  uint64_t lost_ = 0;
+};
+
+// A raw IPv4 socket that sends complete, caller-built packets (IP_HDRINCL
+// is implied by IPPROTO_RAW) with a firewall mark, so the wrap's own rules
+// can skip what it injects.
+class RawSocket : public Napi::ObjectWrap<RawSocket> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "RawSocket",
+                       {InstanceMethod("send", &RawSocket::Send), InstanceMethod("close", &RawSocket::Close)});
+  }
+
+  // new RawSocket(mark)
+  explicit RawSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RawSocket>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "RawSocket(mark)");
+    const uint32_t mark = info[0].As<Napi::Number>().Uint32Value();
+    fd_ = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    if (fd_ < 0) throw SysError(env, "socket", errno);
+    if (setsockopt(fd_, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0) {
+      int e = errno;
+      close(fd_);
+      fd_ = -1;
+      throw SysError(env, "setsockopt(SO_MARK)", e);
+    }
+  }
+
+  ~RawSocket() override {
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  // send(packet): the destination is read from the packet's IPv4 header.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0) throw Napi::Error::New(env, "raw socket is closed");
+    if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "send(packet)");
+    Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
+    if (a.ByteLength() < 20) throw Napi::RangeError::New(env, "packet shorter than an IPv4 header");
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    memcpy(&dst.sin_addr.s_addr, a.Data() + 16, 4);
+    ssize_t n = sendto(fd_, a.Data(), a.ByteLength(), 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+    if (n < 0) throw SysError(env, "sendto", errno);
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    return info.Env().Undefined();
+  }
+
+  int fd_ = -1;
+};
+
+Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("Queue", Queue::Init(env));
+  exports.Set("RawSocket", RawSocket::Init(env));
+  exports.Set("NF_DROP", Napi::Number::New(env, NF_DROP));
+  exports.Set("NF_ACCEPT", Napi::Number::New(env, NF_ACCEPT));
+  exports.Set("NF_REPEAT", Napi::Number::New(env, NF_REPEAT));
+  exports.Set("SKB_CSUMNOTREADY", Napi::Number::New(env, NFQA_SKB_CSUMNOTREADY));
+  exports.Set("SKB_GSO", Napi::Number::New(env, NFQA_SKB_GSO));
+  exports.Set("SKB_CSUM_NOTVERIFIED", Napi::Number::New(env, NFQA_SKB_CSUM_NOTVERIFIED));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(ftcp_ssw, InitAll)

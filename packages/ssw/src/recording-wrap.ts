@@ -1,0 +1,95 @@
+/**
+ * The south-side wrap of a primary as one object: an NFQUEUE queue, the
+ * netfilter rules that feed it the service's packets, the decision core, the
+ * recorder that logs to the stable buffer, and the raw socket for crafted
+ * ACKs. Start it, and stop it on every exit path: rules are removed even on
+ * process exit, and if the process dies the rules stay and drop the
+ * service's packets (fail closed) until the next start removes them.
+ */
+import type { StableBufferClient } from '@ftcp/stable-buffer';
+import { NfQueue, RawInjector } from './nfqueue.js';
+import { ServiceRules } from './netfilter/rules.js';
+import { Recorder, type AckStrategy, type RecorderCounters } from './recorder.js';
+import { SouthSideWrap, type WrapCounters } from './wrap.js';
+
+export interface RecordingWrapOptions {
+  /** The service's virtual IPv4 address and port. */
+  vip: string;
+  port: number;
+  /** NFQUEUE queue number; default 7400. */
+  queue?: number;
+  /** Firewall mark of our own injected packets, which the rules skip; default 0xf7c9. */
+  mark?: number;
+  /** Attached as the writer of the current epoch. */
+  buffer: StableBufferClient;
+  ack?: AckStrategy;
+}
+
+/** What `ftcp status` shows of a wrap. */
+export interface RecordingWrapStatus {
+  connections: number;
+  stable: { connId: number; stableOffset: number }[];
+  wrap: WrapCounters;
+  recorder: RecorderCounters;
+  queue: { enobufs: number; recvErrors: number };
+}
+
+export class RecordingWrap {
+  private stopped = false;
+  private readonly onExit = (): void => this.rules.removeSync();
+
+  private constructor(
+    readonly wrap: SouthSideWrap,
+    readonly recorder: Recorder,
+    private readonly queue: NfQueue,
+    private readonly injector: RawInjector,
+    private readonly rules: ServiceRules,
+  ) {
+    process.once('exit', this.onExit);
+  }
+
+  /** Opens the queue, then installs the rules; undoes what it did if a step fails. */
+  static async start(opts: RecordingWrapOptions): Promise<RecordingWrap> {
+    const mark = opts.mark ?? 0xf7c9;
+    const queueNum = opts.queue ?? 7400;
+    const wrap = new SouthSideWrap({ mode: 'record' });
+    const injector = new RawInjector(mark);
+    let recorder: Recorder | undefined;
+    let queue: NfQueue | undefined;
+    try {
+      const r = new Recorder({ wrap, buffer: opts.buffer, verdicts: { accept: (id, o) => queue!.accept(id, o), drop: (id) => queue!.drop(id) }, injector, ack: opts.ack ?? 'eager' });
+      recorder = r;
+      queue = NfQueue.open({ queue: queueNum, onPackets: (packets) => r.handle(packets) });
+      const rules = await ServiceRules.install({ vip: opts.vip, port: opts.port, queueNum, skipMark: mark });
+      return new RecordingWrap(wrap, r, queue, injector, rules);
+    } catch (err) {
+      recorder?.close();
+      queue?.close();
+      injector.close();
+      throw err;
+    }
+  }
+
+  status(): RecordingWrapStatus {
+    return { connections: this.recorder.connections, stable: this.recorder.stableOffsets(), wrap: this.wrap.counters, recorder: this.recorder.counters, queue: this.stopped ? { enobufs: 0, recvErrors: 0 } : this.queue.stats() };
+  }
+
+  /**
+   * Leaves the service unwrapped: removes the rules, then closes the queue.
+   * For a clean shutdown only. A primary that steps down must not do this
+   * while it still owns the VIP (its kernel would answer the client once the
+   * backup speaks): give up the VIP first, or keep the rules (fail closed).
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    process.removeListener('exit', this.onExit);
+    try {
+      await this.rules.remove();
+    } finally {
+      this.recorder.close();
+      this.queue.close();
+      this.injector.close();
+    }
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * Per-segment rewriting of the south-side wrap (FT-TCP 3.3, 3.6, 3.11).
+ * Pure: each function reads a parsed packet and its connection's state,
+ * rewrites the packet in place (checksum updated incrementally by the
+ * setters), updates the state, and says what to do with the packet.
+ */
+import type { Connection, SynOptions } from './conntable.js';
+import { incomingWindowShift, outgoingWindowShift } from './conntable.js';
+import { seqAdd, seqForward, seqGt, seqLt, seqMax, seqMin, u32Add } from './wire/seq.js';
+import type { SeqNum } from './wire/seq.js';
+import { segmentLength, setAck, setSackBlock, setSeq, setTsEcr, setTsVal, setWindow, TcpFlag } from './wire/tcp.js';
+import type { TcpPacket } from './wire/tcp.js';
+
+/** Largest value of the 16-bit window field. */
+export const MAX_WINDOW_FIELD = 0xffff;
+
+/** What to do with an outgoing (server to client) segment. */
+export type OutgoingDecision =
+  | {
+      readonly verdict: 'accept';
+      /** The packet bytes changed; send the rewritten packet. */
+      readonly modified: boolean;
+      /**
+       * The window needed to keep the right edge exceeded 65535 scaled units
+       * and was capped, so the advertised right edge is short of the target.
+       */
+      readonly windowCapped: boolean;
+    }
+  | { readonly verdict: 'drop'; readonly reason: 'silent' | 'suppressed' }
+  | { readonly verdict: 'hold'; readonly reason: 'handshake-unstable' };
+
+/** What to do with an incoming (client to server) segment. */
+export interface IncomingDecision {
+  readonly verdict: 'accept';
+  readonly modified: boolean;
+  /**
+   * The segment carries data, SYN, FIN or RST and must be logged to the
+   * stable buffer (FT-TCP 3.3); a bare ACK need not be.
+   */
+  readonly log: boolean;
+}
+
+/** The options a SYN offered, read from its parsed options. */
+export function synOptionsOf(pkt: TcpPacket): SynOptions {
+  return {
+    mss: pkt.options.mss,
+    windowScale: pkt.options.windowScale,
+    sackPermitted: pkt.options.sackPermitted,
+    timestamps: pkt.options.tsVal !== undefined,
+  };
+}
+
+/**
+ * Rewrite an outgoing segment of connection `c`, in this order:
+ *
+ * 1. Silent mode drops it (FT-TCP 3.6: a backup never speaks).
+ * 2. A SYN-ACK records the server's ISN and options, and is held until the
+ *    connection record is stable (DESIGN invariant 3).
+ * 3. seq += seqDelta; SACK edges (client space) += ackDelta; TSval +=
+ *    tsOffset (FT-TCP 3.3; RFC 7323 5.3: PAWS rejects only older TSvals, so a forward jump is safe).
+ * 4. With ACK set: ack = min(kernel ack + ackDelta, stable-seq); the
+ *    window grows so the right edge (ack + window << shift) covers both the
+ *    kernel's right edge and the highest edge already advertised, rounded
+ *    up to a whole scaled unit, capped at 65535 units (DESIGN invariant 1,
+ *    RFC 9293 3.8.6: the window should not shrink). Rounding up from an
+ *    edge that was itself rounded can let the advertised edge creep past the
+ *    kernel's by up to one unit per clamped ack while the kernel's edge stands
+ *    still (Linux's own `tcp_select_window` rounds the same way); bytes the
+ *    client sends into that margin are dropped by the kernel and resent, so
+ *    this costs throughput, never data.
+ * 5. A segment with no data, no SYN/FIN/RST and no SACK blocks, sent at the
+ *    send edge, that acknowledges nothing new and opens no window, is
+ *    suppressed (FT-TCP 3.11). Keep-alives (seq below the send edge) and
+ *    duplicate ACKs carrying SACK information still go out.
+ *
+ * The state tracks the highest ack, right edge, send edge and TSval sent.
+ */
+export function rewriteOutgoing(c: Connection, pkt: TcpPacket): OutgoingDecision {
+  if (c.mode === 'silent') return { verdict: 'drop', reason: 'silent' };
+  const flags = pkt.flags;
+  const isSyn = (flags & TcpFlag.SYN) !== 0;
+  const { seqDelta, ackDelta, tsOffset } = c.deltas;
+  let modified = false;
+
+  // 2. SYN-ACK: learn the server side of the handshake.
+  if (isSyn) {
+    c.serverIsn = seqAdd(pkt.seq, seqDelta);
+    c.serverSyn = synOptionsOf(pkt);
+    if (!c.handshakeStable) return { verdict: 'hold', reason: 'handshake-unstable' };
+  }
+
+  // 3. Map the server's sequence space and timestamps into the client's view.
+  if (seqDelta !== 0) {
+    setSeq(pkt, seqAdd(pkt.seq, seqDelta));
+    modified = true;
+  }
+  if (ackDelta !== 0) {
+    // Outgoing SACK blocks name client bytes, as the ack does (RFC 2018 3).
+    // They are not clamped: SACKed data stays in the client's retransmission
+    // queue until cumulatively acked (RFC 2018 8), so no byte is lost.
+    const blocks = pkt.options.sackBlocks;
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i] as { left: SeqNum; right: SeqNum };
+      setSackBlock(pkt, i, { left: seqAdd(b.left, ackDelta), right: seqAdd(b.right, ackDelta) });
+    }
+    if (blocks.length > 0) modified = true;
+  }
+  if (pkt.options.tsVal !== undefined) {
+    if (tsOffset !== 0) {
+      setTsVal(pkt, u32Add(pkt.options.tsVal, tsOffset));
+      modified = true;
+    }
+  }
+
+  // 4. Clamp the ack to stable-seq and compensate with the window.
+  let windowCapped = false;
+  let newAck: SeqNum | undefined;
+  let newRight: SeqNum | undefined;
+  if (flags & TcpFlag.ACK) {
+    const kernelAck = seqAdd(pkt.ack, ackDelta);
+    // Recorded even if this segment is suppressed: it is a fact about the kernel.
+    c.kernelAckHigh = c.kernelAckHigh === undefined ? kernelAck : seqMax(c.kernelAckHigh, kernelAck);
+    newAck = seqMin(kernelAck, c.stableSeq);
+    // Windows in SYN segments are never scaled (RFC 7323 2.2).
+    const shift = isSyn ? 0 : outgoingWindowShift(c);
+    const kernelRight = seqAdd(kernelAck, pkt.window * 2 ** shift);
+    const target = c.lastRightEdge === undefined ? kernelRight : seqMax(kernelRight, c.lastRightEdge);
+    const needed = seqLt(target, newAck) ? 0 : seqForward(target, newAck);
+    let units = Math.ceil(needed / 2 ** shift);
+    if (units > MAX_WINDOW_FIELD) {
+      units = MAX_WINDOW_FIELD;
+      windowCapped = true;
+    }
+    newRight = seqAdd(newAck, units * 2 ** shift);
+    if (newAck !== pkt.ack) {
+      setAck(pkt, newAck);
+      modified = true;
+    }
+    if (units !== pkt.window) {
+      setWindow(pkt, units);
+      modified = true;
+    }
+  }
+
+  // 5. Suppress a pure ACK that tells the client nothing new.
+  const segEnd = seqAdd(pkt.seq, segmentLength(pkt));
+  const bare = pkt.payloadLength === 0 && (flags & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST)) === 0;
+  if (
+    bare &&
+    pkt.options.sackBlocks.length === 0 &&
+    c.sndNxt !== undefined &&
+    pkt.seq === c.sndNxt &&
+    newAck !== undefined &&
+    c.lastAckSent !== undefined &&
+    !seqGt(newAck, c.lastAckSent) &&
+    newRight !== undefined &&
+    c.lastRightEdge !== undefined &&
+    !seqGt(newRight, c.lastRightEdge)
+  ) {
+    return { verdict: 'drop', reason: 'suppressed' };
+  }
+
+  if (newAck !== undefined && newRight !== undefined) {
+    c.lastAckSent = c.lastAckSent === undefined ? newAck : seqMax(c.lastAckSent, newAck);
+    c.lastRightEdge = c.lastRightEdge === undefined ? newRight : seqMax(c.lastRightEdge, newRight);
+  }
+  if ((flags & TcpFlag.RST) === 0) c.sndNxt = c.sndNxt === undefined ? segEnd : seqMax(c.sndNxt, segEnd);
+  if (pkt.options.tsVal !== undefined) c.lastTsValSent = pkt.options.tsVal;
+  return { verdict: 'accept', modified, windowCapped };
+}
+
+/**
+ * Rewrite an incoming segment of connection `c` into the kernel's view, the
+ * inverse of {@link rewriteOutgoing} (FT-TCP 3.3): seq -= ackDelta; with ACK
+ * set, ack -= seqDelta and TSecr -= tsOffset (TSecr is only meaningful
+ * with ACK, RFC 7323 3.2); SACK edges (server space) -= seqDelta. A client
+ * SYN records the client's ISN and options. Tracks the client's highest ack
+ * and right edge (client view) and its last TSval, for the recorder and for
+ * crafted segments.
+ */
+export function rewriteIncoming(c: Connection, pkt: TcpPacket): IncomingDecision {
+  const flags = pkt.flags;
+  const { seqDelta, ackDelta, tsOffset } = c.deltas;
+  let modified = false;
+
+  if (flags & TcpFlag.SYN && !(flags & TcpFlag.ACK)) {
+    c.clientIsn = pkt.seq;
+    c.clientSyn = synOptionsOf(pkt);
+  }
+
+  if (flags & TcpFlag.ACK) {
+    // Windows in SYN segments are never scaled (RFC 7323 2.2).
+    const shift = flags & TcpFlag.SYN ? 0 : incomingWindowShift(c);
+    const right = seqAdd(pkt.ack, pkt.window * 2 ** shift);
+    c.clientAckHigh = c.clientAckHigh === undefined ? pkt.ack : seqMax(c.clientAckHigh, pkt.ack);
+    c.clientRightEdgeHigh = c.clientRightEdgeHigh === undefined ? right : seqMax(c.clientRightEdgeHigh, right);
+  }
+  if (pkt.options.tsVal !== undefined) c.lastClientTsVal = pkt.options.tsVal;
+
+  if (ackDelta !== 0) {
+    setSeq(pkt, seqAdd(pkt.seq, -ackDelta));
+    modified = true;
+  }
+  if (seqDelta !== 0) {
+    if (flags & TcpFlag.ACK) {
+      setAck(pkt, seqAdd(pkt.ack, -seqDelta));
+      modified = true;
+    }
+    const blocks = pkt.options.sackBlocks;
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i] as { left: SeqNum; right: SeqNum };
+      setSackBlock(pkt, i, { left: seqAdd(b.left, -seqDelta), right: seqAdd(b.right, -seqDelta) });
+      modified = true;
+    }
+  }
+  if (tsOffset !== 0 && flags & TcpFlag.ACK && pkt.options.tsEcr !== undefined) {
+    setTsEcr(pkt, u32Add(pkt.options.tsEcr, -tsOffset));
+    modified = true;
+  }
+  const log = pkt.payloadLength > 0 || (flags & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST)) !== 0;
+  return { verdict: 'accept', modified, log };
+}
+
+/**
+ * The sequence number just past an incoming segment (data, SYN and FIN),
+ * in the client's view: call it before {@link rewriteIncoming} changes seq.
+ * This is what stable-seq advances to once the buffer logs the segment.
+ */
+export function incomingEnd(pkt: TcpPacket): SeqNum {
+  return seqAdd(pkt.seq, segmentLength(pkt));
+}
