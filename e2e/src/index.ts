@@ -46,3 +46,4 @@ export {
   type Neighbor,
 } from './testbed.js';
 export { PEER_TOOL, startPeer } from './peer-path.js';
+export { STREAM_TOOL, SSW_RECORD_TOOL, FTCP_BIN } from './tool-paths.js';

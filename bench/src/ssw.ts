@@ -1,0 +1,99 @@
+/**
+ * SSW benchmark (issue 3): throughput of a bulk transfer through the
+ * south-side wrap in record mode against the same transfer with no wrap, in
+ * the same test bed and run, like FT-TCP's Table 4: incoming (client to
+ * server) and outgoing, symmetric (no rate limit) and asymmetric (client link
+ * limited to 1 Gbit/s, replica link unlimited), for each ack strategy.
+ * iperf3 makes the traffic. Writes bench/results/ssw.json and prints a table.
+ *
+ * Usage: node bench/dist/src/ssw.js [--seconds N]
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FTCP_BIN, SSW_RECORD_TOOL, Testbed, nextPort, type HostProcess } from '@ftcp/e2e';
+import { fmt, table } from './stats.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
+const secondsArg = process.argv.indexOf('--seconds');
+const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 5;
+
+type Variant = 'clean' | 'eager' | 'delayed' | 'lazy';
+type Direction = 'incoming' | 'outgoing';
+type Setup = 'symmetric' | 'asymmetric';
+
+interface Row {
+  setup: Setup;
+  direction: Direction;
+  variant: Variant;
+  mbitPerSec: number;
+  percentOfClean: number;
+}
+
+async function iperf(bed: Testbed, port: number, direction: Direction): Promise<number> {
+  const server = bed.spawn('primary', 'iperf3', ['-s', '-1', '-B', bed.vip, '-p', String(port)]);
+  await server.waitForLine((l) => l.includes('Server listening'), 10_000);
+  const args = ['-c', bed.vip, '-p', String(port), '-t', String(SECONDS), '-J', ...(direction === 'outgoing' ? ['-R'] : [])];
+  const r = await bed.exec('client', 'iperf3', args, { timeoutMs: (SECONDS + 30) * 1000 });
+  await server.exited;
+  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+  return j.end.sum_received.bits_per_second / 1e6;
+}
+
+async function withWrap<T>(bed: Testbed, endpoint: string, port: number, ack: Variant, fn: () => Promise<T>): Promise<T> {
+  if (ack === 'clean') return fn();
+  const ssw: HostProcess = bed.spawn('primary', process.execPath, [SSW_RECORD_TOOL, '--vip', bed.vip, '--port', String(port), '--buffer', endpoint, '--ack', ack, '--status-ms', '1000']);
+  await ssw.waitForEvent('ready', 15_000);
+  try {
+    return await fn();
+  } finally {
+    ssw.signal('SIGTERM');
+    await ssw.waitForEvent('stopped', 10_000).catch(() => ssw.signal('SIGKILL'));
+  }
+}
+
+const rows: Row[] = [];
+const bed = await Testbed.create();
+const dataDir = mkdtempSync(join(tmpdir(), 'ftcp-bench-ssw-'));
+try {
+  const endpoint = `tcp://${bed.host('backup').replicaAddr}:${nextPort()}`;
+  for (const setup of ['symmetric', 'asymmetric'] as Setup[]) {
+    if (setup === 'asymmetric') await bed.limitRate('client', { upMbit: 1000, downMbit: 1000 });
+    for (const direction of ['incoming', 'outgoing'] as Direction[]) {
+      let clean = 0;
+      for (const variant of ['clean', 'eager', 'delayed', 'lazy'] as Variant[]) {
+        // A fresh buffer per run, so one run's log does not slow the next.
+        rmSync(dataDir, { recursive: true, force: true });
+        const buffer = bed.spawn('backup', FTCP_BIN, ['buffer', 'serve', '--listen', endpoint, '--data-dir', dataDir, '--durability', 'memory', '--log-level', 'error', '--max-log-bytes', '64GiB']);
+        await buffer.waitForLine((l) => l.includes('"ready"'), 15_000);
+        const port = nextPort();
+        const mbit = await withWrap(bed, endpoint, port, variant, () => iperf(bed, port, direction));
+        buffer.signal('SIGTERM');
+        await buffer.exited;
+        if (variant === 'clean') clean = mbit;
+        rows.push({ setup, direction, variant, mbitPerSec: mbit, percentOfClean: (100 * mbit) / clean });
+        console.error(`${setup} ${direction} ${variant}: ${fmt(mbit)} Mbit/s`);
+      }
+    }
+  }
+} finally {
+  await bed.destroy();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+console.log(table(['setup', 'direction', 'variant', 'Mbit/s', '% of clean'], rows.map((r) => [r.setup, r.direction, r.variant, fmt(r.mbitPerSec), fmt(r.percentOfClean)])));
+const pct = (s: Setup, d: Direction, v: Variant) => rows.find((r) => r.setup === s && r.direction === d && r.variant === v)?.percentOfClean ?? Number.NaN;
+const best = (s: Setup, d: Direction) => Math.max(pct(s, d, 'eager'), pct(s, d, 'delayed'), pct(s, d, 'lazy'));
+const targets = {
+  asymmetricIncoming: { value: best('asymmetric', 'incoming'), target: '>= 95%' },
+  asymmetricOutgoing: { value: best('asymmetric', 'outgoing'), target: '>= 95%' },
+  symmetricIncoming: { value: best('symmetric', 'incoming'), target: '>= 60%' },
+  symmetricOutgoing: { value: best('symmetric', 'outgoing'), target: '>= 95%' },
+};
+console.log('\ntargets (best ack strategy):');
+for (const [k, v] of Object.entries(targets)) console.log(`  ${k}: ${fmt(v.value)}% (${v.target})`);
+const out = join(root, 'bench/results/ssw.json');
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, machine: { cpus: cpus().length }, rows, targets }, null, 2) + '\n');
+console.log(`\nwritten to ${out}`);

@@ -1,0 +1,9 @@
+/** Paths of the compiled tools that tests and benchmarks start inside hosts. */
+import { fileURLToPath } from 'node:url';
+
+/** Seeded byte stream with sha256: `send` and `sink` (see tools/stream.ts). */
+export const STREAM_TOOL: string = fileURLToPath(new URL('./tools/stream.js', import.meta.url));
+/** A primary's south-side wrap alone, in record mode (see tools/ssw-record.ts). */
+export const SSW_RECORD_TOOL: string = fileURLToPath(new URL('./tools/ssw-record.js', import.meta.url));
+/** The `ftcp` launcher of this checkout. */
+export const FTCP_BIN: string = fileURLToPath(new URL('../../../bin/ftcp', import.meta.url));
