@@ -32,7 +32,7 @@ interface Row {
 }
 
 async function iperf(bed: Testbed, port: number, direction: Direction): Promise<number> {
-  const server = bed.spawn('primary', 'iperf3', ['-s', '-1', '-B', bed.vip, '-p', String(port)]);
+  const server = bed.spawn('primary', 'iperf3', ['-s', '-1', '--forceflush', '-B', bed.vip, '-p', String(port)]);
   await server.waitForLine((l) => l.includes('Server listening'), 10_000);
   const args = ['-c', bed.vip, '-p', String(port), '-t', String(SECONDS), '-J', ...(direction === 'outgoing' ? ['-R'] : [])];
   const r = await bed.exec('client', 'iperf3', args, { timeoutMs: (SECONDS + 30) * 1000 });
@@ -55,6 +55,8 @@ async function withWrap<T>(bed: Testbed, endpoint: string, port: number, ack: Va
 
 const rows: Row[] = [];
 const bed = await Testbed.create();
+// NFQUEUE copies at most 65531 bytes of a packet: keep GSO and GRO packets below that, clean runs too.
+await bed.ip('primary', ['link', 'set', 'lan0', 'gso_max_size', '32768', 'gro_max_size', '32768']);
 const dataDir = mkdtempSync(join(tmpdir(), 'ftcp-bench-ssw-'));
 try {
   const endpoint = `tcp://${bed.host('backup').replicaAddr}:${nextPort()}`;

@@ -178,7 +178,10 @@ export class Recorder {
         this.opts.verdicts.drop(p.id);
         return;
       }
-      this.logSegment(t, conn.clientIsn, pkt.seq, pkt.flags, Buffer.from(pkt.buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength)));
+      // No copy: the queue hands each packet over in a buffer of its own, and
+      // the buffer client copies the bytes into its frame at once.
+      const bytes = Buffer.from(pkt.buf.buffer, pkt.buf.byteOffset + pkt.payloadOffset, pkt.payloadLength);
+      this.logSegment(t, conn.clientIsn, pkt.seq, pkt.flags, bytes);
     }
     // Logged first, verdict second: the ordered channel already holds the bytes.
     this.give(p, v);

@@ -21,6 +21,7 @@ import {
   isRecord,
   peekReqId,
   splitFrames,
+  recordBytesOfFrame,
   type Message,
 } from './protocol/messages.js';
 import { SendQueue } from './sendqueue.js';
@@ -86,6 +87,7 @@ const reportSchema = z.record(z.unknown());
 
 /** How many recent records stay in memory for live subscribers. */
 const TAIL_RECORDS = 16_384;
+const TAIL_BYTES = 64 * 1024 * 1024;
 const PUSH_BATCH_RECORDS = 256;
 const PUSH_BATCH_BYTES = 1024 * 1024;
 
@@ -98,7 +100,7 @@ export class StableBufferServer extends EventEmitter {
   private readonly detector: Detector;
   private writer: Peer | null = null;
   /** Recent records, so live subscribers are served without reading LMDB. */
-  private readonly tail = new RecordRing(TAIL_RECORDS);
+  private readonly tail = new RecordRing(TAIL_RECORDS, TAIL_BYTES);
   private closed = false;
   private collectTimer: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
@@ -234,16 +236,16 @@ export class StableBufferServer extends EventEmitter {
       reqId = decoded.reqId;
       const peer = this.peerFor(id);
       if (peer === this.writer) this.detector.heard();
-      return this.dispatch(peer, decoded.msg, reqId);
+      return this.dispatch(peer, decoded.msg, reqId, frame);
     } catch (err) {
       this.sendError(id, err, reqId);
       return null;
     }
   }
 
-  private dispatch(peer: Peer, msg: Message, reqId: number): Promise<void> | null {
+  private dispatch(peer: Peer, msg: Message, reqId: number, frame: Buffer): Promise<void> | null {
     if (isRecord(msg)) {
-      this.write(peer, msg, reqId);
+      this.write(peer, msg, reqId, frame);
       return null;
     }
     switch (msg.kind) {
@@ -329,7 +331,7 @@ export class StableBufferServer extends EventEmitter {
     this.emit('promoted', { epoch, node });
   }
 
-  private write(peer: Peer, rec: Message & { epoch: number }, reqId: number): void {
+  private write(peer: Peer, rec: Message & { epoch: number }, reqId: number, frame: Buffer): void {
     try {
       if (rec.epoch !== this.store.epoch) {
         throw new FtcpError(ErrorCode.STALE_EPOCH, `write from epoch ${rec.epoch}; the current epoch is ${this.store.epoch}`);
@@ -337,7 +339,7 @@ export class StableBufferServer extends EventEmitter {
       if (peer !== this.writer) {
         throw new FtcpError(ErrorCode.NOT_WRITER, 'writes need a writer hello for the current epoch on this connection first');
       }
-      const res = this.store.append(rec as Parameters<Store['append']>[0]);
+      const res = this.store.append(rec as Parameters<Store['append']>[0], recordBytesOfFrame(frame));
       this.counters.records[rec.kind] = (this.counters.records[rec.kind] ?? 0) + 1;
       if (res.lsn === null) this.counters.duplicates++;
       else this.pushTail(res.lsn, res.bytes!);

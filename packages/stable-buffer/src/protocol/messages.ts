@@ -572,3 +572,16 @@ export function splitFrames(frame: Buffer): Buffer[] {
   }
   return out;
 }
+
+/**
+ * The log encoding of the record a write frame carries, without copying: the
+ * record is the type byte then the body, and the frame's body is already
+ * there, so the type is written just before it, over the top byte of the
+ * body-length field (zero for every frame below 16 MiB). Mutates `frame`,
+ * which must have decoded as a record.
+ */
+export function recordBytesOfFrame(frame: Buffer): Buffer {
+  if (frame.length > 0xffffff || frame.readUInt8(11) !== 0) return encodeRecord(decodeFrame(frame).msg as LogRecord);
+  frame.writeUInt8(frame.readUInt8(1), HEADER_SIZE - 1);
+  return frame.subarray(HEADER_SIZE - 1);
+}

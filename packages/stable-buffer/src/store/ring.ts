@@ -8,19 +8,38 @@ export class RecordRing {
   private start = 0;
   private end = 0;
 
-  constructor(readonly capacity: number) {
+  private bytes = 0;
+
+  /** Holds at most `capacity` records and about `maxBytes` of them (always the newest one). */
+  constructor(
+    readonly capacity: number,
+    readonly maxBytes = Number.POSITIVE_INFINITY,
+  ) {
     this.slots = new Array<Buffer | undefined>(capacity);
   }
 
   /** Adds the record with the next LSN; a gap (records not seen) restarts the ring. */
   push(lsn: number, record: Buffer): void {
-    if (lsn !== this.end) {
-      this.start = lsn;
-      this.end = lsn;
-    }
+    if (lsn !== this.end) this.clear(lsn);
+    if (this.end - this.start === this.capacity) this.dropOldest();
     this.slots[lsn % this.capacity] = record;
+    this.bytes += record.length;
     this.end = lsn + 1;
-    if (this.end - this.start > this.capacity) this.start = this.end - this.capacity;
+    while (this.bytes > this.maxBytes && this.end - this.start > 1) this.dropOldest();
+  }
+
+  private dropOldest(): void {
+    const i = this.start % this.capacity;
+    this.bytes -= this.slots[i]?.length ?? 0;
+    this.slots[i] = undefined;
+    this.start++;
+  }
+
+  private clear(at: number): void {
+    this.slots.fill(undefined);
+    this.bytes = 0;
+    this.start = at;
+    this.end = at;
   }
 
   has(lsn: number): boolean {

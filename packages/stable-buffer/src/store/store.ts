@@ -280,7 +280,8 @@ export class Store {
    * reconnect) are acknowledged and not stored again. Throws FtcpError for a
    * record that contradicts the log or exceeds the cap; nothing is changed then.
    */
-  append(rec: LogRecord): AppendResult {
+  append(rec: LogRecord, encoded?: Buffer): AppendResult {
+    const bytesOf = (): Buffer => encoded ?? encodeRecord(rec);
     switch (rec.kind) {
       case 'conn': {
         const old = this.conns.get(rec.connId);
@@ -290,7 +291,7 @@ export class Store {
           }
           return this.dup({ kind: 'ack-conn', connId: rec.connId });
         }
-        const bytes = encodeRecord(rec);
+        const bytes = bytesOf();
         const lsn = this.appendLog(bytes);
         const c: ConnState = { rec, lsn, closedLsn: null, finOffset: null, ackOffset: 0, window: 0, coverage: new Coverage() };
         this.conns.set(rec.connId, c);
@@ -306,7 +307,7 @@ export class Store {
         }
         const fresh = c.coverage.missing(rec.offset, dataEnd + (fin ? 1 : 0));
         if (fresh.length === 0 && !rst) return this.dup(this.segmentAck(c));
-        const bytes = encodeRecord(rec);
+        const bytes = bytesOf();
         const lsn = this.appendLog(bytes);
         for (const f of fresh) c.coverage.insert(f);
         let last: Promise<unknown> = Promise.resolve();
@@ -324,7 +325,7 @@ export class Store {
         const cov = this.streamCoverage(rec.stream);
         const fresh = cov.missing(rec.callNo - 1, rec.callNo);
         if (fresh.length === 0) return this.dup({ kind: 'ack-call', stream: rec.stream, contiguous: cov.contiguousEnd });
-        const bytes = encodeRecord(rec);
+        const bytes = bytesOf();
         const lsn = this.appendLog(bytes);
         for (const f of fresh) cov.insert(f);
         const p = this.call.put([rec.stream, rec.callNo], lsn);
@@ -333,7 +334,7 @@ export class Store {
       case 'client-ack': {
         const c = this.connOrThrow(rec.connId);
         if (rec.ackOffset <= c.ackOffset && rec.window === c.window) return this.dup({ kind: 'ack-client', connId: rec.connId });
-        const bytes = encodeRecord(rec);
+        const bytes = bytesOf();
         const lsn = this.appendLog(bytes);
         c.ackOffset = Math.max(c.ackOffset, rec.ackOffset);
         c.window = rec.window;
@@ -342,7 +343,7 @@ export class Store {
       case 'close': {
         const c = this.connOrThrow(rec.connId);
         if (c.closedLsn !== null) return this.dup({ kind: 'ack-close', connId: rec.connId });
-        const bytes = encodeRecord(rec);
+        const bytes = bytesOf();
         const lsn = this.appendLog(bytes);
         c.closedLsn = lsn;
         return { ack: { kind: 'ack-close', connId: rec.connId }, stable: this.stableAfter(this.persistConn(c)), lsn, bytes };

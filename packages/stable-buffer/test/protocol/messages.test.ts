@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
-import { decodeFrame, decodeRecord, encodeFrame, encodeMulti, encodeRecord, splitFrames, type LogRecord, type Message } from '../../src/protocol/messages.js';
+import { decodeFrame, decodeRecord, encodeFrame, encodeMulti, encodeRecord, recordBytesOfFrame, splitFrames, type LogRecord, type Message } from '../../src/protocol/messages.js';
 
 // Golden files live in the source tree (test/golden), not in dist.
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '../../../test/golden');
@@ -69,6 +69,13 @@ describe('buffer protocol', () => {
       expect(frame.msg).to.deep.equal(msg);
     });
   }
+
+  it('turns a write frame into its record bytes in place, equal to the log encoding', () => {
+    for (const rec of [examples.conn!, examples.segment!, examples.call!, examples['client-ack']!, examples.close!]) {
+      const frame = encodeFrame(rec, 99);
+      expect(recordBytesOfFrame(frame).equals(encodeRecord(rec as LogRecord))).to.equal(true, rec.kind);
+    }
+  });
 
   it('round-trips a record through the log encoding', () => {
     expect(decodeRecord(encodeRecord(conn))).to.deep.equal(conn);

@@ -10,6 +10,17 @@ describe('RecordRing', () => {
     expect(r.has(20)).to.equal(false);
   });
 
+  it('keeps no more than its byte bound, but always the newest record', () => {
+    const r = new RecordRing(100, 250);
+    for (let lsn = 0; lsn < 10; lsn++) r.push(lsn, Buffer.alloc(100, lsn));
+    expect(r.has(7)).to.equal(false);
+    expect(r.get(8)[0]).to.equal(8);
+    expect(r.get(9)[0]).to.equal(9);
+    r.push(10, Buffer.alloc(1000));
+    expect(r.has(9)).to.equal(false);
+    expect(r.has(10)).to.equal(true);
+  });
+
   it('starts over after a gap in LSNs', () => {
     const r = new RecordRing(4);
     r.push(0, Buffer.from([0]));
