@@ -1,0 +1,1659 @@
+/*
+ * ftcp_nsw.c: the north-side wrap's shim (FT-TCP 3.4, 3.7, 3.8; HotSwap's
+ * "shim library that redefines system calls"). Loaded with LD_PRELOAD into
+ * an unmodified server; records the results of the calls that make the
+ * server nondeterministic (record mode, the primary) or returns the
+ * primary's results to a replica (playback mode). Talks to the NSW agent
+ * over a unix socket in the format of ftcp_nsw_proto.h.
+ *
+ * Rules of this file:
+ *  1. No malloc and no stdio on the hot path. Frames are built in stack
+ *     buffers; diagnostics are written with the real write(2). The one
+ *     allocation is in pthread_create, which allocates a stack anyway.
+ *  2. errno is preserved: after a wrapped call errno is what the real call
+ *     (record) or the primary's call (playback) left, and the shim's own
+ *     I/O never leaks into it.
+ *  3. Every real call goes through a real_* pointer resolved once with
+ *     dlsym(RTLD_NEXT) and checked: a missing symbol is fatal at load time,
+ *     never a crash later.
+ *  4. A per-thread guard against re-entry: while the shim works for one
+ *     call, any wrapped call it makes reaches the real function directly.
+ *  5. One pattern for every wrapped call: nsw_begin, then the real call
+ *     and nsw_record (record) or nsw_play (playback), then nsw_end.
+ *  6. Nothing fails silently (DESIGN invariant 5): a lost agent or a
+ *     divergence writes one line to stderr and ends the process with
+ *     FTCP_NSW_EXIT_FATAL or FTCP_NSW_EXIT_DIVERGED.
+ *
+ * Environment: FTCP_NSW_MODE = off | passthrough (default) | record |
+ * playback; FTCP_NSW_SOCKET = the agent's socket path; FTCP_NSW_NAME = the
+ * logical name of this process (default "p"); FTCP_NSW_PORT = the service's
+ * TCP port (connections accepted from it are replicated). Threads and
+ * children are named from the name: "<name>/t<k>" is the k-th thread a
+ * stream created, "<name>/f<k>" the child of its k-th fork, "<name>/e" an
+ * image it execs (DESIGN "Nondeterminism the NSW handles"), so a replica's
+ * streams have the primary's names whatever the scheduling.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/sendfile.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftcp_nsw_proto.h"
+
+#define NSW_EXPORT __attribute__((visibility("default")))
+#define NSW_LIKELY(x) __builtin_expect(!!(x), 1)
+#define NSW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Exit codes of a process the shim has to stop (documented in README.md). */
+#define FTCP_NSW_EXIT_DIVERGED 86
+#define FTCP_NSW_EXIT_FATAL 87
+
+/* The payloads below are the native structs; the record format says i64 pairs. */
+_Static_assert(sizeof(struct timespec) == 16, "timespec is two i64 on this ABI");
+_Static_assert(sizeof(struct timeval) == 16, "timeval is two i64 on this ABI");
+_Static_assert(sizeof(time_t) == 8, "time_t is i64 on this ABI");
+
+/* ---- real functions, resolved once (rule 3) ---------------------------- */
+
+static time_t (*real_time)(time_t *);
+static int (*real_gettimeofday)(struct timeval *, void *);
+static int (*real_clock_gettime)(clockid_t, struct timespec *);
+static ssize_t (*real_getrandom)(void *, size_t, unsigned int);
+static int (*real_getentropy)(void *, size_t);
+static pid_t (*real_getpid)(void);
+static pid_t (*real_getppid)(void);
+static pid_t (*real_gettid)(void);
+static long (*real_syscall)(long, ...);
+static pid_t (*real_fork)(void);
+static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static pid_t (*real_waitpid)(pid_t, int *, int);
+static pid_t (*real_wait)(int *);
+static int (*real_open)(const char *, int, ...);
+static int (*real_open64)(const char *, int, ...);
+static int (*real_openat)(int, const char *, int, ...);
+static ssize_t (*real_read)(int, void *, size_t);
+static int (*real_poll)(struct pollfd *, nfds_t, int);
+static int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+static int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+static int (*real_accept)(int, struct sockaddr *, socklen_t *);
+static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
+static int (*real_getsockname)(int, struct sockaddr *, socklen_t *);
+static int (*real_getpeername)(int, struct sockaddr *, socklen_t *);
+static int (*real_socketpair)(int, int, int, int[2]);
+static int (*real_dup3)(int, int, int);
+static ssize_t (*real_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
+static ssize_t (*real_readv)(int, const struct iovec *, int);
+static ssize_t (*real_sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+static ssize_t (*real_sendmsg)(int, const struct msghdr *, int);
+static ssize_t (*real_writev)(int, const struct iovec *, int);
+static ssize_t (*real_sendfile)(int, int, off_t *, size_t);
+static ssize_t (*real_pread)(int, void *, size_t, off_t);
+static off_t (*real_lseek)(int, off_t, int);
+static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
+static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
+static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+/* Also the shim's own channel to the agent and its diagnostics. */
+static int (*real_socket)(int, int, int);
+static int (*real_connect)(int, const struct sockaddr *, socklen_t);
+static ssize_t (*real_send)(int, const void *, size_t, int);
+static ssize_t (*real_recv)(int, void *, size_t, int);
+static ssize_t (*real_write)(int, const void *, size_t);
+static int (*real_close)(int);
+static int (*real_fcntl)(int, int, ...);
+static int (*real_flock)(int, int);
+
+/* ---- process-wide configuration, fixed at load ------------------------- */
+
+static int nsw_mode = FTCP_NSW_MODE_OFF;
+static int nsw_ready;
+static struct sockaddr_un nsw_addr;
+static socklen_t nsw_addr_len;
+static char nsw_root_name[FTCP_NSW_MAX_NAME + 1] = "p";
+static size_t nsw_root_len = 1;
+/* Channel descriptors are moved at or above this number so the server's own
+ * descriptor numbers are the same with and without the shim. */
+static int nsw_fd_floor = 512;
+/* FTCP_NSW_PORT: the service's TCP port; 0 means no connection is replicated. */
+static uint16_t nsw_service_port;
+
+/* ---- per-thread state: one logical stream per thread -------------------- */
+
+struct nsw_thread {
+  int fd;            /* channel to the agent; -1 until the first call */
+  int busy;          /* re-entry guard (rule 4) */
+  int named;         /* name is set; unnamed threads pass through */
+  uint64_t call_no;  /* last call number of this stream */
+  uint32_t forks;    /* fork() calls made by this stream */
+  uint32_t threads;  /* pthread_create() calls made by this stream */
+  uint64_t stable;   /* highest call number the agent said is stable */
+  int live;          /* a replica's stream past the primary's last record: records now */
+  int went_live;     /* set by nsw_play when the agent says LIVE; read once by the caller */
+  size_t name_len;
+  char name[FTCP_NSW_MAX_NAME + 1];
+};
+
+/* initial-exec: a preloaded library's TLS is static, and reaching it must
+ * never allocate (the general-dynamic model may call malloc). */
+static __thread struct nsw_thread nsw_self __attribute__((tls_model("initial-exec"))) = {.fd = -1};
+
+/* ---- diagnostics without stdio ----------------------------------------- */
+
+static size_t nsw_utoa(char *out, uint64_t v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+static void nsw_say(const char *a, size_t alen, const char *b, size_t blen) {
+  char line[1536];
+  size_t n = 0;
+  static const char prefix[] = "ftcp-nsw: ";
+  memcpy(line, prefix, sizeof prefix - 1);
+  n += sizeof prefix - 1;
+  if (alen > 400) alen = 400;
+  memcpy(line + n, a, alen);
+  n += alen;
+  if (blen > sizeof line - n - 1) blen = sizeof line - n - 1;
+  memcpy(line + n, b, blen);
+  n += blen;
+  line[n++] = '\n';
+  if (real_write) (void)real_write(2, line, n);
+}
+
+static void nsw_die(int code, const char *what, const char *detail, size_t detail_len) __attribute__((noreturn));
+static void nsw_die(int code, const char *what, const char *detail, size_t detail_len) {
+  nsw_say(what, strlen(what), detail, detail_len);
+  _exit(code);
+}
+
+static void nsw_fatal(const char *what) __attribute__((noreturn));
+static void nsw_fatal(const char *what) {
+  nsw_die(FTCP_NSW_EXIT_FATAL, what, nsw_self.name, nsw_self.name_len);
+}
+
+/* ---- descriptors ------------------------------------------------------- */
+
+/*
+ * What the shim knows about a descriptor: open on /dev/urandom or
+ * /dev/random (reads are randomness, as HotSwap synchronizes "the
+ * /dev/random device"), or a replicated connection (accepted from the
+ * service's listening socket, FT-TCP 3.4). A byte per descriptor, no
+ * allocation; descriptors at or above NSW_FDS and copies made with dup are
+ * not tracked (see README).
+ */
+#define NSW_FDS 4096
+#define NSW_FD_PLAIN 0
+#define NSW_FD_RANDOM 1
+#define NSW_FD_CONN 2
+#define NSW_FD_CHANNEL 3 /* the shim's own connection to the agent */
+static uint8_t nsw_fds[NSW_FDS];
+
+static inline int nsw_fd_kind(int fd) {
+  return fd >= 0 && fd < NSW_FDS ? __atomic_load_n(&nsw_fds[fd], __ATOMIC_RELAXED) : NSW_FD_PLAIN;
+}
+
+/* Sets what fd is; only while recording or playing back. */
+static void nsw_track_fd(int fd, int kind) {
+  if (fd >= 0 && fd < NSW_FDS) __atomic_store_n(&nsw_fds[fd], (uint8_t)kind, __ATOMIC_RELAXED);
+}
+
+static inline int nsw_is_random_fd(int fd) { return nsw_fd_kind(fd) == NSW_FD_RANDOM; }
+
+/* ---- initialization ----------------------------------------------------- */
+
+static void *nsw_resolve(const char *name) {
+  void *p = dlsym(RTLD_NEXT, name);
+  if (!p) nsw_die(FTCP_NSW_EXIT_FATAL, "cannot resolve the real ", name, strlen(name));
+  return p;
+}
+
+/*
+ * An image this process execs is a new stream that must not reuse the name
+ * (and call numbers) of the one that called exec: it gets "<name>/e", passed
+ * on through the environment, which exec keeps. Called at load and in a
+ * forked child, while the process has one thread.
+ */
+static void nsw_name_exec_image(const char *name, size_t len) {
+  /* No length check here: a name too deep makes the exec'd image refuse to load, loudly. */
+  char next[FTCP_NSW_MAX_NAME + 3];
+  memcpy(next, name, len);
+  memcpy(next + len, "/e", 3);
+  setenv("FTCP_NSW_NAME", next, 1);
+}
+
+static void nsw_init_impl(void) {
+  /* Resolve write first so that failures below can be reported. */
+  real_write = nsw_resolve("write");
+  real_time = nsw_resolve("time");
+  real_gettimeofday = nsw_resolve("gettimeofday");
+  real_clock_gettime = nsw_resolve("clock_gettime");
+  real_getrandom = nsw_resolve("getrandom");
+  real_getentropy = nsw_resolve("getentropy");
+  real_getpid = nsw_resolve("getpid");
+  real_getppid = nsw_resolve("getppid");
+  real_gettid = nsw_resolve("gettid");
+  real_syscall = nsw_resolve("syscall");
+  real_fork = nsw_resolve("fork");
+  real_pthread_create = nsw_resolve("pthread_create");
+  real_waitpid = nsw_resolve("waitpid");
+  real_wait = nsw_resolve("wait");
+  real_open = nsw_resolve("open");
+  real_open64 = nsw_resolve("open64");
+  real_openat = nsw_resolve("openat");
+  real_read = nsw_resolve("read");
+  real_poll = nsw_resolve("poll");
+  real_ppoll = nsw_resolve("ppoll");
+  real_select = nsw_resolve("select");
+  real_pselect = nsw_resolve("pselect");
+  real_accept = nsw_resolve("accept");
+  real_accept4 = nsw_resolve("accept4");
+  real_getsockname = nsw_resolve("getsockname");
+  real_getpeername = nsw_resolve("getpeername");
+  real_socketpair = nsw_resolve("socketpair");
+  real_dup3 = nsw_resolve("dup3");
+  real_recvfrom = nsw_resolve("recvfrom");
+  real_recvmsg = nsw_resolve("recvmsg");
+  real_readv = nsw_resolve("readv");
+  real_sendto = nsw_resolve("sendto");
+  real_sendmsg = nsw_resolve("sendmsg");
+  real_writev = nsw_resolve("writev");
+  real_sendfile = nsw_resolve("sendfile");
+  real_pread = nsw_resolve("pread");
+  real_lseek = nsw_resolve("lseek");
+  real_epoll_ctl = nsw_resolve("epoll_ctl");
+  real_epoll_wait = nsw_resolve("epoll_wait");
+  real_epoll_pwait = nsw_resolve("epoll_pwait");
+  real_socket = nsw_resolve("socket");
+  real_connect = nsw_resolve("connect");
+  real_send = nsw_resolve("send");
+  real_recv = nsw_resolve("recv");
+  real_close = nsw_resolve("close");
+  real_fcntl = nsw_resolve("fcntl");
+  real_flock = nsw_resolve("flock");
+
+  const char *mode = getenv("FTCP_NSW_MODE");
+  if (!mode || !*mode || !strcmp(mode, "off") || !strcmp(mode, "passthrough")) {
+    nsw_mode = FTCP_NSW_MODE_OFF;
+    return;
+  }
+  if (!strcmp(mode, "record")) nsw_mode = FTCP_NSW_MODE_RECORD;
+  else if (!strcmp(mode, "playback")) nsw_mode = FTCP_NSW_MODE_PLAYBACK;
+  else nsw_die(FTCP_NSW_EXIT_FATAL, "FTCP_NSW_MODE must be off, passthrough, record or playback, not ", mode, strlen(mode));
+
+  const char *path = getenv("FTCP_NSW_SOCKET");
+  if (!path || !*path || strlen(path) >= sizeof nsw_addr.sun_path) {
+    nsw_die(FTCP_NSW_EXIT_FATAL, "FTCP_NSW_SOCKET must name the agent's socket (shorter than 108 bytes)", "", 0);
+  }
+  nsw_addr.sun_family = AF_UNIX;
+  memcpy(nsw_addr.sun_path, path, strlen(path) + 1);
+  nsw_addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+
+  const char *name = getenv("FTCP_NSW_NAME");
+  if (name && *name) {
+    size_t n = strlen(name);
+    /* Leave room for a few levels of /f<k>, /t<k> and /e. */
+    if (n > FTCP_NSW_MAX_NAME - 64) nsw_die(FTCP_NSW_EXIT_FATAL, "FTCP_NSW_NAME is too long: ", name, n);
+    memcpy(nsw_root_name, name, n + 1);
+    nsw_root_len = n;
+  }
+
+  const char *port = getenv("FTCP_NSW_PORT");
+  if (port && *port) {
+    char *end;
+    unsigned long v = strtoul(port, &end, 10);
+    if (*end || v == 0 || v > 65535) nsw_die(FTCP_NSW_EXIT_FATAL, "FTCP_NSW_PORT must be a TCP port, not ", port, strlen(port));
+    nsw_service_port = (uint16_t)v;
+  }
+
+  nsw_name_exec_image(nsw_root_name, nsw_root_len);
+
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= 64) {
+    nsw_fd_floor = (int)(rl.rlim_cur * 3 / 4);
+  }
+  /* Stay below NSW_FDS so close() can recognise a channel and keep it. */
+  if (nsw_fd_floor > NSW_FDS - NSW_FDS / 8) nsw_fd_floor = NSW_FDS - NSW_FDS / 8;
+}
+
+static pthread_once_t nsw_once = PTHREAD_ONCE_INIT;
+
+static void nsw_init(void) {
+  pthread_once(&nsw_once, nsw_init_impl);
+  __atomic_store_n(&nsw_ready, 1, __ATOMIC_RELEASE);
+}
+
+__attribute__((constructor)) static void nsw_ctor(void) { nsw_init(); }
+
+/* Every wrapper starts with this: a call may arrive before our constructor ran. */
+#define NSW_INIT()                                                                \
+  do {                                                                            \
+    if (NSW_UNLIKELY(!__atomic_load_n(&nsw_ready, __ATOMIC_ACQUIRE))) nsw_init(); \
+  } while (0)
+
+/* ---- the channel to the agent ------------------------------------------ */
+
+static void nsw_send_all(int fd, const unsigned char *buf, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    ssize_t n = real_send(fd, buf + off, len - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) nsw_fatal("lost the agent while sending for stream ");
+    off += (size_t)n;
+  }
+}
+
+static void nsw_recv_all(int fd, unsigned char *buf, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    ssize_t n = real_recv(fd, buf + off, len - off, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) nsw_fatal("lost the agent while waiting for a reply for stream ");
+    off += (size_t)n;
+  }
+}
+
+/* Reads one frame into buf (FTCP_NSW_MAX_FRAME bytes); returns the body length. */
+static size_t nsw_recv_frame(int fd, unsigned char *buf) {
+  nsw_recv_all(fd, buf, FTCP_NSW_HDR_SIZE);
+  long len = ftcp_nsw_check_header(buf);
+  if (len < 0) nsw_fatal("the agent sent a bad frame header to stream ");
+  nsw_recv_all(fd, buf + FTCP_NSW_HDR_SIZE, (size_t)len);
+  return (size_t)len;
+}
+
+/* An ERROR from the agent ends the process: the replica cannot go on. */
+static void nsw_agent_error(const unsigned char *body, size_t len) __attribute__((noreturn));
+static void nsw_agent_error(const unsigned char *body, size_t len) {
+  if (len < FTCP_NSW_ERROR_OFF_TEXT) nsw_fatal("the agent sent a short ERROR to stream ");
+  size_t code_len = ftcp_get_u16(body + FTCP_NSW_ERROR_OFF_CODE_LEN);
+  size_t msg_len = ftcp_get_u16(body + FTCP_NSW_ERROR_OFF_MSG_LEN);
+  if (FTCP_NSW_ERROR_OFF_TEXT + code_len + msg_len != len) nsw_fatal("the agent sent a bad ERROR to stream ");
+  const char *code = (const char *)body + FTCP_NSW_ERROR_OFF_TEXT;
+  static const char div[] = "FTCP_ERR_DIVERGENCE";
+  int diverged = code_len == sizeof div - 1 && !memcmp(code, div, code_len);
+  char what[320];
+  size_t n = code_len > 255 ? 255 : code_len;
+  memcpy(what, code, n);
+  what[n++] = ':';
+  what[n++] = ' ';
+  what[n] = 0;
+  nsw_die(diverged ? FTCP_NSW_EXIT_DIVERGED : FTCP_NSW_EXIT_FATAL, what, code + code_len, msg_len);
+}
+
+static int nsw_channel(struct nsw_thread *t) {
+  if (NSW_LIKELY(t->fd >= 0)) return t->fd;
+  int fd = real_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) nsw_fatal("cannot create a socket to the agent for stream ");
+  while (real_connect(fd, (const struct sockaddr *)&nsw_addr, nsw_addr_len) < 0) {
+    if (errno != EINTR) nsw_fatal("cannot connect to the agent at FTCP_NSW_SOCKET for stream ");
+  }
+  int high = real_fcntl(fd, F_DUPFD_CLOEXEC, nsw_fd_floor);
+  if (high >= 0) {
+    real_close(fd);
+    fd = high;
+  }
+  nsw_track_fd(fd, NSW_FD_CHANNEL);
+  unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_HELLO_FIXED + FTCP_NSW_MAX_NAME];
+  size_t n = ftcp_nsw_encode_hello(buf, sizeof buf, (uint32_t)real_getpid(), (uint32_t)real_getppid(), (uint8_t)nsw_mode,
+                                   t->name, t->name_len);
+  if (!n) nsw_fatal("cannot encode HELLO for stream ");
+  t->fd = fd;
+  nsw_send_all(fd, buf, n);
+  return fd;
+}
+
+/* ---- stream names ------------------------------------------------------- */
+
+/* dst = parent + "/" + tag + k; fatal when too long (names must match the primary's). */
+static void nsw_child_name(char *dst, size_t *dst_len, const char *parent, size_t plen, char tag, uint32_t k) {
+  char num[24];
+  size_t nlen = nsw_utoa(num, k);
+  if (plen + 2 + nlen > FTCP_NSW_MAX_NAME) nsw_fatal("stream name too deep below ");
+  memmove(dst, parent, plen);
+  dst[plen] = '/';
+  dst[plen + 1] = tag;
+  memcpy(dst + plen + 2, num, nlen);
+  *dst_len = plen + 2 + nlen;
+  dst[*dst_len] = 0;
+}
+
+static void nsw_name_thread(struct nsw_thread *t, const char *name, size_t len) {
+  memcpy(t->name, name, len);
+  t->name[len] = 0;
+  t->name_len = len;
+  t->named = 1;
+  t->fd = -1;
+  t->call_no = 0;
+  t->forks = 0;
+  t->threads = 0;
+  t->stable = 0;
+}
+
+/* The main thread takes the root name; any thread we did not create is unnamed. */
+static int nsw_name_first(struct nsw_thread *t) {
+  if (real_gettid() == real_getpid()) {
+    nsw_name_thread(t, nsw_root_name, nsw_root_len);
+    return 1;
+  }
+  static int warned;
+  if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED)) {
+    static const char msg[] = "a thread not created by pthread_create is not replicated";
+    nsw_say(msg, sizeof msg - 1, "", 0);
+  }
+  return 0;
+}
+
+/* ---- the one pattern (rule 5) ------------------------------------------- */
+
+enum { NSW_PASS, NSW_RECORD, NSW_PLAY };
+
+/* Decides what this call does; takes the re-entry guard unless it passes through. */
+static inline int nsw_begin(void) {
+  if (NSW_LIKELY(nsw_mode == FTCP_NSW_MODE_OFF)) return NSW_PASS;
+  struct nsw_thread *t = &nsw_self;
+  if (t->busy) return NSW_PASS;
+  if (NSW_UNLIKELY(!t->named) && !nsw_name_first(t)) return NSW_PASS;
+  t->busy = 1;
+  return nsw_mode == FTCP_NSW_MODE_RECORD || t->live ? NSW_RECORD : NSW_PLAY;
+}
+
+/* Releases the guard and sets errno last, after the shim's own I/O (rule 2). */
+static inline void nsw_end(int err) {
+  nsw_self.busy = 0;
+  errno = err;
+}
+
+/* Record mode: sends the call's outcome; the shim does not wait (FT-TCP 3.4:
+ * only output waits for stability, in an output commit). */
+static void nsw_record(uint16_t kind, uint64_t arg, int64_t result, int err, const void *payload, size_t len) {
+  struct nsw_thread *t = &nsw_self;
+  int fd = nsw_channel(t);
+  struct ftcp_nsw_call c = {++t->call_no, kind, 0, err, result, arg, (uint32_t)len, payload};
+  unsigned char buf[FTCP_NSW_MAX_FRAME];
+  size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &c);
+  if (!n) nsw_fatal("a call payload is too large in stream ");
+  nsw_send_all(fd, buf, n);
+}
+
+/*
+ * Playback: asks the agent for this stream's next record and blocks until the
+ * primary's result is there (a replica ahead of the log waits, FT-TCP 3.7).
+ * When the agent answers LIVE instead, returns with nsw_went_live() true and
+ * the caller performs and records the call.
+ * With FTCP_NSW_CALL_F_COMPARE, sends what the real call did for the agent to
+ * compare. Copies the primary's payload to out (at most cap bytes) and
+ * returns its result; *err gets its errno.
+ */
+static int64_t nsw_play(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const void *payload, size_t len,
+                        void *out, size_t cap, int *out_err) {
+  struct nsw_thread *t = &nsw_self;
+  int fd = nsw_channel(t);
+  struct ftcp_nsw_call c = {++t->call_no, kind, flags, err, result, arg, (uint32_t)len, payload};
+  unsigned char buf[FTCP_NSW_MAX_FRAME];
+  size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, &c);
+  if (!n) nsw_fatal("a call payload is too large in stream ");
+  nsw_send_all(fd, buf, n);
+  size_t blen = nsw_recv_frame(fd, buf);
+  const unsigned char *body = buf + FTCP_NSW_HDR_SIZE;
+  if (buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) nsw_agent_error(body, blen);
+  struct ftcp_nsw_call r;
+  if (buf[FTCP_NSW_HDR_OFF_TYPE] != FTCP_NSW_MSG_RESULT || ftcp_nsw_decode_call(body, blen, &r) != 0) {
+    nsw_fatal("the agent sent a bad RESULT to stream ");
+  }
+  if (r.flags & FTCP_NSW_CALL_F_LIVE) {
+    /* Going live: this call is performed for real and recorded under the same number. */
+    t->live = 1;
+    t->went_live = 1;
+    t->call_no--;
+    return 0;
+  }
+  /* The agent checks kind and arg; this catches an agent that answered another call. */
+  if (r.call_no != c.call_no || r.kind != kind || r.arg != arg) nsw_die(FTCP_NSW_EXIT_DIVERGED, "RESULT for another call in stream ", t->name, t->name_len);
+  if (r.payload_len > cap) nsw_die(FTCP_NSW_EXIT_DIVERGED, "recorded payload larger than the buffer in stream ", t->name, t->name_len);
+  if (r.payload_len) memcpy(out, r.payload, r.payload_len);
+  *out_err = r.err;
+  return r.result;
+}
+
+/* True once, right after nsw_play found the stream gone live. */
+static inline int nsw_went_live(void) {
+  int v = nsw_self.went_live;
+  nsw_self.went_live = 0;
+  return v;
+}
+
+/*
+ * The pattern for a query of the environment (FT-TCP 3.7, first category):
+ * record runs the real call and sends ARG, its result, errno and OUT_LEN
+ * bytes of OUT; playback sends ARG (the agent checks it against the record),
+ * skips the real call and returns the primary's, copying its bytes to OUT.
+ * A stream gone live records from then on. `r_` names the result inside
+ * OUT_LEN. Failure is a result of -1 for every call wrapped this way.
+ */
+#define NSW_QUERY(TYPE, KIND, ARG, REAL_CALL, OUT, OUT_CAP, OUT_LEN)                \
+  do {                                                                             \
+    NSW_INIT();                                                                    \
+    int mode_ = nsw_begin();                                                       \
+    if (NSW_LIKELY(mode_ == NSW_PASS)) return REAL_CALL;                           \
+    int saved_ = errno;                                                            \
+    TYPE r_;                                                                       \
+    int e_ = 0;                                                                    \
+    if (mode_ == NSW_PLAY) {                                                       \
+      r_ = (TYPE)nsw_play(KIND, ARG, 0, 0, 0, NULL, 0, OUT, OUT_CAP, &e_);         \
+      if (NSW_LIKELY(!nsw_went_live())) {                                          \
+        nsw_end(e_ ? e_ : saved_);                                                 \
+        return r_;                                                                 \
+      }                                                                            \
+      errno = saved_;                                                              \
+    }                                                                              \
+    r_ = REAL_CALL;                                                                \
+    e_ = r_ == (TYPE)-1 ? errno : 0;                                               \
+    nsw_record(KIND, ARG, (int64_t)r_, e_, OUT, r_ == (TYPE)-1 ? 0 : (size_t)(OUT_LEN)); \
+    nsw_end(e_ ? e_ : saved_);                                                     \
+    return r_;                                                                     \
+  } while (0)
+
+/* Hides a pointer's origin from the optimizer: libc declares some arguments
+ * nonnull, yet programs do pass NULL and the real call accepts it. */
+static inline void *nsw_launder(void *p) {
+  __asm__("" : "+r"(p));
+  return p;
+}
+
+/* Largest request recorded as one call; getrandom may return fewer bytes. */
+static inline size_t nsw_cap(size_t len) {
+  return nsw_mode != FTCP_NSW_MODE_OFF && len > FTCP_NSW_MAX_PAYLOAD ? FTCP_NSW_MAX_PAYLOAD : len;
+}
+
+/* ---- clocks: the replica's clock differs from the primary's (FT-TCP 3.7) -- */
+
+/* Wrapped because: the wall clock in seconds differs between hosts. */
+NSW_EXPORT time_t time(time_t *tloc) {
+  NSW_QUERY(time_t, FTCP_NSW_KIND_TIME, 0, real_time(tloc), tloc, tloc ? sizeof *tloc : 0, tloc ? sizeof *tloc : 0);
+}
+
+/* Wrapped because: the wall clock in microseconds differs between hosts. */
+NSW_EXPORT int gettimeofday(struct timeval *restrict tv_, void *restrict tz) {
+  struct timeval *tv = nsw_launder(tv_);
+  NSW_QUERY(int, FTCP_NSW_KIND_GETTIMEOFDAY, 0, real_gettimeofday(tv, tz), tv, tv ? sizeof *tv : 0, tv ? sizeof *tv : 0);
+}
+
+/* Wrapped because: every clock (realtime, monotonic, CPU time) differs between hosts and runs. */
+NSW_EXPORT int clock_gettime(clockid_t id, struct timespec *ts_) {
+  struct timespec *ts = nsw_launder(ts_);
+  NSW_QUERY(int, FTCP_NSW_KIND_CLOCK_GETTIME, (uint64_t)id, real_clock_gettime(id, ts), ts, ts ? sizeof *ts : 0, ts ? sizeof *ts : 0);
+}
+
+/* ---- randomness: seeds, session ids, keys (FT-TCP 3.8, HotSwap's OpenSSL) -- */
+
+/* Wrapped because: the kernel's random bytes differ on every call. */
+NSW_EXPORT ssize_t getrandom(void *buf, size_t len, unsigned int flags) {
+  size_t n = nsw_cap(len);
+  NSW_QUERY(ssize_t, FTCP_NSW_KIND_GETRANDOM, n, real_getrandom(buf, n, flags), buf, n, r_);
+}
+
+/* Wrapped because: the kernel's random bytes differ on every call. */
+NSW_EXPORT int getentropy(void *buf, size_t len) {
+  NSW_QUERY(int, FTCP_NSW_KIND_GETENTROPY, len, real_getentropy(buf, len), buf, len, len);
+}
+
+static int nsw_is_random_path(const char *path) {
+  return path && (!strcmp(path, "/dev/urandom") || !strcmp(path, "/dev/random"));
+}
+
+/* open's mode argument exists only when the flags ask for a new file. */
+#define NSW_OPEN_MODE(flags, last)                                    \
+  mode_t mode = 0;                                                    \
+  if ((flags) & O_CREAT || ((flags) & O_TMPFILE) == O_TMPFILE) {      \
+    va_list ap;                                                       \
+    va_start(ap, last);                                               \
+    mode = (mode_t)va_arg(ap, int);                                   \
+    va_end(ap);                                                       \
+  }
+
+/* Wrapped because: a descriptor on /dev/urandom or /dev/random is a source of randomness. */
+NSW_EXPORT int open(const char *path, int flags, ...) {
+  NSW_INIT();
+  NSW_OPEN_MODE(flags, flags);
+  int fd = real_open(path, flags, mode);
+  if (nsw_mode != FTCP_NSW_MODE_OFF && fd >= 0) nsw_track_fd(fd, nsw_is_random_path(path) ? NSW_FD_RANDOM : NSW_FD_PLAIN);
+  return fd;
+}
+
+/* Wrapped because: the same as open, under its large-file name. */
+NSW_EXPORT int open64(const char *path, int flags, ...) {
+  NSW_INIT();
+  NSW_OPEN_MODE(flags, flags);
+  int fd = real_open64(path, flags, mode);
+  if (nsw_mode != FTCP_NSW_MODE_OFF && fd >= 0) nsw_track_fd(fd, nsw_is_random_path(path) ? NSW_FD_RANDOM : NSW_FD_PLAIN);
+  return fd;
+}
+
+/* Wrapped because: the same as open, relative to a directory descriptor. */
+NSW_EXPORT int openat(int dirfd, const char *path, int flags, ...) {
+  NSW_INIT();
+  NSW_OPEN_MODE(flags, flags);
+  int fd = real_openat(dirfd, path, flags, mode);
+  if (nsw_mode != FTCP_NSW_MODE_OFF && fd >= 0) nsw_track_fd(fd, nsw_is_random_path(path) ? NSW_FD_RANDOM : NSW_FD_PLAIN);
+  return fd;
+}
+
+static ssize_t nsw_conn_read(int fd, void *buf, size_t count);
+
+/* Wrapped because: reads of /dev/urandom and /dev/random return random bytes,
+ * and reads of replicated connections have nondeterministic lengths; every
+ * other read passes straight through. */
+NSW_EXPORT ssize_t read(int fd, void *buf, size_t count) {
+  NSW_INIT();
+  int kind = nsw_fd_kind(fd);
+  if (NSW_LIKELY(kind == NSW_FD_PLAIN)) return real_read(fd, buf, count);
+  if (kind == NSW_FD_CONN) return nsw_conn_read(fd, buf, count);
+  size_t n = nsw_cap(count);
+  NSW_QUERY(ssize_t, FTCP_NSW_KIND_READ_RANDOM, n, real_read(fd, buf, n), buf, n, r_);
+}
+
+/* ---- readiness: whether a descriptor is ready depends on timing (FT-TCP 3.8) -- */
+
+/*
+ * FT-TCP 3.8: "poll must return the same result on both replicas", or a
+ * replica that sees no data where the primary saw some takes another path.
+ * Record keeps the result and every revents; playback skips the real call
+ * and returns the primary's (blocking until the primary's call returned).
+ */
+#define NSW_MAX_POLLFDS (FTCP_NSW_MAX_PAYLOAD / 2)
+
+static int nsw_poll_common(struct pollfd *fds, nfds_t nfds, int mode, int r) {
+  int saved = errno;
+  unsigned char revents[2 * NSW_MAX_POLLFDS];
+  int e = 0;
+  if (mode == NSW_RECORD) {
+    e = r < 0 ? errno : 0;
+    for (nfds_t i = 0; r > 0 && i < nfds; i++) ftcp_put_u16(revents + 2 * i, (uint16_t)fds[i].revents);
+    nsw_record(FTCP_NSW_KIND_POLL, nfds, r, e, revents, r > 0 ? nfds * 2 : 0);
+  } else {
+    r = (int)nsw_play(FTCP_NSW_KIND_POLL, nfds, 0, 0, 0, NULL, 0, revents, nfds * 2, &e);
+    if (NSW_UNLIKELY(nsw_self.went_live)) return 0; /* the caller records the real call */
+    for (nfds_t i = 0; i < nfds && r >= 0; i++) fds[i].revents = r > 0 ? (short)ftcp_get_u16(revents + 2 * i) : 0;
+  }
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
+NSW_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_poll(fds, nfds, timeout);
+  if (nfds > NSW_MAX_POLLFDS) nsw_fatal("poll with more descriptors than a record holds in stream ");
+  if (mode == NSW_PLAY) {
+    int r = nsw_poll_common(fds, nfds, NSW_PLAY, 0);
+    if (NSW_LIKELY(!nsw_went_live())) return r;
+  }
+  return nsw_poll_common(fds, nfds, NSW_RECORD, real_poll(fds, nfds, timeout));
+}
+
+/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
+NSW_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo, const sigset_t *mask) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_ppoll(fds, nfds, tmo, mask);
+  if (nfds > NSW_MAX_POLLFDS) nsw_fatal("ppoll with more descriptors than a record holds in stream ");
+  if (mode == NSW_PLAY) {
+    int r = nsw_poll_common(fds, nfds, NSW_PLAY, 0);
+    if (NSW_LIKELY(!nsw_went_live())) return r;
+  }
+  return nsw_poll_common(fds, nfds, NSW_RECORD, real_ppoll(fds, nfds, tmo, mask));
+}
+
+static void nsw_set_bytes(unsigned char *dst, const fd_set *set, size_t n) {
+  if (set) memcpy(dst, set, n);
+  else memset(dst, 0, n);
+}
+
+static void nsw_bytes_set(fd_set *set, const unsigned char *src, size_t n) {
+  if (set) memcpy(set, src, n);
+}
+
+/* Shared by select and pselect: the three sets travel as one payload. */
+static int nsw_select_common(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int mode, int r) {
+  int saved = errno;
+  size_t n = ((size_t)nfds + 7) / 8;
+  unsigned char sets[3 * (FD_SETSIZE / 8)];
+  int e = 0;
+  if (mode == NSW_RECORD) {
+    e = r < 0 ? errno : 0;
+    nsw_set_bytes(sets, rd, n);
+    nsw_set_bytes(sets + n, wr, n);
+    nsw_set_bytes(sets + 2 * n, ex, n);
+    nsw_record(FTCP_NSW_KIND_SELECT, (uint64_t)nfds, r, e, sets, r >= 0 ? 3 * n : 0);
+  } else {
+    r = (int)nsw_play(FTCP_NSW_KIND_SELECT, (uint64_t)nfds, 0, 0, 0, NULL, 0, sets, 3 * n, &e);
+    if (NSW_UNLIKELY(nsw_self.went_live)) return 0; /* the caller records the real call */
+    if (r >= 0) {
+      nsw_bytes_set(rd, sets, n);
+      nsw_bytes_set(wr, sets + n, n);
+      nsw_bytes_set(ex, sets + 2 * n, n);
+    }
+  }
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
+NSW_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tmo) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_select(nfds, rd, wr, ex, tmo);
+  if (nfds < 0 || nfds > FD_SETSIZE) {
+    nsw_end(errno);
+    return real_select(nfds, rd, wr, ex, tmo);
+  }
+  if (mode == NSW_PLAY) {
+    int r = nsw_select_common(nfds, rd, wr, ex, NSW_PLAY, 0);
+    if (NSW_LIKELY(!nsw_went_live())) return r;
+  }
+  return nsw_select_common(nfds, rd, wr, ex, NSW_RECORD, real_select(nfds, rd, wr, ex, tmo));
+}
+
+/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
+NSW_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *tmo, const sigset_t *mask) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_pselect(nfds, rd, wr, ex, tmo, mask);
+  if (nfds < 0 || nfds > FD_SETSIZE) {
+    nsw_end(errno);
+    return real_pselect(nfds, rd, wr, ex, tmo, mask);
+  }
+  if (mode == NSW_PLAY) {
+    int r = nsw_select_common(nfds, rd, wr, ex, NSW_PLAY, 0);
+    if (NSW_LIKELY(!nsw_went_live())) return r;
+  }
+  return nsw_select_common(nfds, rd, wr, ex, NSW_RECORD, real_pselect(nfds, rd, wr, ex, tmo, mask));
+}
+
+/*
+ * epoll hands back the caller's opaque data (often a pointer, which ASLR
+ * makes differ on the replica), so records name the descriptor instead:
+ * epoll_ctl keeps (epfd, fd, data) here, record maps data to fd, playback
+ * maps fd back to the replica's own data. Fixed table, no allocation.
+ */
+#define NSW_EPOLL_SLOTS 4096
+static struct {
+  int epfd, fd;
+  uint64_t data;
+} nsw_ep[NSW_EPOLL_SLOTS];
+static int nsw_ep_used; /* slots in use are [0, nsw_ep_used) with epfd >= 0 */
+static pthread_mutex_t nsw_ep_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Sets (data given) or removes (data NULL) the entry of (epfd, fd); fd -1 removes every entry of epfd or fd. */
+static void nsw_ep_set(int epfd, int fd, const uint64_t *data) {
+  pthread_mutex_lock(&nsw_ep_lock);
+  int free_slot = -1;
+  for (int i = 0; i < nsw_ep_used; i++) {
+    if (nsw_ep[i].epfd < 0) {
+      if (free_slot < 0) free_slot = i;
+      continue;
+    }
+    int match = fd < 0 ? (nsw_ep[i].epfd == epfd || nsw_ep[i].fd == epfd) : (nsw_ep[i].epfd == epfd && nsw_ep[i].fd == fd);
+    if (!match) continue;
+    if (data && fd >= 0) {
+      nsw_ep[i].data = *data;
+      data = NULL;
+      break;
+    }
+    nsw_ep[i].epfd = -1;
+    if (free_slot < 0) free_slot = i;
+  }
+  if (data && fd >= 0) {
+    if (free_slot < 0 && nsw_ep_used < NSW_EPOLL_SLOTS) free_slot = nsw_ep_used++;
+    if (free_slot < 0) {
+      pthread_mutex_unlock(&nsw_ep_lock);
+      nsw_fatal("too many epoll registrations to replicate in stream ");
+    }
+    nsw_ep[free_slot].epfd = epfd;
+    nsw_ep[free_slot].fd = fd;
+    nsw_ep[free_slot].data = *data;
+  }
+  pthread_mutex_unlock(&nsw_ep_lock);
+}
+
+/* Finds fd by data (to_fd) or data by fd; returns 0 when known. */
+static int nsw_ep_find(int epfd, int *fd, uint64_t *data, int to_fd) {
+  int found = -1;
+  pthread_mutex_lock(&nsw_ep_lock);
+  for (int i = 0; i < nsw_ep_used && found < 0; i++) {
+    if (nsw_ep[i].epfd != epfd) continue;
+    if (to_fd ? nsw_ep[i].data == *data : nsw_ep[i].fd == *fd) {
+      *fd = nsw_ep[i].fd;
+      *data = nsw_ep[i].data;
+      found = 0;
+    }
+  }
+  pthread_mutex_unlock(&nsw_ep_lock);
+  return found;
+}
+
+/* Wrapped because: epoll_wait reports the caller's data, which must be mapped to descriptors and back. */
+NSW_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
+  NSW_INIT();
+  int r = real_epoll_ctl(epfd, op, fd, ev);
+  if (nsw_mode == FTCP_NSW_MODE_OFF || r != 0) return r;
+  int saved = errno;
+  if (op == EPOLL_CTL_DEL) nsw_ep_set(epfd, fd, NULL);
+  else if (ev) {
+    uint64_t data = ev->data.u64;
+    nsw_ep_set(epfd, fd, &data);
+  }
+  errno = saved;
+  return r;
+}
+
+#define NSW_MAX_EVENTS (FTCP_NSW_MAX_PAYLOAD / 8)
+
+static int nsw_epoll_common(int epfd, struct epoll_event *events, int max, int mode, int r) {
+  int saved = errno;
+  unsigned char rec[FTCP_NSW_MAX_PAYLOAD];
+  int e = 0;
+  if (mode == NSW_RECORD) {
+    e = r < 0 ? errno : 0;
+    for (int i = 0; i < r; i++) {
+      int fd = -1;
+      uint64_t data = events[i].data.u64;
+      if (nsw_ep_find(epfd, &fd, &data, 1) != 0) nsw_fatal("epoll_wait reported data no epoll_ctl registered in stream ");
+      ftcp_put_u32(rec + 8 * i, events[i].events);
+      ftcp_put_u32(rec + 8 * i + 4, (uint32_t)fd);
+    }
+    nsw_record(FTCP_NSW_KIND_EPOLL_WAIT, (uint64_t)max, r, e, rec, r > 0 ? 8 * (size_t)r : 0);
+  } else {
+    r = (int)nsw_play(FTCP_NSW_KIND_EPOLL_WAIT, (uint64_t)max, 0, 0, 0, NULL, 0, rec, 8 * (size_t)max, &e);
+    if (NSW_UNLIKELY(nsw_self.went_live)) return 0; /* the caller records the real call */
+    for (int i = 0; i < r; i++) {
+      int fd = (int)ftcp_get_u32(rec + 8 * i + 4);
+      uint64_t data = 0;
+      if (nsw_ep_find(epfd, &fd, &data, 0) != 0) {
+        nsw_die(FTCP_NSW_EXIT_DIVERGED, "epoll_wait: the primary's descriptor is not registered here, in stream ", nsw_self.name,
+                nsw_self.name_len);
+      }
+      events[i].events = ftcp_get_u32(rec + 8 * i);
+      events[i].data.u64 = data;
+    }
+  }
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
+NSW_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_epoll_wait(epfd, events, max, timeout);
+  /* Fewer events than asked is always allowed; a record holds NSW_MAX_EVENTS. */
+  if (max > NSW_MAX_EVENTS) max = NSW_MAX_EVENTS;
+  if (mode == NSW_PLAY) {
+    int r = nsw_epoll_common(epfd, events, max, NSW_PLAY, 0);
+    if (NSW_LIKELY(!nsw_went_live())) return r;
+  }
+  return nsw_epoll_common(epfd, events, max, NSW_RECORD, real_epoll_wait(epfd, events, max, timeout));
+}
+
+/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
+NSW_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_epoll_pwait(epfd, events, max, timeout, mask);
+  if (max > NSW_MAX_EVENTS) max = NSW_MAX_EVENTS;
+  if (mode == NSW_PLAY) {
+    int r = nsw_epoll_common(epfd, events, max, NSW_PLAY, 0);
+    if (NSW_LIKELY(!nsw_went_live())) return r;
+  }
+  return nsw_epoll_common(epfd, events, max, NSW_RECORD, real_epoll_pwait(epfd, events, max, timeout, mask));
+}
+
+/* ---- replicated connections: FT-TCP 3.4 (record), 3.7 (playback) ------ */
+
+/*
+ * Output commit (FT-TCP 3.4; DESIGN invariant 2): before a byte leaves on a
+ * replicated connection, every earlier record of this stream must be
+ * stable. Asks the agent (WAIT) and blocks until it answers (STABLE).
+ */
+static void nsw_commit(struct nsw_thread *t) {
+  if (t->stable >= t->call_no) return;
+  int fd = nsw_channel(t);
+  unsigned char buf[FTCP_NSW_MAX_FRAME];
+  size_t n = ftcp_nsw_encode_seq(buf, sizeof buf, FTCP_NSW_MSG_WAIT, t->call_no);
+  nsw_send_all(fd, buf, n);
+  size_t blen = nsw_recv_frame(fd, buf);
+  const unsigned char *body = buf + FTCP_NSW_HDR_SIZE;
+  if (buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) nsw_agent_error(body, blen);
+  if (buf[FTCP_NSW_HDR_OFF_TYPE] != FTCP_NSW_MSG_STABLE || blen != FTCP_NSW_SEQ_SIZE) nsw_fatal("the agent sent a bad STABLE to stream ");
+  uint64_t stable = ftcp_get_u64(body + FTCP_NSW_SEQ_OFF_CALL_NO);
+  if (stable < t->call_no) nsw_fatal("the agent answered WAIT before the records were stable, stream ");
+  t->stable = stable;
+}
+
+/* Whether fd listens on the service's port: only its connections are replicated. */
+static int nsw_is_service_socket(int fd) {
+  if (nsw_service_port == 0) return 0;
+  struct sockaddr_storage a;
+  socklen_t len = sizeof a;
+  if (real_getsockname(fd, (struct sockaddr *)&a, &len) != 0) return 0;
+  if (a.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&a)->sin_port) == nsw_service_port;
+  if (a.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&a)->sin6_port) == nsw_service_port;
+  return 0;
+}
+
+/*
+ * Replicated reads and writes move at most this many bytes a call, in both
+ * modes, so a playback RESULT (a read's bytes) or PLAY (a write's bytes)
+ * fits one frame. Fewer bytes than asked is a legal result of every one of
+ * these calls; see README for what it costs.
+ */
+#define NSW_CONN_MAX (FTCP_NSW_MAX_PAYLOAD - 8)
+#define NSW_MAX_IOV 64
+
+/* What identifies a replicated connection to the agent: a hash of its peer address. */
+static uint64_t nsw_conn_keys[NSW_FDS];
+
+/* Copies iov into out, keeping at most max bytes in at most NSW_MAX_IOV pieces; returns the count. */
+static int nsw_trim_iov(const struct iovec *iov, int n, struct iovec *out, size_t max) {
+  int k = 0;
+  for (int i = 0; i < n && k < NSW_MAX_IOV && max > 0; i++) {
+    if (iov[i].iov_len == 0) continue;
+    out[k].iov_base = iov[i].iov_base;
+    out[k].iov_len = iov[i].iov_len < max ? iov[i].iov_len : max;
+    max -= out[k].iov_len;
+    k++;
+  }
+  return k;
+}
+
+static size_t nsw_iov_len(const struct iovec *iov, int n) {
+  size_t len = 0;
+  for (int i = 0; i < n; i++) len += iov[i].iov_len;
+  return len;
+}
+
+/* Hashes the first `sent` bytes of the iovecs. */
+static uint64_t nsw_iov_hash(const struct iovec *iov, int n, size_t sent) {
+  uint64_t h = FTCP_NSW_HASH_INIT;
+  for (int i = 0; i < n && sent > 0; i++) {
+    size_t take = iov[i].iov_len < sent ? iov[i].iov_len : sent;
+    h = ftcp_nsw_hash(h, iov[i].iov_base, take);
+    sent -= take;
+  }
+  return h;
+}
+
+/* Copies len bytes between a flat buffer and iovecs (to_iov picks the direction). */
+static void nsw_iov_copy(const struct iovec *iov, int n, unsigned char *flat, size_t len, int to_iov) {
+  for (int i = 0; i < n && len > 0; i++) {
+    size_t take = iov[i].iov_len < len ? iov[i].iov_len : len;
+    if (to_iov) memcpy(iov[i].iov_base, flat, take);
+    else memcpy(flat, iov[i].iov_base, take);
+    flat += take;
+    len -= take;
+  }
+}
+
+/*
+ * accept and accept4. Record: a connection accepted from the service's
+ * socket becomes replicated; the record keeps its descriptor number and
+ * peer address. Playback: no client reaches the replica, so nothing is
+ * accepted for real; the replica gets a placeholder socket at the primary's
+ * descriptor number and the primary's peer address (the issue's promotion
+ * later puts a rebuilt connection at that number).
+ */
+static int nsw_accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, int flags, int use4) {
+  int mode = nsw_begin();
+  if (mode == NSW_PASS || !nsw_is_service_socket(lfd)) {
+    if (mode != NSW_PASS) nsw_end(errno);
+    return use4 ? real_accept4(lfd, addr, alen, flags) : real_accept(lfd, addr, alen);
+  }
+  int saved = errno;
+  struct sockaddr_storage peer;
+  int r, e = 0;
+  if (mode == NSW_PLAY) {
+    r = (int)nsw_play(FTCP_NSW_KIND_ACCEPT, (uint64_t)lfd, 0, 0, 0, NULL, 0, &peer, sizeof peer, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if (r >= 0) {
+        /* The primary's descriptor number must be free here too, or the replica has diverged. */
+        if (r >= NSW_FDS || real_fcntl(r, F_GETFD) != -1) {
+          nsw_die(FTCP_NSW_EXIT_DIVERGED, "accept: the primary's descriptor number is taken in stream ", nsw_self.name,
+                  nsw_self.name_len);
+        }
+        int sp[2];
+        if (real_socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0) nsw_fatal("accept: no placeholder socket in stream ");
+        /* The pair may already sit at the primary's number (it was free). */
+        if (sp[0] != r && sp[1] != r && real_dup3(sp[0], r, 0) != r) nsw_fatal("accept: cannot place the descriptor in stream ");
+        if (sp[0] != r) real_close(sp[0]);
+        if (sp[1] != r) real_close(sp[1]);
+        if (flags & SOCK_CLOEXEC) real_fcntl(r, F_SETFD, FD_CLOEXEC);
+        if (flags & SOCK_NONBLOCK) real_fcntl(r, F_SETFL, O_NONBLOCK);
+        nsw_track_fd(r, NSW_FD_CONN);
+        /* The agent sent the peer address as the payload; its length is the record's. */
+        socklen_t plen = (socklen_t)(peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+        nsw_conn_keys[r] = ftcp_nsw_hash(FTCP_NSW_HASH_INIT, &peer, plen);
+        if (addr && alen) {
+          memcpy(addr, &peer, *alen < plen ? *alen : plen);
+          *alen = plen;
+        }
+      }
+      nsw_end(e ? e : saved);
+      return r;
+    }
+  }
+  r = use4 ? real_accept4(lfd, addr, alen, flags) : real_accept(lfd, addr, alen);
+  e = r < 0 ? errno : 0;
+  size_t plen = 0;
+  if (r >= 0) {
+    /* The peer is recorded even when the caller did not ask for it: playback needs it. */
+    socklen_t len = sizeof peer;
+    if (real_getpeername(r, (struct sockaddr *)&peer, &len) == 0) plen = len;
+    nsw_track_fd(r, NSW_FD_CONN);
+    if (r < NSW_FDS) nsw_conn_keys[r] = ftcp_nsw_hash(FTCP_NSW_HASH_INIT, &peer, plen);
+  }
+  nsw_record(FTCP_NSW_KIND_ACCEPT, (uint64_t)lfd, r, e, &peer, plen);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+static socklen_t nsw_sockaddr_len(const struct sockaddr_storage *a) {
+  return (socklen_t)(a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+}
+
+/* getsockname and getpeername of a replicated connection: the primary's addresses. */
+static int nsw_sockname(int fd, struct sockaddr *addr, socklen_t *alen, int peer) {
+  int (*fn)(int, struct sockaddr *, socklen_t *) = peer ? real_getpeername : real_getsockname;
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return fn(fd, addr, alen);
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return fn(fd, addr, alen);
+  int saved = errno;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  int r, e = 0;
+  if (mode == NSW_PLAY) {
+    r = (int)nsw_play(FTCP_NSW_KIND_SOCKNAME, (uint64_t)peer, 0, 0, 0, NULL, 0, &ss, sizeof ss, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if (r == 0 && addr && alen) {
+        socklen_t len = nsw_sockaddr_len(&ss);
+        memcpy(addr, &ss, *alen < len ? *alen : len);
+        *alen = len;
+      }
+      nsw_end(e ? e : saved);
+      return r;
+    }
+  }
+  socklen_t len = sizeof ss;
+  r = fn(fd, (struct sockaddr *)&ss, &len);
+  e = r < 0 ? errno : 0;
+  if (r == 0 && addr && alen) {
+    memcpy(addr, &ss, *alen < len ? *alen : len);
+    *alen = len;
+  }
+  nsw_record(FTCP_NSW_KIND_SOCKNAME, (uint64_t)peer, r, e, &ss, r == 0 ? len : 0);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: a replica's replicated connection is a placeholder; its addresses are the primary's. */
+NSW_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *alen) {
+  NSW_INIT();
+  return nsw_sockname(fd, addr, alen, 1);
+}
+
+/* Wrapped because: a replica's replicated connection is a placeholder; its addresses are the primary's. */
+NSW_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen) {
+  NSW_INIT();
+  return nsw_sockname(fd, addr, alen, 0);
+}
+
+/* Wrapped because: a connection of the service is replicated; its number and peer are part of the record. */
+NSW_EXPORT int accept(int lfd, struct sockaddr *addr, socklen_t *alen) {
+  NSW_INIT();
+  return nsw_accept_common(lfd, addr, alen, 0, 0);
+}
+
+/* Wrapped because: the same as accept, with flags. */
+NSW_EXPORT int accept4(int lfd, struct sockaddr *addr, socklen_t *alen, int flags) {
+  NSW_INIT();
+  return nsw_accept_common(lfd, addr, alen, flags, 1);
+}
+
+/*
+ * The pattern for reads on a replicated connection (FT-TCP 3.8 readlength).
+ * Record: the real call on at most NSW_CONN_MAX bytes (IOV, IOVCNT: the
+ * trimmed buffers); the record keeps the length or the error (EAGAIN
+ * included), not the bytes, which the SSW logged as client segments.
+ * Playback: the primary's length and error, with the bytes from the buffer
+ * (FT-TCP 3.7: "copies the same number of bytes as the primary got").
+ */
+#define NSW_CONN_READ(FD, IOV, IOVCNT, REAL_CALL)                                         \
+  do {                                                                                  \
+    int mode_ = nsw_begin();                                                            \
+    if (mode_ == NSW_PASS) return REAL_CALL;                                            \
+    int saved_ = errno;                                                                 \
+    size_t len_ = nsw_iov_len(IOV, IOVCNT);                                             \
+    ssize_t r_;                                                                         \
+    int e_ = 0;                                                                         \
+    if (mode_ == NSW_PLAY) {                                                            \
+      unsigned char key_[8], data_[NSW_CONN_MAX];                                       \
+      ftcp_put_u64(key_, nsw_conn_keys[FD]);                                            \
+      r_ = (ssize_t)nsw_play(FTCP_NSW_KIND_RECV, len_, 0, 0, 0, key_, 8, data_, len_, &e_); \
+      if (NSW_LIKELY(!nsw_went_live())) {                                               \
+        if (r_ > 0) nsw_iov_copy(IOV, IOVCNT, data_, (size_t)r_, 1);                    \
+        nsw_end(e_ ? e_ : saved_);                                                      \
+        return r_;                                                                      \
+      }                                                                                 \
+    }                                                                                   \
+    r_ = REAL_CALL;                                                                     \
+    e_ = r_ < 0 ? errno : 0;                                                            \
+    nsw_record(FTCP_NSW_KIND_RECV, len_, r_, e_, NULL, 0);                              \
+    nsw_end(e_ ? e_ : saved_);                                                          \
+    return r_;                                                                          \
+  } while (0)
+
+/*
+ * The pattern for writes on a replicated connection. Record: output commit
+ * first (FT-TCP 3.4; DESIGN invariant 2), then the real call on at most
+ * NSW_CONN_MAX bytes, then a record with the length and a hash of the bytes
+ * sent ("a short hash ... as a safety check against divergence"). Playback:
+ * nothing leaves; the bytes go to the agent, which compares their hash with
+ * the primary's and keeps them in the connection's send buffer; the call
+ * returns the primary's result (FT-TCP 3.7).
+ */
+#define NSW_CONN_WRITE(FD, IOV, IOVCNT, REAL_CALL)                                        \
+  do {                                                                                  \
+    int mode_ = nsw_begin();                                                            \
+    if (mode_ == NSW_PASS) return REAL_CALL;                                            \
+    int saved_ = errno;                                                                 \
+    size_t len_ = nsw_iov_len(IOV, IOVCNT);                                             \
+    ssize_t r_;                                                                         \
+    int e_ = 0;                                                                         \
+    if (mode_ == NSW_PLAY) {                                                            \
+      unsigned char out_[8 + NSW_CONN_MAX];                                             \
+      ftcp_put_u64(out_, nsw_conn_keys[FD]);                                            \
+      nsw_iov_copy(IOV, IOVCNT, out_ + 8, len_, 0);                                     \
+      r_ = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, len_, 0, 0, 0, out_, 8 + len_, NULL, 0, &e_); \
+      if (NSW_LIKELY(!nsw_went_live())) {                                               \
+        nsw_end(e_ ? e_ : saved_);                                                      \
+        return r_;                                                                      \
+      }                                                                                 \
+    }                                                                                   \
+    nsw_commit(&nsw_self);                                                              \
+    r_ = REAL_CALL;                                                                     \
+    e_ = r_ < 0 ? errno : 0;                                                            \
+    unsigned char h_[8];                                                                \
+    ftcp_put_u64(h_, nsw_iov_hash(IOV, IOVCNT, r_ > 0 ? (size_t)r_ : 0));                \
+    nsw_record(FTCP_NSW_KIND_SEND, len_, r_, e_, h_, sizeof h_);                        \
+    nsw_end(e_ ? e_ : saved_);                                                          \
+    return r_;                                                                          \
+  } while (0)
+
+static ssize_t nsw_conn_read(int fd, void *buf, size_t count) {
+  struct iovec one = {buf, count < NSW_CONN_MAX ? count : NSW_CONN_MAX};
+  NSW_CONN_READ(fd, &one, 1, real_read(fd, buf, one.iov_len));
+}
+
+/* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
+NSW_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recv(fd, buf, len, flags);
+  struct iovec one = {buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
+  NSW_CONN_READ(fd, &one, 1, real_recv(fd, buf, one.iov_len, flags));
+}
+
+/* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
+NSW_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *alen) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recvfrom(fd, buf, len, flags, addr, alen);
+  struct iovec one = {buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
+  NSW_CONN_READ(fd, &one, 1, real_recvfrom(fd, buf, one.iov_len, flags, addr, alen));
+}
+
+/* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
+NSW_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recvmsg(fd, msg, flags);
+  struct iovec tr[NSW_MAX_IOV];
+  int tn = nsw_trim_iov(msg->msg_iov, (int)msg->msg_iovlen, tr, NSW_CONN_MAX);
+  struct msghdr m = *msg;
+  m.msg_iov = tr;
+  m.msg_iovlen = (size_t)tn;
+  /* A replicated read carries no ancillary data, in either mode, so both see the same. */
+  m.msg_control = NULL;
+  m.msg_controllen = 0;
+  msg->msg_controllen = 0;
+  msg->msg_flags = 0;
+  NSW_CONN_READ(fd, tr, tn, real_recvmsg(fd, &m, flags));
+}
+
+/* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
+NSW_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_readv(fd, iov, n);
+  struct iovec tr[NSW_MAX_IOV];
+  int tn = nsw_trim_iov(iov, n, tr, NSW_CONN_MAX);
+  NSW_CONN_READ(fd, tr, tn, real_readv(fd, tr, tn));
+}
+
+/* Wrapped because: output on a replicated connection waits for stability (output commit). */
+NSW_EXPORT ssize_t write(int fd, const void *buf, size_t len) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_write(fd, buf, len);
+  struct iovec one = {(void *)buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
+  NSW_CONN_WRITE(fd, &one, 1, real_write(fd, buf, one.iov_len));
+}
+
+/* Wrapped because: output on a replicated connection waits for stability (output commit). */
+NSW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_send(fd, buf, len, flags);
+  struct iovec one = {(void *)buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
+  NSW_CONN_WRITE(fd, &one, 1, real_send(fd, buf, one.iov_len, flags));
+}
+
+/* Wrapped because: output on a replicated connection waits for stability (output commit). */
+NSW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t alen) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_sendto(fd, buf, len, flags, addr, alen);
+  struct iovec one = {(void *)buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
+  NSW_CONN_WRITE(fd, &one, 1, real_sendto(fd, buf, one.iov_len, flags, addr, alen));
+}
+
+/* Wrapped because: output on a replicated connection waits for stability (output commit). */
+NSW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_sendmsg(fd, msg, flags);
+  struct iovec tr[NSW_MAX_IOV];
+  int tn = nsw_trim_iov(msg->msg_iov, (int)msg->msg_iovlen, tr, NSW_CONN_MAX);
+  struct msghdr m = *msg;
+  m.msg_iov = tr;
+  m.msg_iovlen = (size_t)tn;
+  NSW_CONN_WRITE(fd, tr, tn, real_sendmsg(fd, &m, flags));
+}
+
+/* Wrapped because: output on a replicated connection waits for stability (output commit). */
+NSW_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_writev(fd, iov, n);
+  struct iovec tr[NSW_MAX_IOV];
+  int tn = nsw_trim_iov(iov, n, tr, NSW_CONN_MAX);
+  NSW_CONN_WRITE(fd, tr, tn, real_writev(fd, tr, tn));
+}
+
+/* Reads exactly len bytes of a file at off into buf (len <= NSW_CONN_MAX); returns 0 or -1. */
+static int nsw_pread_all(int fd, unsigned char *buf, size_t len, off_t off) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = real_pread(fd, buf + got, len - got, off + (off_t)got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    got += (size_t)n;
+  }
+  return 0;
+}
+
+/*
+ * Wrapped because: output on a replicated connection waits for stability
+ * (output commit), and its bytes (read back from the file) are hashed in
+ * record and compared and kept in playback, like a write's.
+ */
+NSW_EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(out) != NSW_FD_CONN)) return real_sendfile(out, in, offset, count);
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return real_sendfile(out, in, offset, count);
+  int saved = errno;
+  size_t n = count < NSW_CONN_MAX ? count : NSW_CONN_MAX;
+  off_t at = offset ? *offset : real_lseek(in, 0, SEEK_CUR);
+  unsigned char bytes[8 + NSW_CONN_MAX];
+  ssize_t r;
+  int e = 0;
+  if (at < 0) nsw_fatal("sendfile from a file without a position in stream ");
+  if (mode == NSW_PLAY) {
+    /* The replica sends nothing; it reads what it would have sent and moves the file position. */
+    ssize_t have = 0;
+    while ((size_t)have < n) {
+      ssize_t k = real_pread(in, bytes + 8 + have, n - (size_t)have, at + have);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) break;
+      have += k;
+    }
+    ftcp_put_u64(bytes, nsw_conn_keys[out]);
+    r = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, n, 0, 0, 0, bytes, 8 + (size_t)have, NULL, 0, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if (r > 0) {
+        if (offset) *offset = at + r;
+        else real_lseek(in, at + r, SEEK_SET);
+      }
+      nsw_end(e ? e : saved);
+      return r;
+    }
+  }
+  nsw_commit(&nsw_self);
+  r = real_sendfile(out, in, offset, n);
+  e = r < 0 ? errno : 0;
+  uint64_t h = FTCP_NSW_HASH_INIT;
+  if (r > 0) {
+    if (nsw_pread_all(in, bytes, (size_t)r, at) != 0) nsw_fatal("sendfile: cannot read back the bytes sent in stream ");
+    h = ftcp_nsw_hash(h, bytes, (size_t)r);
+  }
+  unsigned char hb[8];
+  ftcp_put_u64(hb, h);
+  nsw_record(FTCP_NSW_KIND_SEND, n, r, e, hb, sizeof hb);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: the same as sendfile, under its large-file name. */
+NSW_EXPORT ssize_t sendfile64(int out, int in, off_t *offset, size_t count) { return sendfile(out, in, offset, count); }
+
+/* ---- file locks: who gets a contended lock depends on timing (FT-TCP 3.8) -- */
+
+/*
+ * FT-TCP 3.8 enforces the primary's order of lock acquisitions on the
+ * replicas. This shim does the first half: it records every lock call's
+ * result, and in playback performs the real call and compares (COMPARE), so
+ * a replica that got another answer than the primary is stopped as
+ * diverged. Enforcing the order is not done yet (see README).
+ */
+static int nsw_lock(uint64_t arg, int r, int e, int mode) {
+  if (mode == NSW_RECORD) {
+    nsw_record(FTCP_NSW_KIND_LOCK, arg, r, e, NULL, 0);
+  } else {
+    int pe = 0;
+    (void)nsw_play(FTCP_NSW_KIND_LOCK, arg, FTCP_NSW_CALL_F_COMPARE, r, e, NULL, 0, NULL, 0, &pe);
+    if (NSW_UNLIKELY(nsw_went_live())) nsw_record(FTCP_NSW_KIND_LOCK, arg, r, e, NULL, 0);
+  }
+  return r;
+}
+
+static int nsw_is_lock_cmd(int cmd) {
+  return cmd == F_SETLK || cmd == F_SETLKW || cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW;
+}
+
+/* Wrapped because: which process gets a contended record lock depends on timing (FT-TCP 3.8). */
+NSW_EXPORT int fcntl(int fd, int cmd, ...) {
+  NSW_INIT();
+  va_list ap;
+  va_start(ap, cmd);
+  void *arg = va_arg(ap, void *); /* every fcntl argument fits a pointer, as glibc reads it */
+  va_end(ap);
+  if (NSW_LIKELY(!nsw_is_lock_cmd(cmd))) return real_fcntl(fd, cmd, arg);
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return real_fcntl(fd, cmd, arg);
+  int saved = errno;
+  int r = real_fcntl(fd, cmd, arg);
+  int e = r < 0 ? errno : 0;
+  nsw_lock((uint64_t)cmd, r, e, mode);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: the same as fcntl, under the name large-file builds call. */
+NSW_EXPORT int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  void *arg = va_arg(ap, void *);
+  va_end(ap);
+  return fcntl(fd, cmd, arg);
+}
+
+/* Wrapped because: which process gets a contended flock depends on timing (FT-TCP 3.8). */
+NSW_EXPORT int flock(int fd, int op) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_flock(fd, op);
+  int saved = errno;
+  int r = real_flock(fd, op);
+  int e = r < 0 ? errno : 0;
+  nsw_lock(0x10000u | (uint64_t)op, r, e, mode);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* ---- identity: pids and tids differ on the replica's host (FT-TCP 3.7) ---- */
+
+/* Wrapped because: the replica's pid is not the primary's. */
+NSW_EXPORT pid_t getpid(void) { NSW_QUERY(pid_t, FTCP_NSW_KIND_GETPID, 0, real_getpid(), NULL, 0, 0); }
+
+/* Wrapped because: the replica's parent pid is not the primary's. */
+NSW_EXPORT pid_t getppid(void) { NSW_QUERY(pid_t, FTCP_NSW_KIND_GETPPID, 0, real_getppid(), NULL, 0, 0); }
+
+/* Wrapped because: the replica's thread ids are not the primary's. */
+NSW_EXPORT pid_t gettid(void) { NSW_QUERY(pid_t, FTCP_NSW_KIND_GETTID, 0, real_gettid(), NULL, 0, 0); }
+
+/*
+ * Wrapped because: programs (Python among them) reach getrandom and the
+ * identity calls through syscall(2) rather than the libc functions. Those
+ * numbers go to the wrappers above; every other number passes through.
+ * Reading six arguments is how syscall(2) itself is implemented on x86-64.
+ */
+NSW_EXPORT long syscall(long nr, ...) {
+  NSW_INIT();
+  va_list ap;
+  va_start(ap, nr);
+  long a0 = va_arg(ap, long), a1 = va_arg(ap, long), a2 = va_arg(ap, long);
+  long a3 = va_arg(ap, long), a4 = va_arg(ap, long), a5 = va_arg(ap, long);
+  va_end(ap);
+  if (nsw_mode != FTCP_NSW_MODE_OFF && !nsw_self.busy) {
+    switch (nr) {
+      case SYS_getrandom: return getrandom((void *)a0, (size_t)a1, (unsigned int)a2);
+      case SYS_getpid: return getpid();
+      case SYS_getppid: return getppid();
+      case SYS_gettid: return gettid();
+      case SYS_clock_gettime: return clock_gettime((clockid_t)a0, (struct timespec *)a1);
+      case SYS_gettimeofday: return gettimeofday((struct timeval *)a0, (void *)a1);
+      case SYS_time: return time((time_t *)a0);
+      default: break;
+    }
+  }
+  return real_syscall(nr, a0, a1, a2, a3, a4, a5);
+}
+
+/* ---- process and thread identity --------------------------------------- */
+
+/*
+ * Pid translation for playback: the program holds the primary's child pids
+ * (fork returned them); the kernel knows the replica's. A small fixed table,
+ * no allocation; the oldest entry is reused when it is full.
+ */
+#define NSW_PIDS 256
+static struct {
+  pid_t virt, real;
+} nsw_pids[NSW_PIDS];
+static unsigned nsw_pids_next;
+static pthread_mutex_t nsw_pids_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void nsw_pid_add(pid_t virt, pid_t real) {
+  pthread_mutex_lock(&nsw_pids_lock);
+  nsw_pids[nsw_pids_next % NSW_PIDS].virt = virt;
+  nsw_pids[nsw_pids_next % NSW_PIDS].real = real;
+  nsw_pids_next++;
+  pthread_mutex_unlock(&nsw_pids_lock);
+}
+
+/* Maps a pid between the two views; to_real picks the direction. Unknown pids map to themselves. */
+static pid_t nsw_pid_map(pid_t pid, int to_real) {
+  pid_t out = pid;
+  pthread_mutex_lock(&nsw_pids_lock);
+  for (unsigned i = 0; i < NSW_PIDS && i < nsw_pids_next; i++) {
+    if (to_real ? nsw_pids[i].virt == pid : nsw_pids[i].real == pid) {
+      out = to_real ? nsw_pids[i].real : nsw_pids[i].virt;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&nsw_pids_lock);
+  return out;
+}
+
+/*
+ * Wrapped because: the child is a new stream named by its parent's name and
+ * fork order, and in playback the parent must see the primary's child pid.
+ */
+NSW_EXPORT pid_t fork(void) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_fork();
+  struct nsw_thread *t = &nsw_self;
+  int saved = errno;
+  uint32_t k = ++t->forks;
+  pid_t r = real_fork();
+  int e = r < 0 ? errno : 0;
+  if (r == 0) {
+    /* The child: its channel belongs to the parent's stream; start its own. */
+    if (t->fd >= 0) {
+      nsw_track_fd(t->fd, NSW_FD_PLAIN);
+      real_close(t->fd);
+    }
+    char name[FTCP_NSW_MAX_NAME + 1];
+    size_t len;
+    nsw_child_name(name, &len, t->name, t->name_len, 'f', k);
+    nsw_name_thread(t, name, len);
+    nsw_name_exec_image(name, len);
+    nsw_pids_next = 0;
+    nsw_end(saved);
+    return 0;
+  }
+  if (mode == NSW_RECORD) {
+    nsw_record(FTCP_NSW_KIND_FORK, 0, r, e, NULL, 0);
+    nsw_end(e ? e : saved);
+    return r;
+  }
+  int pe = 0;
+  int64_t v = nsw_play(FTCP_NSW_KIND_FORK, 0, 0, 0, 0, NULL, 0, NULL, 0, &pe);
+  if (NSW_UNLIKELY(nsw_went_live())) {
+    nsw_record(FTCP_NSW_KIND_FORK, 0, r, e, NULL, 0);
+    nsw_end(e ? e : saved);
+    return r;
+  }
+  if ((v < 0) != (r < 0)) nsw_die(FTCP_NSW_EXIT_DIVERGED, "fork failed on one replica only in stream ", t->name, t->name_len);
+  if (r > 0) nsw_pid_add((pid_t)v, r);
+  nsw_end(pe ? pe : saved);
+  return (pid_t)v;
+}
+
+/* Wrapped because: in playback the pid the program waits for is the primary's. */
+NSW_EXPORT pid_t waitpid(pid_t pid, int *status, int options) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_mode != FTCP_NSW_MODE_PLAYBACK) || nsw_self.busy) return real_waitpid(pid, status, options);
+  pid_t r = real_waitpid(pid > 0 ? nsw_pid_map(pid, 1) : pid, status, options);
+  return r > 0 ? nsw_pid_map(r, 0) : r;
+}
+
+/* Wrapped because: in playback the pid wait returns must be the primary's. */
+NSW_EXPORT pid_t wait(int *status) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_mode != FTCP_NSW_MODE_PLAYBACK) || nsw_self.busy) return real_wait(status);
+  pid_t r = real_wait(status);
+  return r > 0 ? nsw_pid_map(r, 0) : r;
+}
+
+struct nsw_start {
+  void *(*fn)(void *);
+  void *arg;
+  size_t name_len;
+  int live; /* a thread created by a live stream is live from the start */
+  char name[FTCP_NSW_MAX_NAME + 1];
+};
+
+static void nsw_thread_exit(void *unused) {
+  (void)unused;
+  struct nsw_thread *t = &nsw_self;
+  if (t->fd >= 0) {
+    nsw_track_fd(t->fd, NSW_FD_PLAIN);
+    real_close(t->fd);
+  }
+  t->fd = -1;
+}
+
+static void *nsw_thread_main(void *p) {
+  struct nsw_start s;
+  memcpy(&s, p, sizeof s);
+  free(p);
+  nsw_name_thread(&nsw_self, s.name, s.name_len);
+  nsw_self.live = s.live;
+  void *r;
+  pthread_cleanup_push(nsw_thread_exit, NULL);
+  r = s.fn(s.arg);
+  pthread_cleanup_pop(1);
+  return r;
+}
+
+/*
+ * Wrapped because: each thread is its own stream of calls, named by its
+ * creator's name and creation order so the replica's threads find the
+ * primary's records. The result is compared in playback (FT-TCP 3.7).
+ */
+NSW_EXPORT int pthread_create(pthread_t *restrict th, const pthread_attr_t *restrict attr, void *(*fn)(void *),
+                              void *restrict arg) {
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_pthread_create(th, attr, fn, arg);
+  struct nsw_thread *t = &nsw_self;
+  int saved = errno;
+  uint32_t k = ++t->threads;
+  int r = EAGAIN;
+  struct nsw_start *s = malloc(sizeof *s);
+  if (s) {
+    s->fn = fn;
+    s->arg = arg;
+    s->live = t->live;
+    nsw_child_name(s->name, &s->name_len, t->name, t->name_len, 't', k);
+    r = real_pthread_create(th, attr, nsw_thread_main, s);
+    if (r != 0) free(s);
+  }
+  if (mode == NSW_RECORD) {
+    nsw_record(FTCP_NSW_KIND_PTHREAD_CREATE, 0, r, 0, NULL, 0);
+  } else {
+    int pe = 0;
+    (void)nsw_play(FTCP_NSW_KIND_PTHREAD_CREATE, 0, FTCP_NSW_CALL_F_COMPARE, r, 0, NULL, 0, NULL, 0, &pe);
+    if (NSW_UNLIKELY(nsw_went_live())) nsw_record(FTCP_NSW_KIND_PTHREAD_CREATE, 0, r, 0, NULL, 0);
+  }
+  nsw_end(saved);
+  return r;
+}
+
+/* Wrapped because: a closed descriptor number is reused and must stop counting as
+ * /dev/urandom or a replicated connection; and the agent channel must stay open. */
+NSW_EXPORT int close(int fd) {
+  NSW_INIT();
+  int kind = nsw_fd_kind(fd);
+  /* Daemons close every descriptor at start-up; the agent channel must survive it. */
+  if (NSW_UNLIKELY(kind == NSW_FD_CHANNEL)) return 0;
+  if (NSW_UNLIKELY(kind != NSW_FD_PLAIN)) nsw_track_fd(fd, NSW_FD_PLAIN);
+  if (nsw_mode != FTCP_NSW_MODE_OFF && __atomic_load_n(&nsw_ep_used, __ATOMIC_RELAXED) > 0) {
+    int saved = errno;
+    nsw_ep_set(fd, -1, NULL); /* the kernel drops a closed descriptor from every epoll set */
+    errno = saved;
+  }
+  return real_close(fd);
+}

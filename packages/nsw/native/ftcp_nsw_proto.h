@@ -1,0 +1,255 @@
+/*
+ * ftcp_nsw_proto.h: the shim protocol between the NSW shim (a C library
+ * loaded with LD_PRELOAD into the server) and the NSW agent (TypeScript,
+ * packages/nsw/src/protocol.ts mirrors this file). Defined once here; both
+ * sides are tested against the same golden bytes in packages/nsw/test/golden.
+ *
+ * Transport: a unix SOCK_STREAM socket, one connection per logical stream (a
+ * thread of a process, FT-TCP 3.4 numbers calls per stream). Every message is
+ * a frame: an 8-byte header, then the body. All integers are little-endian.
+ * Every offset below is ABI: changing one means a new FTCP_NSW_PROTO_VERSION.
+ *
+ * Messages shim -> agent: HELLO (first, once), CALL (record mode),
+ * WAIT (record mode, output commit), PLAY (playback mode).
+ * Messages agent -> shim: STABLE (answers WAIT), RESULT (answers PLAY),
+ * ERROR (then the agent closes the connection).
+ */
+#ifndef FTCP_NSW_PROTO_H
+#define FTCP_NSW_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define FTCP_NSW_PROTO_VERSION 1
+
+/* Frame header (ABI). */
+#define FTCP_NSW_HDR_SIZE 8
+#define FTCP_NSW_HDR_OFF_VERSION 0 /* u8: FTCP_NSW_PROTO_VERSION */
+#define FTCP_NSW_HDR_OFF_TYPE 1    /* u8: FTCP_NSW_MSG_* */
+#define FTCP_NSW_HDR_OFF_FLAGS 2   /* u16: must be 0 */
+#define FTCP_NSW_HDR_OFF_LEN 4     /* u32: body length */
+
+/* Message types (ABI). Shim -> agent below 0x80, agent -> shim at 0x80 and above. */
+#define FTCP_NSW_MSG_HELLO 0x01
+#define FTCP_NSW_MSG_CALL 0x02
+#define FTCP_NSW_MSG_WAIT 0x03
+#define FTCP_NSW_MSG_PLAY 0x04
+#define FTCP_NSW_MSG_STABLE 0x81
+#define FTCP_NSW_MSG_RESULT 0x82
+#define FTCP_NSW_MSG_ERROR 0xff
+
+/* Shim modes, as carried in HELLO (ABI). */
+#define FTCP_NSW_MODE_OFF 0
+#define FTCP_NSW_MODE_RECORD 1
+#define FTCP_NSW_MODE_PLAYBACK 2
+
+/* HELLO body (ABI): names the stream this connection speaks for. */
+#define FTCP_NSW_HELLO_OFF_PID 0      /* u32: real pid, for logs only */
+#define FTCP_NSW_HELLO_OFF_PPID 4     /* u32: real parent pid, for logs only */
+#define FTCP_NSW_HELLO_OFF_MODE 8     /* u8: FTCP_NSW_MODE_* */
+#define FTCP_NSW_HELLO_OFF_RESERVED 9 /* u8: must be 0 */
+#define FTCP_NSW_HELLO_OFF_NAME_LEN 10 /* u16: 1..FTCP_NSW_MAX_NAME */
+#define FTCP_NSW_HELLO_OFF_NAME 12    /* name bytes (logical stream name) */
+#define FTCP_NSW_HELLO_FIXED 12
+#define FTCP_NSW_MAX_NAME 255
+
+/*
+ * Call body (ABI), shared by CALL, PLAY and RESULT. A call is identified by
+ * its kind and its arg (the clock id of clock_gettime, the length asked of
+ * getrandom): a replica's PLAY must match the record in both, or the agent
+ * reports a divergence. The part from
+ * FTCP_NSW_CALL_OFF_KIND on is the record the stable buffer stores for
+ * (stream, call number).
+ */
+#define FTCP_NSW_CALL_OFF_CALL_NO 0     /* u64: 1-based, contiguous per stream */
+#define FTCP_NSW_CALL_OFF_KIND 8        /* u16: FTCP_NSW_KIND_* */
+#define FTCP_NSW_CALL_OFF_FLAGS 10      /* u16: FTCP_NSW_CALL_F_* */
+#define FTCP_NSW_CALL_OFF_ERRNO 12      /* i32: errno after the call, 0 if none */
+#define FTCP_NSW_CALL_OFF_RESULT 16     /* i64: the call's return value */
+#define FTCP_NSW_CALL_OFF_ARG 24        /* u64: the argument that selects what the call does */
+#define FTCP_NSW_CALL_OFF_PAYLOAD_LEN 32 /* u32: <= FTCP_NSW_MAX_PAYLOAD, = body length - 36 */
+#define FTCP_NSW_CALL_OFF_PAYLOAD 36
+#define FTCP_NSW_CALL_FIXED 36
+#define FTCP_NSW_MAX_PAYLOAD 4096
+
+/* PLAY flag: the shim ran the call for real; the agent compares result, errno
+ * and payload with the record and answers ERROR (divergence) if they differ
+ * (FT-TCP 3.7, last category). */
+#define FTCP_NSW_CALL_F_COMPARE 0x0001
+
+/* RESULT flag: there is no record and there will be none (the primary
+ * failed before this call): perform it for real and, from now on, record
+ * this stream's calls on the same connection (going live, DESIGN "Failover"
+ * step 3). The next CALL carries this call number. */
+#define FTCP_NSW_CALL_F_LIVE 0x0002
+
+/* WAIT and STABLE body (ABI): one u64 call number. */
+#define FTCP_NSW_SEQ_OFF_CALL_NO 0
+#define FTCP_NSW_SEQ_SIZE 8
+
+/* ERROR body (ABI): code and message, UTF-8, not NUL-terminated. */
+#define FTCP_NSW_ERROR_OFF_CODE_LEN 0 /* u16 */
+#define FTCP_NSW_ERROR_OFF_MSG_LEN 2  /* u16 */
+#define FTCP_NSW_ERROR_OFF_TEXT 4     /* code bytes, then message bytes */
+
+/* Largest frame either side sends. */
+#define FTCP_NSW_MAX_FRAME (FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + FTCP_NSW_MAX_PAYLOAD)
+
+/* Call kinds (ABI): what a record's result and payload mean. */
+#define FTCP_NSW_KIND_TIME 1           /* result: time_t; payload: i64 copy when tloc given */
+#define FTCP_NSW_KIND_GETTIMEOFDAY 2   /* payload: i64 sec, i64 usec */
+#define FTCP_NSW_KIND_CLOCK_GETTIME 3  /* arg: clock id; payload: i64 sec, i64 nsec */
+#define FTCP_NSW_KIND_GETRANDOM 4      /* arg: length asked; payload: the bytes returned */
+#define FTCP_NSW_KIND_GETENTROPY 5     /* arg: length asked; payload: the bytes returned */
+#define FTCP_NSW_KIND_GETPID 6         /* result: pid */
+#define FTCP_NSW_KIND_GETPPID 7        /* result: pid */
+#define FTCP_NSW_KIND_GETTID 8         /* result: tid */
+#define FTCP_NSW_KIND_FORK 9           /* result: child pid in the parent */
+#define FTCP_NSW_KIND_PTHREAD_CREATE 10 /* result: 0 or an error number; compared */
+#define FTCP_NSW_KIND_READ_RANDOM 11   /* read(2) of /dev/urandom or /dev/random; arg: length asked; payload: bytes */
+#define FTCP_NSW_KIND_POLL 12          /* poll and ppoll; arg: nfds; payload: u16 revents per pollfd */
+#define FTCP_NSW_KIND_SELECT 13        /* select and pselect; arg: nfds; payload: read, write, except sets, (nfds+7)/8 bytes each */
+#define FTCP_NSW_KIND_EPOLL_WAIT 14    /* epoll_wait and epoll_pwait; arg: maxevents; payload: u32 events, i32 fd per event */
+/* Replicated connections. A connection is named by its key: FTCP_NSW_HASH of
+ * the peer sockaddr that ACCEPT recorded. */
+#define FTCP_NSW_KIND_ACCEPT 15 /* accept(4) on the service's socket; arg: listening fd; result: new fd;
+                                   payload: peer sockaddr */
+#define FTCP_NSW_KIND_RECV 16   /* a read; arg: length asked; record: no payload (the SSW logs the bytes);
+                                   PLAY payload: u64 key; RESULT payload: the client's bytes */
+#define FTCP_NSW_KIND_SEND 17   /* a write; arg: length asked; record payload: u64 hash of the bytes sent;
+                                   PLAY payload: u64 key, then the replica's bytes */
+#define FTCP_NSW_KIND_SOCKNAME 19 /* getsockname (arg 0) or getpeername (arg 1) of a replicated connection;
+                                     payload: the sockaddr */
+#define FTCP_NSW_KIND_LOCK 18   /* fcntl lock commands and flock; arg: the fcntl command, or 0x10000 | flock op;
+                                   result and errno compared in playback */
+
+/*
+ * The "short hash" of sent bytes (FT-TCP 3.4) a replica compares against:
+ * 64-bit FNV-1a, fed in pieces (start with FTCP_NSW_HASH_INIT).
+ */
+#define FTCP_NSW_HASH_INIT 0xcbf29ce484222325ULL
+static inline uint64_t ftcp_nsw_hash(uint64_t h, const void *data, size_t len) {
+  const unsigned char *p = (const unsigned char *)data;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+/* Little-endian field access, byte by byte: no alignment or packing assumptions. */
+static inline void ftcp_put_u16(unsigned char *p, uint16_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+}
+static inline void ftcp_put_u32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline void ftcp_put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint16_t ftcp_get_u16(const unsigned char *p) {
+  return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t ftcp_get_u32(const unsigned char *p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+static inline uint64_t ftcp_get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+/* One call as the shim sees it; payload points into a caller's buffer. */
+struct ftcp_nsw_call {
+  uint64_t call_no;
+  uint16_t kind;
+  uint16_t flags;
+  int32_t err;
+  int64_t result;
+  uint64_t arg;
+  uint32_t payload_len;
+  const unsigned char *payload;
+};
+
+static inline void ftcp_nsw_put_header(unsigned char *buf, uint8_t type, uint32_t body_len) {
+  buf[FTCP_NSW_HDR_OFF_VERSION] = FTCP_NSW_PROTO_VERSION;
+  buf[FTCP_NSW_HDR_OFF_TYPE] = type;
+  ftcp_put_u16(buf + FTCP_NSW_HDR_OFF_FLAGS, 0);
+  ftcp_put_u32(buf + FTCP_NSW_HDR_OFF_LEN, body_len);
+}
+
+/* Encodes HELLO into buf; returns the frame length, or 0 if it does not fit or the name is bad. */
+static inline size_t ftcp_nsw_encode_hello(unsigned char *buf, size_t cap, uint32_t pid, uint32_t ppid,
+                                           uint8_t mode, const char *name, size_t name_len) {
+  size_t total = FTCP_NSW_HDR_SIZE + FTCP_NSW_HELLO_FIXED + name_len;
+  if (name_len == 0 || name_len > FTCP_NSW_MAX_NAME || total > cap) return 0;
+  unsigned char *b = buf + FTCP_NSW_HDR_SIZE;
+  ftcp_nsw_put_header(buf, FTCP_NSW_MSG_HELLO, (uint32_t)(total - FTCP_NSW_HDR_SIZE));
+  ftcp_put_u32(b + FTCP_NSW_HELLO_OFF_PID, pid);
+  ftcp_put_u32(b + FTCP_NSW_HELLO_OFF_PPID, ppid);
+  b[FTCP_NSW_HELLO_OFF_MODE] = mode;
+  b[FTCP_NSW_HELLO_OFF_RESERVED] = 0;
+  ftcp_put_u16(b + FTCP_NSW_HELLO_OFF_NAME_LEN, (uint16_t)name_len);
+  memcpy(b + FTCP_NSW_HELLO_OFF_NAME, name, name_len);
+  return total;
+}
+
+/* Encodes a CALL, PLAY or RESULT frame; returns the frame length, or 0 if it does not fit. */
+static inline size_t ftcp_nsw_encode_call(unsigned char *buf, size_t cap, uint8_t type,
+                                          const struct ftcp_nsw_call *c) {
+  size_t total = FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + c->payload_len;
+  if (c->payload_len > FTCP_NSW_MAX_PAYLOAD || total > cap) return 0;
+  unsigned char *b = buf + FTCP_NSW_HDR_SIZE;
+  ftcp_nsw_put_header(buf, type, (uint32_t)(total - FTCP_NSW_HDR_SIZE));
+  ftcp_put_u64(b + FTCP_NSW_CALL_OFF_CALL_NO, c->call_no);
+  ftcp_put_u16(b + FTCP_NSW_CALL_OFF_KIND, c->kind);
+  ftcp_put_u16(b + FTCP_NSW_CALL_OFF_FLAGS, c->flags);
+  ftcp_put_u32(b + FTCP_NSW_CALL_OFF_ERRNO, (uint32_t)c->err);
+  ftcp_put_u64(b + FTCP_NSW_CALL_OFF_RESULT, (uint64_t)c->result);
+  ftcp_put_u64(b + FTCP_NSW_CALL_OFF_ARG, c->arg);
+  ftcp_put_u32(b + FTCP_NSW_CALL_OFF_PAYLOAD_LEN, c->payload_len);
+  if (c->payload_len > 0) memcpy(b + FTCP_NSW_CALL_OFF_PAYLOAD, c->payload, c->payload_len);
+  return total;
+}
+
+/* Encodes a WAIT or STABLE frame (always FTCP_NSW_HDR_SIZE + 8 bytes). */
+static inline size_t ftcp_nsw_encode_seq(unsigned char *buf, size_t cap, uint8_t type, uint64_t call_no) {
+  if (cap < FTCP_NSW_HDR_SIZE + FTCP_NSW_SEQ_SIZE) return 0;
+  ftcp_nsw_put_header(buf, type, FTCP_NSW_SEQ_SIZE);
+  ftcp_put_u64(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_SEQ_OFF_CALL_NO, call_no);
+  return FTCP_NSW_HDR_SIZE + FTCP_NSW_SEQ_SIZE;
+}
+
+/*
+ * Checks a frame header: returns the body length, or -1 if the version or
+ * flags are wrong or the body would exceed FTCP_NSW_MAX_FRAME.
+ */
+static inline long ftcp_nsw_check_header(const unsigned char *hdr) {
+  if (hdr[FTCP_NSW_HDR_OFF_VERSION] != FTCP_NSW_PROTO_VERSION) return -1;
+  if (ftcp_get_u16(hdr + FTCP_NSW_HDR_OFF_FLAGS) != 0) return -1;
+  uint32_t len = ftcp_get_u32(hdr + FTCP_NSW_HDR_OFF_LEN);
+  if (len > FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE) return -1;
+  return (long)len;
+}
+
+/* Decodes a call body of body_len bytes; returns 0, or -1 if the lengths disagree. */
+static inline int ftcp_nsw_decode_call(const unsigned char *b, size_t body_len, struct ftcp_nsw_call *c) {
+  if (body_len < FTCP_NSW_CALL_FIXED) return -1;
+  uint32_t plen = ftcp_get_u32(b + FTCP_NSW_CALL_OFF_PAYLOAD_LEN);
+  if (plen > FTCP_NSW_MAX_PAYLOAD || plen != body_len - FTCP_NSW_CALL_FIXED) return -1;
+  c->call_no = ftcp_get_u64(b + FTCP_NSW_CALL_OFF_CALL_NO);
+  c->kind = ftcp_get_u16(b + FTCP_NSW_CALL_OFF_KIND);
+  c->flags = ftcp_get_u16(b + FTCP_NSW_CALL_OFF_FLAGS);
+  c->err = (int32_t)ftcp_get_u32(b + FTCP_NSW_CALL_OFF_ERRNO);
+  c->result = (int64_t)ftcp_get_u64(b + FTCP_NSW_CALL_OFF_RESULT);
+  c->arg = ftcp_get_u64(b + FTCP_NSW_CALL_OFF_ARG);
+  c->payload_len = plen;
+  c->payload = b + FTCP_NSW_CALL_OFF_PAYLOAD;
+  return 0;
+}
+
+#endif /* FTCP_NSW_PROTO_H */

@@ -1,0 +1,514 @@
+/**
+ * The NSW agent: serves the shims of one server on a unix socket. In record
+ * mode (the primary) it appends each call record to a {@link RecordSink} and
+ * answers WAIT once a stream's records are stable (FT-TCP 3.4, output
+ * commit). In playback mode (a replica) it answers each PLAY with the
+ * primary's record, waiting for it if the replica is ahead, and reports a
+ * divergence when the replica's call is not the primary's (FT-TCP 3.7; DESIGN
+ * invariant 5).
+ *
+ * One connection per stream (a thread of a process), opened by the shim on
+ * the stream's first wrapped call and begun with HELLO. Bad input on one
+ * connection gets an ERROR with a code and closes that connection only
+ * (DESIGN invariant 6): the agent keeps serving every other shim.
+ */
+import { EventEmitter } from 'node:events';
+import { rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from '@ftcp/stable-buffer';
+import { ErrorCode, FtcpError, NswErrorCode, isFtcpError } from './errors.js';
+import {
+  CallFlag,
+  CallKind,
+  FrameSplitter,
+  ShimMode,
+  callKindName,
+  decodeCallData,
+  sendHash,
+  decodeMessage,
+  encodeCallData,
+  encodeMessage,
+  type CallBody,
+  type CallData,
+  type NswMessage,
+} from './protocol.js';
+import type { RecordSink, RecordSource } from './sink.js';
+import { ConnectionState, decodeSockaddr, type InstreamSource, type ReplicatedConnection } from './connections.js';
+
+/** What the agent is for: the primary records, a replica plays back. */
+export type AgentMode = 'record' | 'playback';
+
+/** Options of {@link NswAgent}. */
+export interface NswAgentOptions {
+  /** Path of the unix socket the shims connect to (their `FTCP_NSW_SOCKET`). A stale file is replaced. */
+  socketPath: string;
+  mode: AgentMode;
+  /** Where records go; required in record mode. */
+  sink?: RecordSink;
+  /** Where records come from; required in playback mode. */
+  source?: RecordSource;
+  /** Playback: where the client bytes of replicated connections come from (needed once a replica reads one). */
+  instream?: InstreamSource;
+  /** Structured logs; silent by default. */
+  logger?: Logger;
+}
+
+/** A replica call that does not match the primary's record. */
+export interface Divergence {
+  stream: string;
+  callNo: number;
+  /** The primary's record. */
+  primary: CallData;
+  /** What the replica asked for (its kind) or, for compared calls, what it got. */
+  replica: CallData;
+  /** One line for people; branch on the fields, not on this. */
+  reason: string;
+}
+
+/** Counters an operator asks about during an incident. */
+export interface AgentCounters {
+  /** Connections that completed a HELLO. */
+  streams: number;
+  /** Connections open now. */
+  open: number;
+  /** Records appended (record mode). */
+  recorded: number;
+  /** Records played back (playback mode). */
+  played: number;
+  /** Records appended but not yet stable. */
+  unstable: number;
+  /** Connections closed for bad input, by error code. */
+  badInput: Record<string, number>;
+  divergences: number;
+  /** Streams that went live after a promotion. */
+  wentLive: number;
+  /** Records the sink refused: their streams were closed (DESIGN invariant 4). */
+  sinkFailures: number;
+}
+
+interface StreamState {
+  /** Last call number received on this stream (CALL or PLAY). */
+  last: number;
+  /** Highest call number such that it and all before it are stable. */
+  stable: number;
+  /** Stable call numbers above `stable` (appends may complete out of order). */
+  ahead: Set<number>;
+  /** WAITs not yet answered. */
+  waits: { callNo: number; reply: () => void }[];
+  /** A connection speaks for this stream now. */
+  connected: boolean;
+  /** Playback only: the stream went live and its calls are recorded now. */
+  recording: boolean;
+}
+
+interface Conn {
+  socket: Socket;
+  splitter: FrameSplitter;
+  stream: string | null;
+  /** Frames not yet handled. They are handled one at a time, in order: a playback reply may wait. */
+  queue: Buffer[];
+  /** Index of the next frame in `queue` (no O(n) shift per frame on the record path). */
+  head: number;
+  /** A frame's handling is waiting (a playback read); later frames wait behind it. */
+  waiting: boolean;
+  abort: AbortController;
+  closed: boolean;
+  /** The PLAY waiting for its record, so going live can cut the wait short. */
+  pendingPlay: { callNo: number; cut: AbortController } | null;
+}
+
+/**
+ * Serves shims. Events: `'divergence'` ({@link Divergence}), `'bad-input'`
+ * (an {@link FtcpError} and the stream name or null), `'hello'` (stream name).
+ */
+export class NswAgent extends EventEmitter {
+  readonly counters: AgentCounters = { streams: 0, open: 0, recorded: 0, played: 0, unstable: 0, badInput: {}, divergences: 0, wentLive: 0, sinkFailures: 0 };
+  private readonly server: Server;
+  private readonly streams = new Map<string, StreamState>();
+  private readonly conns = new Set<Conn>();
+  private readonly logger: Logger | undefined;
+  private diverged = false;
+  private lastCallNos: ReadonlyMap<string, number> | null = null;
+  private readonly connections = new Map<bigint, ConnectionState>();
+  private liveSink: RecordSink | null = null;
+
+  private readonly sink: RecordSink | undefined;
+  private readonly source: RecordSource | undefined;
+
+  /** Throws an {@link FtcpError} (BAD_CONFIG) when the mode's sink or source is missing. */
+  constructor(readonly options: NswAgentOptions) {
+    super();
+    if (options.mode === 'record' && !options.sink) throw new FtcpError(ErrorCode.BAD_CONFIG, 'a record agent needs a sink');
+    if (options.mode === 'playback' && !options.source) throw new FtcpError(ErrorCode.BAD_CONFIG, 'a playback agent needs a source');
+    if (options.mode !== 'record' && options.mode !== 'playback') throw new FtcpError(ErrorCode.BAD_CONFIG, `unknown agent mode ${String(options.mode)}`);
+    this.sink = options.sink;
+    this.source = options.source;
+    this.logger = options.logger;
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  /** Starts listening; resolves when shims can connect. */
+  async listen(): Promise<void> {
+    rmSync(this.options.socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new FtcpError(ErrorCode.LISTEN, `cannot listen on ${this.options.socketPath}`, { cause: err }));
+      this.server.once('error', onError);
+      this.server.listen(this.options.socketPath, () => {
+        this.server.off('error', onError);
+        resolve();
+      });
+    });
+    this.logger?.log('info', 'nsw.listen', { socket: this.options.socketPath, mode: this.options.mode });
+  }
+
+  /** Stops listening, drops every shim connection and aborts waiting playback reads. */
+  async close(): Promise<void> {
+    for (const c of this.conns) this.drop(c);
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    rmSync(this.options.socketPath, { force: true });
+  }
+
+  /**
+   * False once any replica call diverged: this replica must not take over
+   * (FT-TCP 3.7; DESIGN invariant 5).
+   */
+  get canTakeOver(): boolean {
+    return !this.diverged;
+  }
+
+  /** Highest call number of `stream` that is stable with everything before it; 0 if none. */
+  stableCallNo(stream: string): number {
+    return this.streams.get(stream)?.stable ?? 0;
+  }
+
+  private accept(socket: Socket): void {
+    const conn: Conn = {
+      socket, splitter: new FrameSplitter(), stream: null, queue: [], head: 0, waiting: false, abort: new AbortController(), closed: false, pendingPlay: null,
+    };
+    this.conns.add(conn);
+    this.counters.open++;
+    socket.on('data', (chunk: Buffer) => {
+      if (conn.closed) return;
+      let frames: Buffer[];
+      try {
+        frames = conn.splitter.push(chunk);
+      } catch (err) {
+        this.refuse(conn, err);
+        return;
+      }
+      for (const f of frames) conn.queue.push(f);
+      this.pump(conn);
+    });
+    socket.on('error', () => this.drop(conn));
+    socket.on('close', () => this.drop(conn));
+  }
+
+  /**
+   * Handles queued frames in order. Records and WAITs are handled at once
+   * (no promise per record: the record path is the hot one); a PLAY that
+   * must wait for its record holds back the frames behind it.
+   */
+  private pump(conn: Conn): void {
+    while (!conn.closed && !conn.waiting && conn.head < conn.queue.length) {
+      const frame = conn.queue[conn.head++]!;
+      if (conn.head === conn.queue.length) {
+        conn.queue = [];
+        conn.head = 0;
+      }
+      try {
+        const pending = this.handle(conn, frame);
+        if (pending) {
+          conn.waiting = true;
+          pending.then(
+            () => {
+              conn.waiting = false;
+              this.pump(conn);
+            },
+            (err: unknown) => this.refuse(conn, err),
+          );
+        }
+      } catch (err) {
+        this.refuse(conn, err);
+      }
+    }
+  }
+
+  private drop(conn: Conn): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    conn.abort.abort();
+    this.conns.delete(conn);
+    this.counters.open--;
+    const s = conn.stream ? this.streams.get(conn.stream) : undefined;
+    if (s) s.connected = false;
+    conn.socket.destroy();
+  }
+
+  private send(conn: Conn, msg: NswMessage): void {
+    if (!conn.closed) conn.socket.write(encodeMessage(msg));
+  }
+
+  /**
+   * Bad input, a divergence or a failed sink (`fromSink`): an ERROR with its
+   * code, then this connection (only) is closed.
+   */
+  private refuse(conn: Conn, err: unknown, fromSink = false): void {
+    if (conn.closed) return;
+    if (isFtcpError(err, ErrorCode.CLOSED) && conn.abort.signal.aborted) return;
+    const e = isFtcpError(err) ? err : new FtcpError(ErrorCode.INTERNAL, String(err), { cause: err });
+    if (fromSink) {
+      this.counters.sinkFailures++;
+    } else if (e.code !== NswErrorCode.DIVERGENCE) {
+      this.counters.badInput[e.code] = (this.counters.badInput[e.code] ?? 0) + 1;
+      this.logger?.log('warn', 'nsw.bad-input', { stream: conn.stream, code: e.code, message: e.message });
+      this.emit('bad-input', e, conn.stream);
+    }
+    this.send(conn, { type: 'error', code: e.code, message: e.message });
+    conn.closed = true;
+    conn.abort.abort();
+    this.conns.delete(conn);
+    this.counters.open--;
+    const s = conn.stream ? this.streams.get(conn.stream) : undefined;
+    if (s) s.connected = false;
+    conn.socket.end();
+  }
+
+  /** Handles one frame; returns a promise only when the answer must wait. Throws an {@link FtcpError} on bad input. */
+  private handle(conn: Conn, frame: Buffer): Promise<void> | undefined {
+    if (conn.closed) return undefined;
+    const msg = decodeMessage(frame);
+    if (conn.stream === null) {
+      if (msg.type !== 'hello') throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `${msg.type} before HELLO`);
+      this.hello(conn, msg);
+      return undefined;
+    }
+    const stream = this.streams.get(conn.stream)!;
+    switch (msg.type) {
+      case 'call':
+        this.record(conn.stream, stream, msg.call);
+        return undefined;
+      case 'wait':
+        this.wait(conn, stream, msg.callNo);
+        return undefined;
+      case 'play':
+        return this.play(conn, conn.stream, stream, msg.call);
+      default:
+        throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `a shim does not send ${msg.type}`);
+    }
+  }
+
+  private hello(conn: Conn, msg: Extract<NswMessage, { type: 'hello' }>): void {
+    const want = this.options.mode === 'record' ? ShimMode.RECORD : ShimMode.PLAYBACK;
+    if (msg.mode !== want) {
+      throw new FtcpError(NswErrorCode.WRONG_MODE, `shim in mode ${msg.mode} connected to a ${this.options.mode} agent`);
+    }
+    let s = this.streams.get(msg.name);
+    if (s?.connected) throw new FtcpError(NswErrorCode.DUPLICATE_STREAM, `stream ${msg.name} is already connected`);
+    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false }));
+    s.connected = true;
+    conn.stream = msg.name;
+    this.counters.streams++;
+    this.logger?.log('info', 'nsw.hello', { stream: msg.name, pid: msg.pid, ppid: msg.ppid });
+    this.emit('hello', msg.name);
+  }
+
+  private record(name: string, s: StreamState, call: CallBody): void {
+    if (this.options.mode !== 'record' && !s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'CALL sent to a playback agent');
+    if (call.callNo !== s.last + 1) {
+      throw new FtcpError(NswErrorCode.OUT_OF_ORDER, `stream ${name}: call ${call.callNo} after ${s.last}`);
+    }
+    if (call.flags !== 0) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `CALL with flags 0x${call.flags.toString(16)}`);
+    s.last = call.callNo;
+    this.counters.recorded++;
+    this.counters.unstable++;
+    // Not awaited: records of a stream are appended in order and become
+    // stable in the background; only WAIT (output commit) waits for them.
+    const sink = this.options.mode === 'record' ? this.sink! : this.liveSink!;
+    sink.append(name, call.callNo, encodeCallData(call)).then(
+      () => this.stable(s, call.callNo),
+      (err: unknown) => {
+        this.counters.unstable--;
+        this.logger?.log('error', 'nsw.append-failed', { stream: name, callNo: call.callNo, error: String(err) });
+        // A record that can never be stable: the stream must not go on (DESIGN invariant 4).
+        for (const c of this.conns) if (c.stream === name) this.refuse(c, err, true);
+      },
+    );
+  }
+
+  private stable(s: StreamState, callNo: number): void {
+    this.counters.unstable--;
+    s.ahead.add(callNo);
+    while (s.ahead.delete(s.stable + 1)) s.stable++;
+    const ready = s.waits.filter((w) => w.callNo <= s.stable);
+    s.waits = s.waits.filter((w) => w.callNo > s.stable);
+    for (const w of ready) w.reply();
+  }
+
+  private wait(conn: Conn, s: StreamState, callNo: number): void {
+    if (this.options.mode !== 'record' && !s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'WAIT sent to a playback agent');
+    if (callNo > s.last) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `WAIT for call ${callNo}, only ${s.last} sent`);
+    const reply = (): void => this.send(conn, { type: 'stable', callNo: s.stable });
+    if (s.stable >= callNo) reply();
+    else s.waits.push({ callNo, reply });
+  }
+
+  private async play(conn: Conn, name: string, s: StreamState, call: CallBody): Promise<void> {
+    if (this.options.mode !== 'playback') throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'PLAY sent to a record agent');
+    if (call.callNo !== s.last + 1) {
+      throw new FtcpError(NswErrorCode.OUT_OF_ORDER, `stream ${name}: play ${call.callNo} after ${s.last}`);
+    }
+    if (s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name} is live; PLAY after LIVE`);
+    if (this.isPastLog(name, call.callNo)) {
+      this.live(conn, name, s, call);
+      return;
+    }
+    s.last = call.callNo;
+    const cut = new AbortController();
+    conn.pendingPlay = { callNo: call.callNo, cut };
+    let raw: Buffer;
+    try {
+      raw = await this.source!.read(name, call.callNo, AbortSignal.any([conn.abort.signal, cut.signal]));
+    } catch (err) {
+      if (cut.signal.aborted && !conn.abort.signal.aborted) {
+        // goLive() cut the wait: the primary never made this call.
+        s.last = call.callNo - 1;
+        this.live(conn, name, s, call);
+        return;
+      }
+      throw err;
+    } finally {
+      conn.pendingPlay = null;
+    }
+    let rec: CallData;
+    try {
+      rec = decodeCallData(raw);
+    } catch (err) {
+      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: record ${call.callNo} is bad`, { cause: err });
+    }
+    const reason = this.compare(rec, call);
+    if (reason) this.diverge(name, call, rec, reason);
+    let reply = rec;
+    if (rec.kind === CallKind.ACCEPT && rec.result >= 0n) this.accepted(rec);
+    else if (rec.kind === CallKind.RECV) reply = await this.received(conn, name, call, rec);
+    else if (rec.kind === CallKind.SEND) reply = this.sent(name, call, rec);
+    this.counters.played++;
+    this.send(conn, { type: 'result', call: { ...reply, callNo: call.callNo, flags: 0 } });
+  }
+
+  private diverge(name: string, call: CallBody, rec: CallData, reason: string): never {
+    const d: Divergence = { stream: name, callNo: call.callNo, primary: rec, replica: call, reason };
+    this.diverged = true;
+    this.counters.divergences++;
+    this.logger?.log('error', 'nsw.divergence', { stream: name, callNo: call.callNo, reason });
+    this.emit('divergence', d);
+    throw new FtcpError(NswErrorCode.DIVERGENCE, `stream ${name} call ${call.callNo}: ${reason}`);
+  }
+
+  /** The primary accepted a replicated connection: the replica's copy starts here. */
+  private accepted(rec: CallData): void {
+    const key = sendHash(rec.payload);
+    if (!this.connections.has(key)) this.connections.set(key, new ConnectionState(key, decodeSockaddr(rec.payload)));
+  }
+
+  private connectionOf(name: string, call: CallBody): ConnectionState {
+    if (call.payload.length < 8) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: ${callKindName(call.kind)} without a connection key`);
+    const key = call.payload.readBigUInt64LE(0);
+    const c = this.connections.get(key);
+    if (!c) throw new FtcpError(ErrorCode.UNKNOWN_CONNECTION, `stream ${name}: no replicated connection with key ${key.toString(16)}`);
+    return c;
+  }
+
+  /** A read: the primary's length and error, with the client's bytes from the buffer (FT-TCP 3.7). */
+  private async received(conn: Conn, name: string, call: CallBody, rec: CallData): Promise<CallData> {
+    const c = this.connectionOf(name, call);
+    if (rec.result <= 0n) return rec;
+    if (!this.options.instream) throw new FtcpError(ErrorCode.NOT_AVAILABLE, 'a replica read a replicated connection but the agent has no instream source');
+    const n = Number(rec.result);
+    const bytes = await this.options.instream.readInstream(c.peer, c.instreamOffset, n, conn.abort.signal);
+    if (bytes.length !== n) throw new FtcpError(ErrorCode.INTERNAL, `instream gave ${bytes.length} bytes, ${n} asked`);
+    c.instreamOffset += n;
+    return { ...rec, payload: bytes };
+  }
+
+  /**
+   * A write: nothing leaves; the bytes the primary's call took are compared
+   * by hash (FT-TCP 3.4) and kept in the send buffer (FT-TCP 3.7).
+   */
+  private sent(name: string, call: CallBody, rec: CallData): CallData {
+    const c = this.connectionOf(name, call);
+    const bytes = call.payload.subarray(8);
+    if (rec.result > 0n) {
+      const took = bytes.subarray(0, Number(rec.result));
+      if (took.length !== Number(rec.result) || rec.payload.length !== 8 || sendHash(took) !== rec.payload.readBigUInt64LE(0)) {
+        this.diverge(name, call, rec, `send of ${rec.result} bytes: the replica's bytes differ from the primary's (hash)`);
+      }
+      c.sent(took);
+    }
+    return { ...rec, payload: Buffer.alloc(0) };
+  }
+
+  /** Replicated connections of this replica: positions and send buffers. */
+  replicatedConnections(): ReplicatedConnection[] {
+    return [...this.connections.values()].map((c) => c.snapshot());
+  }
+
+  /**
+   * The client acknowledged the replica's outstream up to `offset` (from the
+   * buffer's client-ack records): trims that connection's send buffer.
+   */
+  clientAcked(key: bigint, offset: number): void {
+    this.connections.get(key)?.acked(offset);
+  }
+
+  /**
+   * Going live (DESIGN "Failover" step 3): after the primary failed and this
+   * replica was promoted, each stream plays back up to the primary's last
+   * stable call (`lastCallNos`, from the buffer's failure positions; a stream
+   * not named had none) and then records its calls to `sink`. A thread
+   * waiting for a record past the end is told at once.
+   *
+   * Throws an {@link FtcpError} (DIVERGENCE) if this replica diverged: it must
+   * not take over (DESIGN invariant 5).
+   */
+  goLive(lastCallNos: ReadonlyMap<string, number>, sink: RecordSink): void {
+    if (this.options.mode !== 'playback') throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'only a playback agent goes live');
+    if (this.diverged) throw new FtcpError(NswErrorCode.DIVERGENCE, 'this replica diverged from the primary and cannot take over');
+    this.lastCallNos = lastCallNos;
+    this.liveSink = sink;
+    this.logger?.log('info', 'nsw.go-live', { streams: lastCallNos.size });
+    for (const c of this.conns) {
+      if (c.stream && c.pendingPlay && this.isPastLog(c.stream, c.pendingPlay.callNo)) c.pendingPlay.cut.abort();
+    }
+  }
+
+  /** Names of the streams that went live, sorted. */
+  liveStreams(): string[] {
+    return [...this.streams].filter(([, s]) => s.recording).map(([name]) => name).sort();
+  }
+
+  private isPastLog(stream: string, callNo: number): boolean {
+    return this.lastCallNos !== null && callNo > (this.lastCallNos.get(stream) ?? 0);
+  }
+
+  /** Tells the shim to perform `call` for real and record from it on (RESULT with LIVE). */
+  private live(conn: Conn, name: string, s: StreamState, call: CallBody): void {
+    s.recording = true;
+    s.last = call.callNo - 1;
+    s.stable = s.last;
+    this.counters.wentLive++;
+    this.logger?.log('info', 'nsw.stream-live', { stream: name, callNo: call.callNo });
+    this.send(conn, { type: 'result', call: { ...call, flags: CallFlag.LIVE, errno: 0, result: 0n, payload: Buffer.alloc(0) } });
+  }
+
+  /** Why the replica's call does not match the primary's record, or null when it does. */
+  private compare(rec: CallData, call: CallBody): string | null {
+    if (rec.kind !== call.kind) return `the primary called ${callKindName(rec.kind)}, the replica ${callKindName(call.kind)}`;
+    const what = callKindName(rec.kind);
+    if (rec.arg !== call.arg) return `${what} with argument ${rec.arg} on the primary, ${call.arg} on the replica`;
+    if ((call.flags & CallFlag.COMPARE) === 0) return null;
+    if (rec.result !== call.result) return `${what} returned ${rec.result} on the primary, ${call.result} on the replica`;
+    if (rec.errno !== call.errno) return `${what} set errno ${rec.errno} on the primary, ${call.errno} on the replica`;
+    if (!rec.payload.equals(call.payload)) return `${what} payload ${rec.payload.toString('hex')} on the primary, ${call.payload.toString('hex')} on the replica`;
+    return null;
+  }
+}

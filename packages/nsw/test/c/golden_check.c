@@ -1,0 +1,108 @@
+/*
+ * Checks the C side of the shim protocol against the golden bytes the
+ * TypeScript codec is tested with (test/golden). Encodings of shim -> agent
+ * messages must match byte for byte; agent -> shim messages must decode to
+ * the expected fields. Usage: golden_check <golden dir>. Exit 0 when all pass.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ftcp_nsw_proto.h"
+
+static int failures;
+
+static size_t load(const char *dir, const char *name, unsigned char *buf, size_t cap) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    printf("FAIL %s: cannot open\n", name);
+    failures++;
+    return 0;
+  }
+  size_t n = fread(buf, 1, cap, f);
+  fclose(f);
+  return n;
+}
+
+static void expect_bytes(const char *dir, const char *name, const unsigned char *got, size_t got_len) {
+  unsigned char want[FTCP_NSW_MAX_FRAME];
+  size_t want_len = load(dir, name, want, sizeof want);
+  if (got_len == 0 || got_len != want_len || memcmp(got, want, got_len) != 0) {
+    printf("FAIL %s: C encoding differs from golden bytes (%zu vs %zu bytes)\n", name, got_len, want_len);
+    failures++;
+  } else {
+    printf("ok %s encodes identically\n", name);
+  }
+}
+
+static void check(int cond, const char *name, const char *what) {
+  if (!cond) {
+    printf("FAIL %s: %s\n", name, what);
+    failures++;
+  }
+}
+
+static const unsigned char clock_payload[16] = {0x00, 0xf1, 0x53, 0x65, 0, 0, 0, 0, 0x15, 0xcd, 0x5b, 0x07, 0, 0, 0, 0};
+
+int main(int argc, char **argv) {
+  if (argc != 2) return 2;
+  const char *dir = argv[1];
+  unsigned char buf[FTCP_NSW_MAX_FRAME];
+  size_t n;
+
+  n = ftcp_nsw_encode_hello(buf, sizeof buf, 4242, 1, FTCP_NSW_MODE_RECORD, "p/f1/t2", 7);
+  expect_bytes(dir, "hello.bin", buf, n);
+
+  struct ftcp_nsw_call c = {7, FTCP_NSW_KIND_CLOCK_GETTIME, 0, 0, 0, 1, sizeof clock_payload, clock_payload};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &c);
+  expect_bytes(dir, "call-clock.bin", buf, n);
+
+  static const unsigned char rnd[4] = {0xde, 0xad, 0xbe, 0xef};
+  struct ftcp_nsw_call r = {8, FTCP_NSW_KIND_GETRANDOM, 0, 0, 4, 4, 4, rnd};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &r);
+  expect_bytes(dir, "call-random.bin", buf, n);
+
+  struct ftcp_nsw_call e = {9, FTCP_NSW_KIND_GETRANDOM, 0, 11, -1, 4096, 0, NULL};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &e);
+  expect_bytes(dir, "call-error.bin", buf, n);
+
+  n = ftcp_nsw_encode_seq(buf, sizeof buf, FTCP_NSW_MSG_WAIT, 9);
+  expect_bytes(dir, "wait.bin", buf, n);
+
+  struct ftcp_nsw_call p = {10, FTCP_NSW_KIND_PTHREAD_CREATE, FTCP_NSW_CALL_F_COMPARE, 0, 0, 0, 0, NULL};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, &p);
+  expect_bytes(dir, "play.bin", buf, n);
+
+  /* Agent -> shim: decode and check fields. */
+  n = load(dir, "stable.bin", buf, sizeof buf);
+  check(n == 16 && ftcp_nsw_check_header(buf) == 8 && buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_STABLE, "stable.bin", "header");
+  check(ftcp_get_u64(buf + FTCP_NSW_HDR_SIZE) == 9, "stable.bin", "call number");
+
+  n = load(dir, "result.bin", buf, sizeof buf);
+  long len = ftcp_nsw_check_header(buf);
+  struct ftcp_nsw_call got = {0, 0, 0, 0, 0, 0, 0, NULL};
+  check(len >= 0 && (size_t)len + FTCP_NSW_HDR_SIZE == n && buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_RESULT, "result.bin", "header");
+  check(ftcp_nsw_decode_call(buf + FTCP_NSW_HDR_SIZE, (size_t)len, &got) == 0, "result.bin", "decodes");
+  check(got.call_no == 7 && got.kind == FTCP_NSW_KIND_CLOCK_GETTIME && got.result == 0 && got.err == 0 && got.arg == 1 &&
+            got.payload_len == 16 && memcmp(got.payload, clock_payload, 16) == 0,
+        "result.bin", "fields");
+
+  n = load(dir, "error.bin", buf, sizeof buf);
+  len = ftcp_nsw_check_header(buf);
+  check(len >= 4 && buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR, "error.bin", "header");
+  uint16_t code_len = ftcp_get_u16(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_ERROR_OFF_CODE_LEN);
+  check(code_len == 19 && memcmp(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_ERROR_OFF_TEXT, "FTCP_ERR_DIVERGENCE", 19) == 0, "error.bin",
+        "code");
+
+  /* A header with another version or non-zero flags is refused. */
+  unsigned char bad[8] = {2, FTCP_NSW_MSG_STABLE, 0, 0, 8, 0, 0, 0};
+  check(ftcp_nsw_check_header(bad) == -1, "bad header", "version 2 accepted");
+  bad[0] = 1;
+  bad[2] = 1;
+  check(ftcp_nsw_check_header(bad) == -1, "bad header", "flags accepted");
+
+  printf(failures ? "golden: %d failures\n" : "golden: all ok\n", failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,211 @@
+import { expect } from 'chai';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NswAgent, SHIM_EXIT_DIVERGED, shimPath, type Divergence } from '../src/index.js';
+import { callKindName, decodeCallData } from '../src/protocol.js';
+import { MemoryRecordSink } from '../src/sink.js';
+import { cDir, compileC, quiet, run, shimEnv, sleep, tempDir, until } from './helpers.js';
+
+/** A dynamically linked python3: LD_PRELOAD does nothing to a static one or to a pyenv shim script. */
+const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => existsSync(p));
+
+describe('the shim (LD_PRELOAD) with its agent', function () {
+  this.timeout(60000);
+  let tmp: ReturnType<typeof tempDir>;
+  let nondet: string;
+  let sink: MemoryRecordSink;
+  let primary: NswAgent;
+  let replica: NswAgent;
+  let divergences: Divergence[];
+
+  before(() => {
+    tmp = tempDir('shim');
+    nondet = compileC('nondet', tmp.dir, ['-lpthread']);
+  });
+  after(() => tmp.remove());
+
+  beforeEach(async () => {
+    sink = new MemoryRecordSink();
+    primary = new NswAgent({ socketPath: join(tmp.dir, 'primary.sock'), mode: 'record', sink });
+    replica = new NswAgent({ socketPath: join(tmp.dir, 'replica.sock'), mode: 'playback', source: sink });
+    divergences = [];
+    replica.on('divergence', (d: Divergence) => divergences.push(d));
+    await primary.listen();
+    await replica.listen();
+  });
+  afterEach(async () => {
+    await primary.close();
+    await replica.close();
+  });
+
+  const recordEnv = (): Record<string, string | undefined> => shimEnv(shimPath(), 'record', primary.options.socketPath);
+  const playbackEnv = (): Record<string, string | undefined> => shimEnv(shimPath(), 'playback', replica.options.socketPath);
+
+  it('replays a C program so that the replica prints exactly what the primary printed', async () => {
+    const recorded = await run(nondet, [], recordEnv());
+    expect(recorded.stderr).to.equal('');
+    expect(recorded.code).to.equal(0);
+    await sleep(20);
+    const replayStart = Date.now();
+    const replayed = await run(nondet, [], playbackEnv());
+    expect(replayed.stderr).to.equal('');
+    expect(replayed.code).to.equal(0);
+    expect(replayed.stdout).to.equal(recorded.stdout);
+    // Identical output although the replica's real pid and clock differ.
+    expect(replayed.pid).to.not.equal(recorded.pid);
+    expect(replayed.stdout).to.contain(`pid=${recorded.pid} `);
+    expect(replayed.stdout).to.contain('epoll_wait=2 epoll_pwait=1 data and events right: 1');
+    expect(replayed.stdout).to.contain('locks: fcntl=0 flock=0 cloexec=1');
+    const realtime = Number(/realtime=(\d+)\./.exec(replayed.stdout)?.[1]);
+    expect(realtime * 1000).to.be.below(replayStart);
+    expect(divergences).to.deep.equal([]);
+    expect(replica.canTakeOver).to.equal(true);
+  });
+
+  it('replays a Python program (time.time, os.urandom, os.getpid, fork) with identical output', async function () {
+    if (!python) this.skip();
+    const script = join(cDir, 'nondet.py');
+    const recorded = await run(python!, [script], recordEnv());
+    expect(recorded.stderr).to.equal('');
+    expect(recorded.code).to.equal(0);
+    const replayed = await run(python!, [script], playbackEnv());
+    expect(replayed.stderr).to.equal('');
+    expect(replayed.stdout).to.equal(recorded.stdout);
+    expect(replayed.stdout).to.contain(`pid ${recorded.pid} `);
+    expect(divergences).to.deep.equal([]);
+  });
+
+  it('either replays a threaded Python program identically or reports the divergence, never something else', async function () {
+    if (!python) this.skip();
+    const script = join(cDir, 'nondet.py');
+    const recorded = await run(python!, [script, '--thread'], recordEnv());
+    expect(recorded.code).to.equal(0);
+    const replayed = await run(python!, [script, '--thread'], playbackEnv());
+    if (replayed.code === 0) {
+      expect(replayed.stdout).to.equal(recorded.stdout);
+      expect(divergences).to.deep.equal([]);
+    } else {
+      expect(replayed.code).to.equal(SHIM_EXIT_DIVERGED);
+      expect(replayed.stderr).to.contain('FTCP_ERR_DIVERGENCE');
+      expect(divergences).to.have.length(1);
+      expect(replica.canTakeOver).to.equal(false);
+    }
+  });
+
+  it('stops a replica that read an unwrapped source and took another path, and reports the divergence', async () => {
+    const unwrapped = compileC('unwrapped', tmp.dir);
+    const recorded = await run(unwrapped, [], recordEnv());
+    expect(recorded.stdout).to.match(/^same pid/);
+    const replayed = await run(unwrapped, [], playbackEnv());
+    expect(replayed.code).to.equal(SHIM_EXIT_DIVERGED);
+    expect(replayed.stdout).to.equal('');
+    expect(replayed.stderr).to.contain('FTCP_ERR_DIVERGENCE').and.to.contain('the primary called time, the replica clock_gettime');
+    expect(divergences).to.have.length(1);
+    expect(divergences[0]).to.include({ stream: 'srv', callNo: 2 });
+    expect(replica.canTakeOver).to.equal(false);
+  });
+
+  it('replays eight racing threads, each with a thread of its own, to the same output', async () => {
+    const threads = compileC('threads', tmp.dir, ['-lpthread']);
+    const recorded = await run(threads, [], recordEnv());
+    expect(recorded.code).to.equal(0);
+    const replayed = await run(threads, [], playbackEnv());
+    expect(replayed.stderr).to.equal('');
+    expect(replayed.stdout).to.equal(recorded.stdout);
+    expect(sink.streamNames()).to.include.members(['srv/t1', 'srv/t8', 'srv/t1/t1', 'srv/t8/t1']);
+    expect(sink.records('srv/t3')).to.have.length(2 * 500 + 1);
+  });
+
+  it('names the forked child and the threads by fork and creation order', async () => {
+    await run(nondet, [], recordEnv());
+    await until(() => sink.streamNames().length === 4);
+    await quiet(primary);
+    expect(sink.streamNames()).to.deep.equal(['srv', 'srv/f1', 'srv/t1', 'srv/t2']);
+  });
+
+  it('names an image the forked child execs as a stream of its own, and replays it', async () => {
+    const recorded = await run(nondet, ['exec'], recordEnv());
+    expect(recorded.stderr).to.equal('');
+    expect(recorded.stdout).to.contain("exec'd image").and.to.contain('exited 9');
+    await quiet(primary);
+    expect(sink.streamNames()).to.deep.equal(['srv', 'srv/f1/e']);
+    const replayed = await run(nondet, ['exec'], playbackEnv());
+    expect(replayed.stderr).to.equal('');
+    expect(replayed.stdout).to.equal(recorded.stdout);
+  });
+
+  it('plays a promoted replica back to the primary\'s last stable call, then records its calls live', async () => {
+    const golive = compileC('golive', tmp.dir);
+    const recorded = await run(golive, [], recordEnv());
+    await quiet(primary);
+    // The primary failed when only its first three calls were stable.
+    const buffer = new MemoryRecordSink();
+    for (const [i, rec] of sink.records('srv').slice(0, 3).entries()) await buffer.append('srv', i + 1, rec);
+    const backup = new NswAgent({ socketPath: join(tmp.dir, 'backup.sock'), mode: 'playback', source: buffer });
+    await backup.listen();
+    try {
+      const replaying = run(golive, [], shimEnv(shimPath(), 'playback', backup.options.socketPath));
+      await until(() => backup.counters.played === 3);
+      backup.goLive(new Map([['srv', 3]]), buffer);
+      const replayed = await replaying;
+      expect(replayed.code).to.equal(0);
+      const want = recorded.stdout.split('\n').slice(0, 3).concat([3, 4, 5].map((i) => `${i} pid=${replayed.pid}`), ['']);
+      expect(replayed.stdout.split('\n')).to.deep.equal(want);
+      await quiet(backup);
+      const live = buffer.records('srv').slice(3).map(decodeCallData);
+      expect(live.map((r) => r.result)).to.deep.equal([BigInt(replayed.pid), BigInt(replayed.pid), BigInt(replayed.pid)]);
+      expect(backup.liveStreams()).to.deep.equal(['srv']);
+    } finally {
+      await backup.close();
+    }
+  });
+
+  it('refuses to let a diverged replica go live', async () => {
+    const unwrapped = compileC('unwrapped', tmp.dir);
+    await run(unwrapped, [], recordEnv());
+    await run(unwrapped, [], playbackEnv());
+    expect(() => replica.goLive(new Map(), sink)).to.throw().with.property('code', 'FTCP_ERR_DIVERGENCE');
+  });
+
+  it('keeps its agent channel when the program closes every descriptor, as daemons do', async () => {
+    const recorded = await run(nondet, ['close-all'], recordEnv());
+    expect(recorded.stderr).to.equal('');
+    const replayed = await run(nondet, ['close-all'], playbackEnv());
+    expect(replayed.stderr).to.equal('');
+    expect(replayed.stdout).to.equal(recorded.stdout);
+  });
+
+  for (const mode of ['record', 'playback'] as const) {
+    it(`keeps the program's observable semantics (errno, failures, fork, threads) in ${mode} mode`, async () => {
+      const bare = await run(nondet, ['properties'], {});
+      if (mode === 'playback') await run(nondet, ['properties'], recordEnv());
+      const shimmed = await run(nondet, ['properties'], mode === 'record' ? recordEnv() : playbackEnv());
+      expect(shimmed.stderr).to.equal('');
+      expect(shimmed.stdout).to.equal(bare.stdout);
+    });
+  }
+
+  it('records every wrapped kind of call the program makes, in its own stream', async () => {
+    await run(nondet, [], recordEnv());
+    await quiet(primary);
+    const kinds = new Set(sink.records('srv').map((r) => callKindName(decodeCallData(r).kind)));
+    expect([...kinds].sort()).to.deep.equal(
+      [
+        'clock_gettime', 'epoll_wait', 'fork', 'getentropy', 'getpid', 'getppid', 'getrandom', 'gettid', 'gettimeofday', 'lock', 'poll',
+        'pthread_create', 'read_random', 'select', 'time',
+      ].sort(),
+    );
+    expect(sink.records('srv/t1').map((r) => callKindName(decodeCallData(r).kind))).to.deep.equal(['clock_gettime', 'getrandom', 'gettid']);
+  });
+
+  it('gives the replica the same output when its records arrive only as it runs', async () => {
+    sink.hold();
+    const replaying = run(nondet, [], playbackEnv());
+    const recorded = await run(nondet, [], recordEnv());
+    await sleep(50);
+    sink.release();
+    const replayed = await replaying;
+    expect(replayed.code).to.equal(0);
+    expect(replayed.stdout).to.equal(recorded.stdout);
+  });
+});
