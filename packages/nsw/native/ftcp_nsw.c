@@ -241,12 +241,22 @@ static void *nsw_resolve(const char *name) {
  * on through the environment, which exec keeps. Called at load and in a
  * forked child, while the process has one thread.
  */
+/*
+ * putenv with a buffer of our own, not setenv: replacing a variable that
+ * exists allocates nothing, and this runs in our start-up, where the
+ * server's allocator may be initializing with its lock held (jemalloc calls
+ * syscall() and clock_gettime() then, which land here). Only an unset
+ * FTCP_NSW_NAME makes glibc grow the environment.
+ */
+static char nsw_env_name[sizeof "FTCP_NSW_NAME=" + FTCP_NSW_MAX_NAME + 3];
+
 static void nsw_name_exec_image(const char *name, size_t len) {
   /* No length check here: a name too deep makes the exec'd image refuse to load, loudly. */
-  char next[FTCP_NSW_MAX_NAME + 3];
-  memcpy(next, name, len);
-  memcpy(next + len, "/e", 3);
-  setenv("FTCP_NSW_NAME", next, 1);
+  static const char key[] = "FTCP_NSW_NAME=";
+  memcpy(nsw_env_name, key, sizeof key - 1);
+  memcpy(nsw_env_name + sizeof key - 1, name, len);
+  memcpy(nsw_env_name + sizeof key - 1 + len, "/e", 3);
+  putenv(nsw_env_name);
 }
 
 static void nsw_init_impl(void) {
@@ -345,8 +355,19 @@ static void nsw_init_impl(void) {
 
 static pthread_once_t nsw_once = PTHREAD_ONCE_INIT;
 
+/*
+ * Our start-up calls into libc (getenv, setenv, getrlimit), and libc may call
+ * the server's own allocator, which may call a wrapped function: jemalloc in
+ * redis-server reads the clock. On this thread such a call must pass
+ * through: marking the thread busy (the re-entry guard) makes it do so, and
+ * returning here keeps it from waiting on the pthread_once it is inside.
+ * The real_* pointers it then uses are resolved first thing in the init.
+ */
 static void nsw_init(void) {
+  if (nsw_self.busy) return;
+  nsw_self.busy = 1;
   pthread_once(&nsw_once, nsw_init_impl);
+  nsw_self.busy = 0;
   __atomic_store_n(&nsw_ready, 1, __ATOMIC_RELEASE);
 }
 
