@@ -75,6 +75,20 @@ export class RecordingWrap {
   }
 
   /**
+   * Stops wrapping but keeps the rules: with no queue listener they drop every
+   * packet of the service, so nothing the kernel still sends gets out (a
+   * primary stepping down). The next start removes the rules as stale.
+   */
+  abandon(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    process.removeListener('exit', this.onExit);
+    this.recorder.close();
+    this.queue.close();
+    this.injector.close();
+  }
+
+  /**
    * Leaves the service unwrapped: removes the rules, then closes the queue.
    * For a clean shutdown only. A primary that steps down must not do this
    * while it still owns the VIP (its kernel would answer the client once the

@@ -1,0 +1,157 @@
+/**
+ * A primary node (FT-TCP 2.3): one buffer client, one ordered channel, shared
+ * by the south-side wrap (client segments) and the north-side agent (call
+ * records); the unmodified server runs under the NSW shim in record mode.
+ *
+ * It steps down when it has heard nothing from the buffer for longer than the
+ * failure timeout (DESIGN invariant 4): it can get nothing acknowledged, so
+ * it must not speak; it freezes and kills its server while the wrap's rules
+ * still drop everything the kernel would send (fail closed, so no FIN or RST
+ * reaches a client the backup is about to serve), gives up the VIP, and exits.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NswAgent, shimPath } from '@ftcp/nsw';
+import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
+import { CallWriter, StableBufferClient, type Logger } from '@ftcp/stable-buffer';
+import { capOffloadSizes, dropVip, type Service } from './service.js';
+
+export interface PrimaryOptions {
+  service: Service;
+  buffer: string;
+  command: string[];
+  iface?: string;
+  ack?: AckStrategy;
+  node?: string;
+  queue?: number;
+  /** Silence from the buffer (ms) after which the primary steps down; match the buffer's. */
+  failureTimeoutMs?: number;
+  logger: Logger;
+}
+
+/** How a primary ended. */
+export type PrimaryExit = { reason: 'server-exited'; code: number | null } | { reason: 'stopped' } | { reason: 'stepped-down'; silentMs: number };
+
+export class Primary {
+  private server: ChildProcess | null = null;
+  private wrap: RecordingWrap | null = null;
+  private agent: NswAgent | null = null;
+  private readonly client: StableBufferClient;
+  private readonly stateDir = mkdtempSync(join(tmpdir(), 'ftcp-primary-'));
+  private timers: NodeJS.Timeout[] = [];
+  private finish!: (e: PrimaryExit) => void;
+  /** Settles once, with why the primary ended. */
+  readonly done: Promise<PrimaryExit>;
+  private ending = false;
+  epoch = 0;
+
+  constructor(private readonly opts: PrimaryOptions) {
+    this.client = StableBufferClient.connect({ endpoint: opts.buffer, node: opts.node ?? hostname(), requestTimeoutMs: 5000 });
+    this.done = new Promise((r) => (this.finish = r));
+  }
+
+  /** Attaches to the buffer, starts the agent, the wrap and the server. Undoes it all if a step fails. */
+  async start(): Promise<void> {
+    const { service, logger } = this.opts;
+    try {
+      this.epoch = (await this.client.attachAsWriter()).epoch;
+      const socketPath = join(this.stateDir, 'nsw.sock');
+      this.agent = new NswAgent({ socketPath, mode: 'record', sink: new CallWriter(this.client), logger });
+      await this.agent.listen();
+      if (this.opts.iface) await capOffloadSizes(this.opts.iface);
+      this.wrap = await RecordingWrap.start({ vip: service.vip, port: service.port, buffer: this.client, ack: this.opts.ack ?? 'eager', ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}) });
+      const [cmd, ...args] = this.opts.command;
+      this.server = spawn(cmd!, args, {
+        stdio: 'inherit',
+        env: { ...process.env, LD_PRELOAD: shimPath(), FTCP_NSW_MODE: 'record', FTCP_NSW_SOCKET: socketPath, FTCP_NSW_NAME: this.opts.node ?? hostname(), FTCP_NSW_PORT: String(service.port) },
+      });
+      this.server.once('error', (err) => {
+        logger.log('error', 'server-failed-to-start', { command: this.opts.command.join(' '), error: String(err) });
+        void this.end({ reason: 'server-exited', code: null });
+      });
+      this.server.once('exit', (code) => void this.end({ reason: 'server-exited', code }));
+    } catch (err) {
+      await this.cleanup(false);
+      throw err;
+    }
+    const failureTimeoutMs = this.opts.failureTimeoutMs ?? 30;
+    this.timers.push(
+      setInterval(() => {
+        const silent = this.client.silentForMs();
+        if (silent > failureTimeoutMs) void this.stepDown(silent);
+        // Do not rely on the buffer's probes (their interval is the buffer's
+        // setting): when things go quiet, ask. Any answer resets the silence.
+        else if (silent > failureTimeoutMs / 3) this.client.ping().catch(() => {});
+      }, Math.max(1, Math.floor(failureTimeoutMs / 5))),
+      setInterval(() => this.client.report('primary', this.status()), 500),
+    );
+    logger.log('info', 'primary-started', { epoch: this.epoch, service: `${service.vip}:${service.port}`, pid: this.server?.pid });
+  }
+
+  /** What `ftcp status` shows of this node. */
+  status(): Record<string, unknown> {
+    const w = this.wrap?.status();
+    return {
+      mode: 'record',
+      epoch: this.epoch,
+      connections: w?.connections ?? 0,
+      unstableRecords: this.agent?.counters.unstable ?? 0,
+      unacknowledgedWrites: this.client.unacknowledged,
+      bufferSilentMs: Math.round(this.client.silentForMs()),
+      segmentsLogged: w?.recorder.segmentsLogged ?? 0,
+      acksInjected: w?.recorder.acksInjected ?? 0,
+      malformedPackets: w?.wrap.malformedTotal ?? 0,
+      callsRecorded: this.agent?.counters.recorded ?? 0,
+    };
+  }
+
+  private async stepDown(silentMs: number): Promise<void> {
+    if (this.ending) return;
+    this.ending = true;
+    this.opts.logger.log('warn', 'stepping-down', { silentMs: Math.round(silentMs), epoch: this.epoch });
+    // Freeze first: from here the server produces nothing, and what its kernel
+    // still sends (FIN, RST on kill) is dropped by the rules we keep.
+    if (this.server?.pid) {
+      try {
+        process.kill(this.server.pid, 'SIGSTOP');
+        process.kill(this.server.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    this.wrap?.abandon();
+    if (this.opts.iface) await dropVip(this.opts.iface, this.opts.service.vip).catch(() => {});
+    await this.cleanup(true);
+    this.finish({ reason: 'stepped-down', silentMs });
+  }
+
+  /** Clean shutdown: stops the server, then unwraps the service. */
+  async stop(): Promise<void> {
+    await this.end({ reason: 'stopped' });
+  }
+
+  private async end(e: PrimaryExit): Promise<void> {
+    if (this.ending) return;
+    this.ending = true;
+    if (this.server && this.server.exitCode === null && this.server.signalCode === null) {
+      const gone = new Promise((r) => this.server!.once('exit', r));
+      this.server.kill('SIGTERM');
+      const t = setTimeout(() => this.server?.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(t);
+    }
+    await this.cleanup(false);
+    this.finish(e);
+  }
+
+  private async cleanup(keepRules: boolean): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (!keepRules) await this.wrap?.stop().catch((err: unknown) => this.opts.logger.log('error', 'rules-removal-failed', { error: String(err) }));
+    await this.agent?.close().catch(() => {});
+    this.client.close();
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Parsing of a service address and the VIP's place on an interface: shared by
+ * `ftcp primary` and `ftcp backup`.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ErrorCode, FtcpError } from '@ftcp/stable-buffer';
+
+const run = promisify(execFile);
+
+/** A service's virtual address and port. */
+export interface Service {
+  vip: string;
+  port: number;
+}
+
+/** Parses "10.0.0.100:6379". */
+export function parseService(text: string): Service {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[2]);
+  if (!m || m[1]!.split('.').some((o) => Number(o) > 255) || port < 1 || port > 65535) {
+    throw new FtcpError(ErrorCode.BAD_CONFIG, `--service ${JSON.stringify(text)} is not VIP:PORT with an IPv4 address, like 10.0.0.100:6379`);
+  }
+  return { vip: m[1]!, port };
+}
+
+async function ip(args: string[]): Promise<string> {
+  try {
+    return (await run('ip', args, { encoding: 'utf8' })).stdout;
+  } catch (err) {
+    throw new FtcpError(ErrorCode.BAD_CONFIG, `ip ${args.join(' ')} failed: ${((err as { stderr?: string }).stderr ?? String(err)).trim()}`, { cause: err });
+  }
+}
+
+/** True when `vip` is assigned to `iface`. */
+export async function hasVip(iface: string, vip: string): Promise<boolean> {
+  return (await ip(['-o', '-4', 'addr', 'show', 'dev', iface])).includes(` ${vip}/`);
+}
+
+/** Removes the VIP from `iface` if it is there: a primary stepping down gives up the address. */
+export async function dropVip(iface: string, vip: string): Promise<void> {
+  if (await hasVip(iface, vip)) await ip(['addr', 'del', `${vip}/32`, 'dev', iface]);
+}
+
+/**
+ * NFQUEUE hands user space at most 65531 bytes of a packet; GSO and GRO
+ * packets on the service's interface must stay below that or the wrap has
+ * to drop the ones it cannot rewrite whole.
+ */
+export async function capOffloadSizes(iface: string, bytes = 32768): Promise<void> {
+  await ip(['link', 'set', 'dev', iface, 'gso_max_size', String(bytes), 'gro_max_size', String(bytes)]);
+}
