@@ -72,7 +72,7 @@ describe('ftcp primary', function () {
     await b.partitionReplica('silent');
     const exit = await primary.exited;
     const steppedDownMs = Date.now() - cutAt;
-    expect(exit.code).to.equal(4);
+    expect(exit.code, `primary exited ${JSON.stringify(exit)}; stderr: ${primary.stderr.slice(-3000)}`).to.equal(4);
     expect(steppedDownMs).to.be.lessThan(2000);
     const addrs = await b.exec('primary', 'ip', ['-o', '-4', 'addr', 'show', 'dev', 'lan0']);
     expect(addrs.stdout).to.not.include(`${b.vip}/`);

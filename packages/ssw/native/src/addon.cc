@@ -113,6 +113,10 @@ class Queue : public Napi::ObjectWrap<Queue> {
   }
 
   void Release() {
+    // nfq_destroy_queue reads what is still pending on the socket and hands
+    // queued packets to OnPacket, here, outside any batch: they must be
+    // ignored (the kernel drops them when the queue is unbound: fail closed).
+    releasing_ = true;
     if (poll_ != nullptr) {
       uv_poll_stop(poll_);
       uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
@@ -169,6 +173,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   // it, so a failure here (out of memory in the JS heap) loses the packet
   // to the kernel's queue timeout rather than unwinding through C frames.
   static int OnPacket(nfq_q_handle* qh, nfgenmsg* msg, nfq_data* nfad, void* data) {
+    if (static_cast<Queue*>(data)->releasing_) return 0;
     try {
       return static_cast<Queue*>(data)->CollectPacket(qh, msg, nfad);
     } catch (...) {
@@ -279,6 +284,7 @@ class Queue : public Napi::ObjectWrap<Queue> {
   uint64_t enobufs_ = 0;
   uint64_t recvErrors_ = 0;
   uint64_t lost_ = 0;
+  bool releasing_ = false;
 };
 
 // A raw IPv4 socket that sends complete, caller-built packets (IP_HDRINCL
