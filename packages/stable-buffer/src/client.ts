@@ -19,6 +19,7 @@ import {
   decodeRecord,
   encodeFrame,
   splitFrames,
+  type CallBatchRecord,
   type CallRecord,
   type ClientAckRecord,
   type CloseRecord,
@@ -409,6 +410,14 @@ export class StableBufferClient extends EventEmitter {
   /** Logs a call record; resolves with the stream's highest contiguous stable call number. */
   async writeCall(rec: Fields<CallRecord>): Promise<number> {
     return (await this.write({ kind: 'call', epoch: this.epochValue, ...rec }, 'ack-call')).contiguous;
+  }
+
+  /**
+   * Logs consecutive calls of one stream as one record; resolves with the
+   * stream's highest contiguous stable call number.
+   */
+  async writeCalls(rec: Fields<CallBatchRecord>): Promise<number> {
+    return (await this.write({ kind: 'call-batch', epoch: this.epochValue, ...rec }, 'ack-call')).contiguous;
   }
 
   /** Logs the client's ack and window high-water marks. */

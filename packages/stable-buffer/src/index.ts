@@ -26,6 +26,7 @@ export {
   encodeRecord,
 } from './protocol/messages.js';
 export type {
+  CallBatchRecord,
   CallRecord,
   ClientAckRecord,
   CloseRecord,

@@ -15,17 +15,82 @@ import { ErrorCode, FtcpError } from './errors.js';
 import { SegFlag, type ConnRecord, type Positions } from './protocol/messages.js';
 import { Coverage } from './store/coverage.js';
 
-/** Appends a primary's call records; each promise resolves once its record is stable. */
+/** Most calls, and about the most bytes, one batch record carries. */
+const BATCH_CALLS = 1024;
+const BATCH_BYTES = 512 * 1024;
+
+interface PendingCall {
+  callNo: number;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+interface StreamBatch {
+  first: number;
+  datas: Buffer[];
+  bytes: number;
+  waiters: PendingCall[];
+}
+
+/**
+ * Appends a primary's call records. Each promise resolves once its record
+ * and every earlier one of its stream are stable. Calls appended in one turn
+ * of the event loop leave as one batch record per stream: a server makes far
+ * more calls than the buffer could take one record at a time.
+ */
 export class CallWriter {
+  private readonly batches = new Map<string, StreamBatch>();
+  private scheduled = false;
+  /** Batch records sent, and calls in them (for status and the benchmark). */
+  batchesSent = 0;
+  callsSent = 0;
+
   constructor(private readonly client: StableBufferClient) {}
 
   /** Appends call `callNo` of `stream`; resolves when it and every earlier call of the stream are stable. */
-  async append(stream: string, callNo: number, data: Buffer): Promise<void> {
-    const contiguous = await this.client.writeCall({ stream, callNo, data });
-    if (contiguous < callNo) {
-      // One ordered channel makes this impossible unless a call was skipped.
-      throw new FtcpError(ErrorCode.CONFLICT, `stream ${stream}: call ${callNo} stored but only calls up to ${contiguous} are contiguous`);
+  append(stream: string, callNo: number, data: Buffer): Promise<void> {
+    let b = this.batches.get(stream);
+    if (b && (b.first + b.datas.length !== callNo || b.datas.length >= BATCH_CALLS || b.bytes >= BATCH_BYTES)) {
+      this.send(stream, b);
+      b = undefined;
     }
+    if (!b) {
+      b = { first: callNo, datas: [], bytes: 0, waiters: [] };
+      this.batches.set(stream, b);
+    }
+    b.datas.push(data);
+    b.bytes += data.length;
+    const batch = b;
+    const done = new Promise<void>((resolve, reject) => batch.waiters.push({ callNo, resolve, reject }));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return done;
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    for (const [stream, b] of this.batches) this.send(stream, b);
+  }
+
+  private send(stream: string, b: StreamBatch): void {
+    this.batches.delete(stream);
+    this.batchesSent++;
+    this.callsSent += b.datas.length;
+    const sent = b.datas.length === 1 ? this.client.writeCall({ stream, callNo: b.first, data: b.datas[0]! }) : this.client.writeCalls({ stream, firstCallNo: b.first, datas: b.datas });
+    sent.then(
+      (contiguous) => {
+        for (const w of b.waiters) {
+          if (contiguous >= w.callNo) w.resolve();
+          // One ordered channel makes this impossible unless a call was skipped.
+          else w.reject(new FtcpError(ErrorCode.CONFLICT, `stream ${stream}: call ${w.callNo} stored but only calls up to ${contiguous} are contiguous`));
+        }
+      },
+      (err: Error) => {
+        for (const w of b.waiters) w.reject(err);
+      },
+    );
   }
 }
 
@@ -120,6 +185,9 @@ export class ReplicaFeed extends EventEmitter {
       switch (r.kind) {
         case 'call':
           this.addCall(r.stream, r.callNo, r.data);
+          break;
+        case 'call-batch':
+          r.datas.forEach((d, i) => this.addCall(r.stream, r.firstCallNo + i, d));
           break;
         case 'conn':
           if (!this.conns.has(r.connId)) this.conns.set(r.connId, { rec: r, coverage: new Coverage(), finOffset: null, clientAckOffset: 0, closed: false });

@@ -41,6 +41,7 @@ export const MsgType = {
   CALL: 0x12,
   CLIENT_ACK: 0x13,
   CLOSE: 0x14,
+  CALL_BATCH: 0x15,
   SUBSCRIBE: 0x20,
   CONSUMED: 0x21,
   READ_CALLS: 0x22,
@@ -121,6 +122,19 @@ export interface CallRecord {
   data: Buffer;
 }
 
+/**
+ * Consecutive calls of one stream in one record: a busy server makes far more
+ * calls than the buffer could take one record at a time.
+ */
+export interface CallBatchRecord {
+  kind: 'call-batch';
+  epoch: number;
+  stream: string;
+  /** Call number of `datas[0]`; the rest follow in order. */
+  firstCallNo: number;
+  datas: Buffer[];
+}
+
 /** High-water marks of what the client acknowledged of our outstream and its window. */
 export interface ClientAckRecord {
   kind: 'client-ack';
@@ -141,7 +155,7 @@ export interface CloseRecord {
 }
 
 /** Anything the log holds. */
-export type LogRecord = ConnRecord | SegmentRecord | CallRecord | ClientAckRecord | CloseRecord;
+export type LogRecord = ConnRecord | SegmentRecord | CallRecord | CallBatchRecord | ClientAckRecord | CloseRecord;
 
 /** Where every stream and connection stood, as sent with a failure event and a promotion. */
 export interface Positions {
@@ -310,6 +324,25 @@ const bodies: { [K in MessageKind]: Body<K> } = {
       return { kind: 'call', epoch, callNo, stream: r.name('stream'), data: r.rest() };
     },
   },
+  'call-batch': {
+    type: MsgType.CALL_BATCH,
+    write: (w, m) => {
+      w.u64(m.epoch).u64(m.firstCallNo).u32(m.datas.length).name(m.stream);
+      for (const d of m.datas) w.u32(d.length).bytes(d);
+    },
+    read: (r) => {
+      const epoch = r.u64('epoch');
+      const firstCallNo = r.u64('first call number');
+      if (firstCallNo === 0) throw new FtcpError(ErrorCode.MALFORMED_FRAME, 'call numbers start at 1');
+      const count = r.u32('call count');
+      if (count === 0) throw new FtcpError(ErrorCode.MALFORMED_FRAME, 'a call batch holds at least one call');
+      const stream = r.name('stream');
+      if (count * 4 > r.remaining) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `call count ${count} exceeds frame`);
+      const datas: Buffer[] = [];
+      for (let i = 0; i < count; i++) datas.push(r.bytes(r.u32('call length'), 'call data'));
+      return { kind: 'call-batch', epoch, firstCallNo, stream, datas };
+    },
+  },
   'client-ack': {
     type: MsgType.CLIENT_ACK,
     write: (w, m) => w.u64(m.epoch).u64(m.connId).u64(m.ackOffset).u32(m.window),
@@ -456,7 +489,7 @@ const byType = new Map<number, Body<MessageKind>>();
 for (const b of Object.values(bodies)) byType.set(b.type, b as Body<MessageKind>);
 
 /** Record kinds: the write messages a log stores. */
-const RECORD_KINDS = new Set<MessageKind>(['conn', 'segment', 'call', 'client-ack', 'close']);
+const RECORD_KINDS = new Set<MessageKind>(['conn', 'segment', 'call', 'call-batch', 'client-ack', 'close']);
 
 function writeBody(w: Writer, msg: Message): void {
   const body = bodies[msg.kind] as Body<MessageKind>;
@@ -465,7 +498,7 @@ function writeBody(w: Writer, msg: Message): void {
 
 /** Encodes one message as a frame. */
 export function encodeFrame(msg: Message, reqId = 0): Buffer {
-  const size = HEADER_SIZE + 64 + (msg.kind === 'segment' ? msg.payload.length : 0);
+  const size = HEADER_SIZE + 64 + (msg.kind === 'segment' ? msg.payload.length : 0) + (msg.kind === 'call-batch' ? msg.datas.reduce((n, d) => n + 4 + d.length, 0) : 0);
   const w = new Writer(size);
   w.u8(PROTOCOL_VERSION).u8(bodies[msg.kind].type).u16(0).u32(reqId).u32(0);
   writeBody(w, msg);

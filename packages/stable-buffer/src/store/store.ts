@@ -7,7 +7,7 @@
  * - `log`: LSN -> record bytes ({@link encodeRecord}), in arrival order.
  * - `seg`: [connId, offset] -> [lsn, skip, len]: disjoint pieces of the instream;
  *   piece bytes are `payload[skip, skip+len)` of the segment at `lsn`.
- * - `call`: [stream, callNo] -> lsn.
+ * - `call`: [stream, callNo] -> lsn of a call record, or [lsn, i] for call i of a batch.
  * - `conn`: connId -> {@link ConnRow}.
  * - `meta`: registered backups and what they consumed, the collection horizon.
  *
@@ -104,7 +104,7 @@ export class Store {
     private readonly env: RootDatabase,
     private readonly log: Database<Buffer, number>,
     private readonly seg: Database<[number, number, number], [number, number]>,
-    private readonly call: Database<number, [string, number]>,
+    private readonly call: Database<number | [number, number], [string, number]>,
     private readonly connDb: Database<ConnRow, number>,
     private readonly meta: Database<unknown, string>,
     readonly options: StoreOptions,
@@ -141,7 +141,7 @@ export class Store {
       env,
       env.openDB<Buffer, number>({ name: 'log', encoding: 'binary' }),
       env.openDB<[number, number, number], [number, number]>({ name: 'seg' }),
-      env.openDB<number, [string, number]>({ name: 'call' }),
+      env.openDB<number | [number, number], [string, number]>({ name: 'call' }),
       env.openDB<ConnRow, number>({ name: 'conn' }),
       env.openDB<unknown, string>({ name: 'meta' }),
       options,
@@ -331,6 +331,21 @@ export class Store {
         const p = this.call.put([rec.stream, rec.callNo], lsn);
         return { ack: { kind: 'ack-call', stream: rec.stream, contiguous: cov.contiguousEnd }, stable: this.stableAfter(p), lsn, bytes };
       }
+      case 'call-batch': {
+        const cov = this.streamCoverage(rec.stream);
+        const first = rec.firstCallNo;
+        const fresh = cov.missing(first - 1, first - 1 + rec.datas.length);
+        if (fresh.length === 0) return this.dup({ kind: 'ack-call', stream: rec.stream, contiguous: cov.contiguousEnd });
+        const bytes = bytesOf();
+        const lsn = this.appendLog(bytes);
+        let p: Promise<unknown> = Promise.resolve();
+        for (const f of fresh) {
+          cov.insert(f);
+          // Offsets are callNo - 1: the piece [start, end) is calls start+1 .. end.
+          for (let callNo = f.start + 1; callNo <= f.end; callNo++) p = this.call.put([rec.stream, callNo], [lsn, callNo - first]);
+        }
+        return { ack: { kind: 'ack-call', stream: rec.stream, contiguous: cov.contiguousEnd }, stable: this.stableAfter(p), lsn, bytes };
+      }
       case 'client-ack': {
         const c = this.connOrThrow(rec.connId);
         if (rec.ackOffset <= c.ackOffset && rec.window === c.window) return this.dup({ kind: 'ack-client', connId: rec.connId });
@@ -397,11 +412,13 @@ export class Store {
     await this.settled();
     const out: { callNo: number; data: Buffer }[] = [];
     for (const { key, value } of this.call.getRange({ start: [stream, fromCallNo], end: [stream, LAST], limit: max })) {
-      const raw = this.log.get(value);
+      const [lsn, index] = typeof value === 'number' ? [value, -1] : value;
+      const raw = this.log.get(lsn);
       if (!raw) throw new FtcpError(ErrorCode.STORE, `call record ${key[1]} of ${stream} is missing`);
       const rec = decodeRecord(raw);
-      assert.ok(rec.kind === 'call');
-      out.push({ callNo: key[1], data: rec.data });
+      const data = rec.kind === 'call' ? rec.data : rec.kind === 'call-batch' ? rec.datas[index] : undefined;
+      assert.ok(data !== undefined, `call ${key[1]} of ${stream} points at a ${rec.kind} record`);
+      out.push({ callNo: key[1], data });
     }
     return out;
   }
@@ -488,6 +505,9 @@ export class Store {
       if (rec.kind === 'call') {
         drop = !anyCold;
         if (drop) void this.call.remove([rec.stream, rec.callNo]);
+      } else if (rec.kind === 'call-batch') {
+        drop = !anyCold;
+        if (drop) for (let i = 0; i < rec.datas.length; i++) void this.call.remove([rec.stream, rec.firstCallNo + i]);
       } else if (rec.kind === 'client-ack') {
         drop = true;
       } else {

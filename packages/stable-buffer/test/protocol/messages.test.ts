@@ -22,6 +22,7 @@ const examples: Record<string, Message> = {
   conn,
   segment: { kind: 'segment', epoch: 3, connId: 9, offset: 2 ** 40, flags: 0x11, payload: Buffer.from('GET / HTTP/1.1\r\n') },
   call: { kind: 'call', epoch: 3, stream: 'p1.t2', callNo: 77, data: Buffer.from([1, 2, 3, 4]) },
+  'call-batch': { kind: 'call-batch', epoch: 3, stream: 'p1.t2', firstCallNo: 78, datas: [Buffer.from([9]), Buffer.alloc(0), Buffer.from('xyz')] },
   'client-ack': { kind: 'client-ack', epoch: 3, connId: 9, ackOffset: 123456, window: 65535 << 7 },
   close: { kind: 'close', epoch: 3, connId: 9, reason: 2 },
   subscribe: { kind: 'subscribe', fromLsn: 5, window: 4096, mode: 1, node: 'backup-b' },
@@ -71,7 +72,7 @@ describe('buffer protocol', () => {
   }
 
   it('turns a write frame into its record bytes in place, equal to the log encoding', () => {
-    for (const rec of [examples.conn!, examples.segment!, examples.call!, examples['client-ack']!, examples.close!]) {
+    for (const rec of [examples.conn!, examples.segment!, examples.call!, examples['call-batch']!, examples['client-ack']!, examples.close!]) {
       const frame = encodeFrame(rec, 99);
       expect(recordBytesOfFrame(frame).equals(encodeRecord(rec as LogRecord))).to.equal(true, rec.kind);
     }

@@ -31,6 +31,20 @@ describe('ReplicaFeed', function () {
     await feed.close();
   });
 
+  it('sends a burst of calls as a few batch records, resolving each append once stable', async () => {
+    const { feed, writer } = await setup();
+    const appends: Promise<void>[] = [];
+    for (let i = 1; i <= 3000; i++) appends.push(writer.append(i % 2 ? 'odd' : 'even', Math.ceil(i / 2), Buffer.from(String(i))));
+    await Promise.all(appends);
+    expect(writer.callsSent).to.equal(3000);
+    expect(writer.batchesSent).to.be.at.most(4); // per stream, at most 1024 calls a batch
+    for (let n = 1; n <= 1500; n++) {
+      expect((await feed.read('odd', n)).toString()).to.equal(String(2 * n - 1));
+      expect((await feed.read('even', n)).toString()).to.equal(String(2 * n));
+    }
+    await feed.close();
+  });
+
   it('reads instream bytes once they are stable, across a hole filled later', async () => {
     const { p, feed } = await setup();
     await p.writeConn(conn(3));

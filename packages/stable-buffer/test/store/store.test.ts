@@ -112,6 +112,22 @@ describe('Store', () => {
     expect(calls[1]!.data).to.deep.equal(Buffer.from([3]));
   });
 
+  it('stores a batch of calls once, acknowledges them cumulatively, and serves each one', async () => {
+    const batch = (first: number, n: number) => ({ kind: 'call-batch' as const, epoch: 1, stream: 'b', firstCallNo: first, datas: Array.from({ length: n }, (_, i) => Buffer.from(`c${first + i}`)) });
+    store.append({ kind: 'call', epoch: 1, stream: 'b', callNo: 1, data: Buffer.from('c1') });
+    expect(store.append(batch(2, 3)).ack).to.deep.include({ contiguous: 4 });
+    // A resend that overlaps what is stored adds only the new calls.
+    const again = store.append(batch(3, 4));
+    expect(again.ack).to.deep.include({ contiguous: 6 });
+    expect(store.append(batch(2, 5)).lsn).to.equal(null);
+    const calls = await store.readCalls('b', 1, 10);
+    expect(calls.map((c) => c.data.toString())).to.deep.equal(['c1', 'c2', 'c3', 'c4', 'c5', 'c6']);
+    await store.close();
+    store = await openStore();
+    expect(store.positions().streams).to.deep.equal([{ stream: 'b', lastCallNo: 6 }]);
+    expect((await store.readCalls('b', 5, 1))[0]!.data.toString()).to.equal('c5');
+  });
+
   it('refuses writes beyond the cap with a clear error and keeps what it had', async () => {
     await store.close();
     store = await openStore('commit', 400);
