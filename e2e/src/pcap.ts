@@ -12,19 +12,11 @@
  * cut short by a killed tcpdump ends the file quietly (`truncated`).
  */
 import { readFile } from 'node:fs/promises';
+import { TcpFlag } from '@ftcp/ssw';
 import { TestbedError, TestbedErrorCode } from './errors.js';
 
-/** TCP header flag bits (RFC 9293 3.1). */
-export const TcpFlag = {
-  FIN: 0x01,
-  SYN: 0x02,
-  RST: 0x04,
-  PSH: 0x08,
-  ACK: 0x10,
-  URG: 0x20,
-  ECE: 0x40,
-  CWR: 0x80,
-} as const;
+/** TCP header flag bits: the wrap's own table, one definition for the project. */
+export { TcpFlag };
 
 /** One TCP segment from a capture. */
 export interface TcpSegment {
