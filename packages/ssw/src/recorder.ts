@@ -285,7 +285,7 @@ export class Recorder {
       if (ackOffset <= t.clientAckLogged) return;
       t.clientAckLogged = ackOffset;
       const window = c.clientRightEdgeHigh === undefined ? 0 : seqForward(c.clientAckHigh, c.clientRightEdgeHigh);
-      this.opts.buffer.writeClientAck({ connId: t.bufferId, ackOffset, window }).catch(() => this.counters.logFailures++);
+      this.opts.buffer.writeClientAck({ connId: t.bufferId, ackOffset, window, tsEcr: 0 }).catch(() => this.counters.logFailures++);
     }, this.clientAckEveryMs);
   }
 

@@ -107,6 +107,9 @@ interface ConnState {
   /** The client's FIN offset, once logged. */
   finOffset: number | null;
   clientAckOffset: number;
+  /** The client's last logged window (bytes) and highest TSecr. */
+  clientWindow: number;
+  clientTsEcr: number;
   closed: boolean;
 }
 
@@ -190,7 +193,7 @@ export class ReplicaFeed extends EventEmitter {
           r.datas.forEach((d, i) => this.addCall(r.stream, r.firstCallNo + i, d));
           break;
         case 'conn':
-          if (!this.conns.has(r.connId)) this.conns.set(r.connId, { rec: r, coverage: new Coverage(), finOffset: null, clientAckOffset: 0, closed: false });
+          if (!this.conns.has(r.connId)) this.conns.set(r.connId, { rec: r, coverage: new Coverage(), finOffset: null, clientAckOffset: 0, clientWindow: 0, clientTsEcr: 0, closed: false });
           this.emit('conn', r);
           break;
         case 'segment': {
@@ -203,7 +206,11 @@ export class ReplicaFeed extends EventEmitter {
         }
         case 'client-ack': {
           const c = this.conns.get(r.connId);
-          if (c && r.ackOffset > c.clientAckOffset) {
+          if (!c) break;
+          c.clientWindow = r.window;
+          // TSvals wrap (RFC 7323 5.2): newer means ahead by less than 2^31.
+          if (((r.tsEcr - c.clientTsEcr) | 0) > 0 || c.clientTsEcr === 0) c.clientTsEcr = r.tsEcr;
+          if (r.ackOffset > c.clientAckOffset) {
             c.clientAckOffset = r.ackOffset;
             this.emit('client-ack', r.connId, r.ackOffset, r.window);
           }

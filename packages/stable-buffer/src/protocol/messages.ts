@@ -144,6 +144,12 @@ export interface ClientAckRecord {
   ackOffset: number;
   /** Client's advertised window in bytes (already scaled). */
   window: number;
+  /**
+   * Highest TSecr the client echoed (0 without timestamps): the newest TSval
+   * of ours it had seen. A rebuilt socket must not send a TSval behind it,
+   * or the client's PAWS check (RFC 7323 5) drops every segment.
+   */
+  tsEcr: number;
 }
 
 /** The connection is over; its records may be collected once every backup consumed them. */
@@ -345,8 +351,8 @@ const bodies: { [K in MessageKind]: Body<K> } = {
   },
   'client-ack': {
     type: MsgType.CLIENT_ACK,
-    write: (w, m) => w.u64(m.epoch).u64(m.connId).u64(m.ackOffset).u32(m.window),
-    read: (r) => ({ kind: 'client-ack', epoch: r.u64('epoch'), connId: r.u64('conn id'), ackOffset: r.u64('ack offset'), window: r.u32('window') }),
+    write: (w, m) => w.u64(m.epoch).u64(m.connId).u64(m.ackOffset).u32(m.window).u32(m.tsEcr),
+    read: (r) => ({ kind: 'client-ack', epoch: r.u64('epoch'), connId: r.u64('conn id'), ackOffset: r.u64('ack offset'), window: r.u32('window'), tsEcr: r.u32('tsecr') }),
   },
   close: {
     type: MsgType.CLOSE,

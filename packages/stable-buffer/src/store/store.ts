@@ -51,6 +51,8 @@ interface ConnRow {
   finOffset: number | null;
   ackOffset: number;
   window: number;
+  /** Highest TSecr the client echoed (see the client-ack record). */
+  tsEcr: number;
 }
 
 interface ConnState extends ConnRow {
@@ -169,7 +171,7 @@ export class Store {
         coverage.add(k[1], k[1] + v[2]);
       }
       if (value.finOffset !== null) coverage.add(value.finOffset, value.finOffset + 1);
-      this.conns.set(key, { ...value, coverage });
+      this.conns.set(key, { ...value, tsEcr: value.tsEcr ?? 0, coverage }); // rows written before tsEcr existed lack it
     }
     for (const key of this.call.getKeys()) {
       const [stream, callNo] = key;
@@ -293,7 +295,7 @@ export class Store {
         }
         const bytes = bytesOf();
         const lsn = this.appendLog(bytes);
-        const c: ConnState = { rec, lsn, closedLsn: null, finOffset: null, ackOffset: 0, window: 0, coverage: new Coverage() };
+        const c: ConnState = { rec, lsn, closedLsn: null, finOffset: null, ackOffset: 0, window: 0, tsEcr: 0, coverage: new Coverage() };
         this.conns.set(rec.connId, c);
         return { ack: { kind: 'ack-conn', connId: rec.connId }, stable: this.stableAfter(this.persistConn(c)), lsn, bytes };
       }
@@ -348,11 +350,12 @@ export class Store {
       }
       case 'client-ack': {
         const c = this.connOrThrow(rec.connId);
-        if (rec.ackOffset <= c.ackOffset && rec.window === c.window) return this.dup({ kind: 'ack-client', connId: rec.connId });
+        if (rec.ackOffset <= c.ackOffset && rec.window === c.window && rec.tsEcr === c.tsEcr) return this.dup({ kind: 'ack-client', connId: rec.connId });
         const bytes = bytesOf();
         const lsn = this.appendLog(bytes);
         c.ackOffset = Math.max(c.ackOffset, rec.ackOffset);
         c.window = rec.window;
+        c.tsEcr = rec.tsEcr;
         return { ack: { kind: 'ack-client', connId: rec.connId }, stable: this.stableAfter(this.persistConn(c)), lsn, bytes };
       }
       case 'close': {

@@ -23,7 +23,7 @@ const examples: Record<string, Message> = {
   segment: { kind: 'segment', epoch: 3, connId: 9, offset: 2 ** 40, flags: 0x11, payload: Buffer.from('GET / HTTP/1.1\r\n') },
   call: { kind: 'call', epoch: 3, stream: 'p1.t2', callNo: 77, data: Buffer.from([1, 2, 3, 4]) },
   'call-batch': { kind: 'call-batch', epoch: 3, stream: 'p1.t2', firstCallNo: 78, datas: [Buffer.from([9]), Buffer.alloc(0), Buffer.from('xyz')] },
-  'client-ack': { kind: 'client-ack', epoch: 3, connId: 9, ackOffset: 123456, window: 65535 << 7 },
+  'client-ack': { kind: 'client-ack', epoch: 3, connId: 9, ackOffset: 123456, window: 65535 << 7, tsEcr: 0x8badf00d },
   close: { kind: 'close', epoch: 3, connId: 9, reason: 2 },
   subscribe: { kind: 'subscribe', fromLsn: 5, window: 4096, mode: 1, node: 'backup-b' },
   consumed: { kind: 'consumed', lsn: 99 },
