@@ -8,8 +8,10 @@
  *
  * Rules of this file:
  *  1. No malloc and no stdio on the hot path. Frames are built in stack
- *     buffers; diagnostics are written with the real write(2). The one
- *     allocation is in pthread_create, which allocates a stack anyway.
+ *     buffers; diagnostics are written with the real write(2). The
+ *     allocations are in pthread_create, which allocates a stack anyway,
+ *     and the body of a REBUILD (promotion, once per connection; its
+ *     queues may be tens of megabytes).
  *  2. errno is preserved: after a wrapped call errno is what the real call
  *     (record) or the primary's call (playback) left, and the shim's own
  *     I/O never leaks into it.
@@ -124,6 +126,12 @@ static ssize_t (*real_write)(int, const void *, size_t);
 static int (*real_close)(int);
 static int (*real_fcntl)(int, int, ...);
 static int (*real_flock)(int, int);
+/* Only the promotion's rebuild uses these; none is wrapped. */
+static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
+static int (*real_bind)(int, const struct sockaddr *, socklen_t);
+/* tcp_repair.c's calls, all real: send and close are wrapped in this very library. */
+static struct ftcp_repair_calls nsw_repair_real;
 
 /* ---- process-wide configuration, fixed at load ------------------------- */
 
@@ -227,6 +235,40 @@ static void nsw_track_fd(int fd, int kind) {
 
 static inline int nsw_is_random_fd(int fd) { return nsw_fd_kind(fd) == NSW_FD_RANDOM; }
 
+/*
+ * A replica's replicated descriptor is a placeholder (a unix socket whose
+ * peer is closed) from its playback accept until the process goes live and
+ * adopts it as a rebuilt TCP socket, or the program closes it. Close is no
+ * recorded call, so another thread may close a placeholder while the
+ * process adopts: the adopter claims a descriptor (PLACEHOLDER -> ADOPTING)
+ * before it touches the number, and close either unclaims it first
+ * (PLACEHOLDER -> NONE: it is not rebuilt) or waits for that one rebuild.
+ */
+#define NSW_PH_NONE 0
+#define NSW_PH_PLACEHOLDER 1
+#define NSW_PH_ADOPTING 2
+static uint8_t nsw_placeholder[NSW_FDS];
+/* Held while a process adopts its placeholders: threads going live meanwhile wait. */
+static pthread_mutex_t nsw_adopt_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void nsw_placeholder_set(int fd, int state) {
+  if (fd >= 0 && fd < NSW_FDS) __atomic_store_n(&nsw_placeholder[fd], (uint8_t)state, __ATOMIC_RELEASE);
+}
+
+/* Moves fd's placeholder state from `from` to `to`; true when it was `from`. */
+static int nsw_placeholder_move(int fd, uint8_t from, uint8_t to) {
+  return fd >= 0 && fd < NSW_FDS && __atomic_compare_exchange_n(&nsw_placeholder[fd], &from, to, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* The program closes fd: a placeholder is no longer adopted; one being rebuilt is closed once it is. */
+static void nsw_placeholder_close(int fd) {
+  if (nsw_placeholder_move(fd, NSW_PH_PLACEHOLDER, NSW_PH_NONE)) return;
+  while (fd >= 0 && fd < NSW_FDS && __atomic_load_n(&nsw_placeholder[fd], __ATOMIC_ACQUIRE) == NSW_PH_ADOPTING) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL); /* bounded: a rebuild ends within NSW_OUTQ_STALL_MS */
+  }
+}
+
 /* ---- initialization ----------------------------------------------------- */
 
 static void *nsw_resolve(const char *name) {
@@ -308,6 +350,11 @@ static void nsw_init_impl(void) {
   real_close = nsw_resolve("close");
   real_fcntl = nsw_resolve("fcntl");
   real_flock = nsw_resolve("flock");
+  real_setsockopt = nsw_resolve("setsockopt");
+  real_getsockopt = nsw_resolve("getsockopt");
+  real_bind = nsw_resolve("bind");
+  nsw_repair_real = (struct ftcp_repair_calls){.socket = real_socket, .setsockopt = real_setsockopt, .bind = real_bind,
+                                               .connect = real_connect, .send = real_send, .close = real_close};
 
   const char *mode = getenv("FTCP_NSW_MODE");
   if (!mode || !*mode || !strcmp(mode, "off") || !strcmp(mode, "passthrough")) {
@@ -524,6 +571,8 @@ static void nsw_record(uint16_t kind, uint64_t arg, int64_t result, int err, con
   nsw_send_all(fd, buf, n);
 }
 
+static void nsw_adopt_pending(struct nsw_thread *t);
+
 /*
  * Playback: asks the agent for this stream's next record and blocks until the
  * primary's result is there (a replica ahead of the log waits, FT-TCP 3.7).
@@ -550,10 +599,12 @@ static int64_t nsw_play(uint16_t kind, uint64_t arg, uint16_t flags, int64_t res
     nsw_fatal("the agent sent a bad RESULT to stream ");
   }
   if (r.flags & FTCP_NSW_CALL_F_LIVE) {
-    /* Going live: this call is performed for real and recorded under the same number. */
+    /* Going live: this call is performed for real and recorded under the same number.
+     * Before it is, the process's replicated connections become real sockets. */
     t->live = 1;
     t->went_live = 1;
     t->call_no--;
+    nsw_adopt_pending(t);
     return 0;
   }
   /* The agent checks kind and arg; this catches an agent that answered another call. */
@@ -824,18 +875,22 @@ NSW_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struc
  * epoll hands back the caller's opaque data (often a pointer, which ASLR
  * makes differ on the replica), so records name the descriptor instead:
  * epoll_ctl keeps (epfd, fd, data) here, record maps data to fd, playback
- * maps fd back to the replica's own data. Fixed table, no allocation.
+ * maps fd back to the replica's own data. The event mask is kept too: a
+ * promoted replica registers each rebuilt connection again exactly as the
+ * program did. Fixed table, no allocation.
  */
 #define NSW_EPOLL_SLOTS 4096
 static struct {
   int epfd, fd;
+  uint32_t events;
   uint64_t data;
 } nsw_ep[NSW_EPOLL_SLOTS];
 static int nsw_ep_used; /* slots in use are [0, nsw_ep_used) with epfd >= 0 */
 static pthread_mutex_t nsw_ep_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Sets (data given) or removes (data NULL) the entry of (epfd, fd); fd -1 removes every entry of epfd or fd. */
-static void nsw_ep_set(int epfd, int fd, const uint64_t *data) {
+/* Sets (ev given) or removes (ev NULL) the entry of (epfd, fd); fd -1 removes every entry of epfd or fd. */
+static void nsw_ep_set(int epfd, int fd, const struct epoll_event *ev) {
+  const struct epoll_event *data = ev;
   pthread_mutex_lock(&nsw_ep_lock);
   int free_slot = -1;
   for (int i = 0; i < nsw_ep_used; i++) {
@@ -846,7 +901,8 @@ static void nsw_ep_set(int epfd, int fd, const uint64_t *data) {
     int match = fd < 0 ? (nsw_ep[i].epfd == epfd || nsw_ep[i].fd == epfd) : (nsw_ep[i].epfd == epfd && nsw_ep[i].fd == fd);
     if (!match) continue;
     if (data && fd >= 0) {
-      nsw_ep[i].data = *data;
+      nsw_ep[i].events = data->events;
+      nsw_ep[i].data = data->data.u64;
       data = NULL;
       break;
     }
@@ -861,7 +917,8 @@ static void nsw_ep_set(int epfd, int fd, const uint64_t *data) {
     }
     nsw_ep[free_slot].epfd = epfd;
     nsw_ep[free_slot].fd = fd;
-    nsw_ep[free_slot].data = *data;
+    nsw_ep[free_slot].events = data->events;
+    nsw_ep[free_slot].data = data->data.u64;
   }
   pthread_mutex_unlock(&nsw_ep_lock);
 }
@@ -889,10 +946,7 @@ NSW_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   if (nsw_mode == FTCP_NSW_MODE_OFF || r != 0) return r;
   int saved = errno;
   if (op == EPOLL_CTL_DEL) nsw_ep_set(epfd, fd, NULL);
-  else if (ev) {
-    uint64_t data = ev->data.u64;
-    nsw_ep_set(epfd, fd, &data);
-  }
+  else if (ev) nsw_ep_set(epfd, fd, ev);
   errno = saved;
   return r;
 }
@@ -1079,6 +1133,7 @@ static int nsw_accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, in
         if (flags & SOCK_CLOEXEC) real_fcntl(r, F_SETFD, FD_CLOEXEC);
         if (flags & SOCK_NONBLOCK) real_fcntl(r, F_SETFL, O_NONBLOCK);
         nsw_track_fd(r, NSW_FD_CONN);
+        nsw_placeholder_set(r, NSW_PH_PLACEHOLDER);
         /* The agent sent the peer address as the payload; its length is the record's. */
         socklen_t plen = (socklen_t)(peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
         nsw_conn_keys[r] = ftcp_nsw_hash(FTCP_NSW_HASH_INIT, &peer, plen);
@@ -1397,6 +1452,296 @@ NSW_EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count) {
 /* Wrapped because: the same as sendfile, under its large-file name. */
 NSW_EXPORT ssize_t sendfile64(int out, int in, off_t *offset, size_t count) { return sendfile(out, in, offset, count); }
 
+/* ---- promotion: placeholders become rebuilt TCP sockets (DESIGN "Failover", step 4) -- */
+
+/*
+ * How long writing a rebuilt connection's unacknowledged outstream may go
+ * without progress before the rebuild counts as failed. The send buffer is
+ * made large enough to take it all at once, so this is only reached when
+ * the kernel refuses that.
+ */
+#define NSW_OUTQ_STALL_MS 10000
+
+/* Appends len bytes of s to a NUL-terminated line of cap bytes; cuts rather than overflows. */
+static void nsw_cat(char *line, size_t *n, size_t cap, const char *s, size_t len) {
+  if (len > cap - 1 - *n) len = cap - 1 - *n;
+  memcpy(line + *n, s, len);
+  *n += len;
+  line[*n] = 0;
+}
+
+static void nsw_cat_num(char *line, size_t *n, size_t cap, int64_t v) {
+  char num[24];
+  size_t k = 0;
+  if (v < 0) {
+    num[k++] = '-';
+    v = -v;
+  }
+  k += nsw_utoa(num + k, (uint64_t)v);
+  nsw_cat(line, n, cap, num, k);
+}
+
+/* Removes (add 0) or restores (add 1) every epoll registration the program made for fd. Returns 0, or -1
+ * with errno when a restore failed. The kernel would drop the old file's registrations only once every
+ * reference to it is closed (a forked child may hold one), so they are removed explicitly. */
+static int nsw_ep_rearm(int fd, int add) {
+  int r = 0, e = 0;
+  pthread_mutex_lock(&nsw_ep_lock);
+  for (int i = 0; i < nsw_ep_used; i++) {
+    if (nsw_ep[i].epfd < 0 || nsw_ep[i].fd != fd) continue;
+    if (!add) {
+      (void)real_epoll_ctl(nsw_ep[i].epfd, EPOLL_CTL_DEL, fd, NULL);
+      continue;
+    }
+    struct epoll_event ev = {.events = nsw_ep[i].events, .data.u64 = nsw_ep[i].data};
+    if (real_epoll_ctl(nsw_ep[i].epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST && r == 0) {
+      r = -1;
+      e = errno;
+    }
+  }
+  pthread_mutex_unlock(&nsw_ep_lock);
+  errno = e;
+  return r;
+}
+
+/* Milliseconds on the monotonic clock (the real one: this is the shim's own timing). */
+static int64_t nsw_now_ms(void) {
+  struct timespec ts;
+  real_clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Writes the unacknowledged outstream on a rebuilt socket, all of it, at
+ * once (DESIGN "Failover" step 6: resend without waiting for the client's
+ * retransmission timer). A send buffer that holds it lets the write
+ * complete now, whatever the client's window, while the kernel sends as
+ * the window allows, so one slow client does not hold up the process's
+ * other rebuilds. Forcing the size locks it (no autotuning on this
+ * connection), so only an outstream the default buffer cannot hold gets
+ * it. Otherwise, or if the kernel refuses, poll for room, giving up after
+ * NSW_OUTQ_STALL_MS without progress.
+ */
+static int nsw_write_outq(int fd, const unsigned char *p, size_t len) {
+  if (len == 0) return 0;
+  int have = 0;
+  socklen_t sl = sizeof have;
+  if (real_getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &have, &sl) == 0 && have >= 0 && (size_t)have < 2 * len && len < 0x3fff0000) {
+    int want = (int)(len + 65536); /* doubled by the kernel, as SO_SNDBUF is */
+    (void)real_setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want); /* best effort: the loop waits otherwise */
+  }
+  int64_t progress = nsw_now_ms();
+  while (len > 0) {
+    ssize_t n = real_send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      p += n;
+      len -= (size_t)n;
+      progress = nsw_now_ms();
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+    int64_t left = NSW_OUTQ_STALL_MS - (nsw_now_ms() - progress);
+    if (left <= 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    struct pollfd pfd = {fd, POLLOUT, 0};
+    if (real_poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return -1;
+  }
+  return 0;
+}
+
+/*
+ * A rebuilt socket that cannot be used (its registrations or its outstream
+ * failed) is reset, so the client learns at once instead of waiting on a
+ * connection nobody serves, and the number gets a socket whose peer is
+ * gone: the program reads EOF (its epoll sets report it readable) and
+ * closes it, as after any client that went away.
+ */
+static void nsw_adopt_abandon(int fd, int fd_flags, int fl_flags) {
+  struct linger lg = {1, 0};
+  (void)real_setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  nsw_ep_rearm(fd, 0);
+  int sp[2];
+  if (real_socketpair(AF_UNIX, SOCK_STREAM, 0, sp) != 0) return; /* the broken socket stays; reads get errors */
+  real_close(sp[1]);
+  if (real_dup3(sp[0], fd, fd_flags & FD_CLOEXEC ? O_CLOEXEC : 0) == fd) {
+    (void)real_fcntl(fd, F_SETFL, fl_flags);
+    (void)nsw_ep_rearm(fd, 1);
+  }
+  real_close(sp[0]);
+}
+
+/*
+ * Puts the connection `rb` describes at descriptor number fd in place of
+ * its placeholder: the TCP_REPAIR rebuild, the number (dup3, with the
+ * placeholder's FD_CLOEXEC and status flags, O_NONBLOCK above all), the
+ * epoll registrations, then the outstream. Returns 0, or an errno with
+ * *step naming what failed; on failure fd reads EOF and is not a TCP socket.
+ */
+static int nsw_rebuild(int fd, const struct ftcp_nsw_rebuild *rb, uint16_t *step, const char **step_name) {
+  enum ftcp_repair_step failed = FTCP_REPAIR_SOCKET;
+  int tmp = ftcp_tcp_repair_with(&rb->state, rb->inq, rb->inq_len, &failed, &nsw_repair_real);
+  if (tmp < 0) {
+    *step = (uint16_t)failed;
+    *step_name = ftcp_repair_step_name(failed);
+    return errno;
+  }
+  int e;
+  int fd_flags = real_fcntl(fd, F_GETFD);
+  int fl_flags = real_fcntl(fd, F_GETFL);
+  *step = FTCP_NSW_ADOPT_STEP_PLACE;
+  *step_name = "place";
+  if (fd_flags < 0 || fl_flags < 0) {
+    e = errno;
+    real_close(tmp);
+    return e;
+  }
+  nsw_ep_rearm(fd, 0);
+  if (real_dup3(tmp, fd, fd_flags & FD_CLOEXEC ? O_CLOEXEC : 0) != fd) {
+    e = errno;
+    real_close(tmp);
+    (void)nsw_ep_rearm(fd, 1); /* the placeholder is still there */
+    return e;
+  }
+  real_close(tmp);
+  if (real_fcntl(fd, F_SETFL, fl_flags) != 0) goto abandon;
+  *step = FTCP_NSW_ADOPT_STEP_EPOLL;
+  *step_name = "epoll re-registration";
+  if (nsw_ep_rearm(fd, 1) != 0) goto abandon;
+  *step = FTCP_NSW_ADOPT_STEP_OUTQ;
+  *step_name = "unacknowledged outstream";
+  if (nsw_write_outq(fd, rb->outq, rb->outq_len) != 0) goto abandon;
+  *step = FTCP_NSW_ADOPT_STEP_NONE;
+  *step_name = NULL;
+  return 0;
+abandon:
+  e = errno;
+  nsw_adopt_abandon(fd, fd_flags, fl_flags);
+  return e;
+}
+
+/* Tells the agent how an adoption ended; a failure also gets one line on stderr (rule 6). */
+static void nsw_adopt_report(struct nsw_thread *t, int fd, uint64_t key, int err, uint16_t step, const char *step_name,
+                             const char *detail, size_t detail_len) {
+  if (step != FTCP_NSW_ADOPT_STEP_NONE) {
+    char line[640];
+    size_t n = 0;
+    line[0] = 0;
+    nsw_cat(line, &n, sizeof line, "replicated descriptor ", 22);
+    nsw_cat_num(line, &n, sizeof line, fd);
+    nsw_cat(line, &n, sizeof line, " was not rebuilt, failed at ", 28);
+    nsw_cat(line, &n, sizeof line, step_name, strlen(step_name));
+    if (err) {
+      nsw_cat(line, &n, sizeof line, " (errno ", 8);
+      nsw_cat_num(line, &n, sizeof line, err);
+      nsw_cat(line, &n, sizeof line, ")", 1);
+    }
+    if (detail_len) {
+      nsw_cat(line, &n, sizeof line, ": ", 2);
+      nsw_cat(line, &n, sizeof line, detail, detail_len);
+    }
+    nsw_cat(line, &n, sizeof line, "; it reads EOF now, stream ", 27);
+    nsw_say(line, n, t->name, t->name_len);
+  }
+  struct ftcp_nsw_adopted a = {fd, step == FTCP_NSW_ADOPT_STEP_NONE ? fd : -1, key, err, step, step_name};
+  unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPTED_FIXED + FTCP_NSW_MAX_STEP_NAME];
+  size_t n = ftcp_nsw_encode_adopted(buf, sizeof buf, &a);
+  if (!n) nsw_fatal("cannot encode ADOPTED in stream ");
+  nsw_send_all(t->fd, buf, n);
+}
+
+/* Reads and drops len bytes of the channel: a body we cannot hold must not desynchronize it. */
+static void nsw_skip(int fd, size_t len) {
+  unsigned char sink[4096];
+  while (len > 0) {
+    size_t k = len < sizeof sink ? len : sizeof sink;
+    nsw_recv_all(fd, sink, k);
+    len -= k;
+  }
+}
+
+/* One placeholder: ADOPT, the agent's REBUILD or ERROR, the rebuild, ADOPTED. */
+static void nsw_adopt_one(struct nsw_thread *t, int fd) {
+  int chan = nsw_channel(t);
+  uint64_t key = nsw_conn_keys[fd];
+  unsigned char buf[FTCP_NSW_MAX_FRAME];
+  size_t n = ftcp_nsw_encode_adopt(buf, sizeof buf, fd, key);
+  nsw_send_all(chan, buf, n);
+  nsw_recv_all(chan, buf, FTCP_NSW_HDR_SIZE);
+  if (buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) {
+    /* The agent refused this one rebuild (no plan for it); the stream goes on. */
+    long len = ftcp_nsw_check_header(buf);
+    if (len < FTCP_NSW_ERROR_OFF_TEXT) nsw_fatal("the agent sent a bad ERROR for ADOPT to stream ");
+    nsw_recv_all(chan, buf + FTCP_NSW_HDR_SIZE, (size_t)len);
+    const unsigned char *b = buf + FTCP_NSW_HDR_SIZE;
+    size_t code_len = ftcp_get_u16(b + FTCP_NSW_ERROR_OFF_CODE_LEN), msg_len = ftcp_get_u16(b + FTCP_NSW_ERROR_OFF_MSG_LEN);
+    if (FTCP_NSW_ERROR_OFF_TEXT + code_len + msg_len != (size_t)len) nsw_fatal("the agent sent a bad ERROR for ADOPT to stream ");
+    char why[400];
+    size_t w = 0;
+    why[0] = 0;
+    nsw_cat(why, &w, sizeof why, (const char *)b + FTCP_NSW_ERROR_OFF_TEXT, code_len);
+    nsw_cat(why, &w, sizeof why, ": ", 2);
+    nsw_cat(why, &w, sizeof why, (const char *)b + FTCP_NSW_ERROR_OFF_TEXT + code_len, msg_len);
+    nsw_adopt_report(t, fd, key, 0, FTCP_NSW_ADOPT_STEP_AGENT, "agent", why, w);
+    return;
+  }
+  if (buf[FTCP_NSW_HDR_OFF_TYPE] != FTCP_NSW_MSG_REBUILD) nsw_fatal("the agent answered ADOPT with neither REBUILD nor ERROR in stream ");
+  long len = ftcp_nsw_check_header_cap(buf, FTCP_NSW_MAX_REBUILD_BODY);
+  if (len < 0) nsw_fatal("the agent sent a bad REBUILD header to stream ");
+  /* A one-time event, and the queues may be tens of megabytes: the heap, not the stack. */
+  unsigned char *body = malloc(len > 0 ? (size_t)len : 1);
+  if (!body) {
+    nsw_skip(chan, (size_t)len);
+    nsw_adopt_report(t, fd, key, ENOMEM, FTCP_NSW_ADOPT_STEP_MEMORY, "memory for REBUILD", NULL, 0);
+    return;
+  }
+  nsw_recv_all(chan, body, (size_t)len);
+  struct ftcp_nsw_rebuild rb;
+  if (ftcp_nsw_decode_rebuild(body, (size_t)len, &rb) != 0) {
+    free(body);
+    nsw_fatal("the agent sent a bad REBUILD to stream ");
+  }
+  if (!nsw_placeholder_move(fd, NSW_PH_PLACEHOLDER, NSW_PH_ADOPTING)) {
+    /* Another thread closed it while the agent waited for the process's streams: the number is not ours. */
+    free(body);
+    nsw_adopt_report(t, fd, key, EBADF, FTCP_NSW_ADOPT_STEP_PLACE, "place (closed by the program first)", NULL, 0);
+    return;
+  }
+  uint16_t step;
+  const char *step_name;
+  int err = nsw_rebuild(fd, &rb, &step, &step_name);
+  nsw_placeholder_set(fd, NSW_PH_NONE);
+  free(body);
+  nsw_adopt_report(t, fd, key, err, step, step_name, NULL, 0);
+}
+
+/*
+ * Runs when a stream of a playback process goes live, before the call that
+ * went live is performed: every placeholder of the process is adopted, once,
+ * under one lock (threads going live meanwhile wait, then find nothing left).
+ * The agent answers the first ADOPT only after every stream of the process
+ * consumed its records, so no replay creates a placeholder after that; the
+ * outer loop picks up one created while we waited, below the scan position.
+ */
+static void nsw_adopt_pending(struct nsw_thread *t) {
+  int saved = errno;
+  pthread_mutex_lock(&nsw_adopt_lock);
+  for (int found = 1; found;) {
+    found = 0;
+    for (int fd = 0; fd < NSW_FDS; fd++) {
+      if (__atomic_load_n(&nsw_placeholder[fd], __ATOMIC_ACQUIRE) != NSW_PH_PLACEHOLDER || nsw_fd_kind(fd) != NSW_FD_CONN) continue;
+      found = 1;
+      nsw_adopt_one(t, fd);
+      /* Rebuilt or not, it is no placeholder to adopt again; it stays a replicated connection. */
+      nsw_placeholder_move(fd, NSW_PH_PLACEHOLDER, NSW_PH_NONE);
+    }
+  }
+  pthread_mutex_unlock(&nsw_adopt_lock);
+  errno = saved;
+}
+
 /* ---- file locks: who gets a contended lock depends on timing (FT-TCP 3.8) -- */
 
 /*
@@ -1561,6 +1906,8 @@ NSW_EXPORT pid_t fork(void) {
     nsw_name_thread(t, name, len);
     nsw_name_exec_image(name, len);
     nsw_pids_next = 0;
+    /* Another thread of the parent may have held it at the fork; the child has one thread. */
+    pthread_mutex_init(&nsw_adopt_lock, NULL);
     nsw_end(saved);
     return 0;
   }
@@ -1670,7 +2017,10 @@ NSW_EXPORT int close(int fd) {
   int kind = nsw_fd_kind(fd);
   /* Daemons close every descriptor at start-up; the agent channel must survive it. */
   if (NSW_UNLIKELY(kind == NSW_FD_CHANNEL)) return 0;
-  if (NSW_UNLIKELY(kind != NSW_FD_PLAIN)) nsw_track_fd(fd, NSW_FD_PLAIN);
+  if (NSW_UNLIKELY(kind != NSW_FD_PLAIN)) {
+    if (kind == NSW_FD_CONN) nsw_placeholder_close(fd);
+    nsw_track_fd(fd, NSW_FD_PLAIN);
+  }
   if (nsw_mode != FTCP_NSW_MODE_OFF && __atomic_load_n(&nsw_ep_used, __ATOMIC_RELAXED) > 0) {
     int saved = errno;
     nsw_ep_set(fd, -1, NULL); /* the kernel drops a closed descriptor from every epoll set */

@@ -10,9 +10,12 @@
  * Every offset below is ABI: changing one means a new FTCP_NSW_PROTO_VERSION.
  *
  * Messages shim -> agent: HELLO (first, once), CALL (record mode),
- * WAIT (record mode, output commit), PLAY (playback mode).
+ * WAIT (record mode, output commit), PLAY (playback mode), ADOPT and ADOPTED
+ * (a promoted replica rebuilding its replicated connections).
  * Messages agent -> shim: STABLE (answers WAIT), RESULT (answers PLAY),
- * ERROR (then the agent closes the connection).
+ * REBUILD (answers ADOPT), ERROR (then the agent closes the connection,
+ * except for an ERROR that answers ADOPT: that one refuses one rebuild and
+ * the stream goes on).
  */
 #ifndef FTCP_NSW_PROTO_H
 #define FTCP_NSW_PROTO_H
@@ -20,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "repair/tcp_repair.h"
 
 #define FTCP_NSW_PROTO_VERSION 1
 
@@ -35,8 +40,11 @@
 #define FTCP_NSW_MSG_CALL 0x02
 #define FTCP_NSW_MSG_WAIT 0x03
 #define FTCP_NSW_MSG_PLAY 0x04
+#define FTCP_NSW_MSG_ADOPT 0x05
+#define FTCP_NSW_MSG_ADOPTED 0x06
 #define FTCP_NSW_MSG_STABLE 0x81
 #define FTCP_NSW_MSG_RESULT 0x82
+#define FTCP_NSW_MSG_REBUILD 0x83
 #define FTCP_NSW_MSG_ERROR 0xff
 
 /* Shim modes, as carried in HELLO (ABI). */
@@ -93,8 +101,77 @@
 #define FTCP_NSW_ERROR_OFF_MSG_LEN 2  /* u16 */
 #define FTCP_NSW_ERROR_OFF_TEXT 4     /* code bytes, then message bytes */
 
-/* Largest frame either side sends. */
+/* Largest frame either side sends, REBUILD excepted (see below). */
 #define FTCP_NSW_MAX_FRAME (FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + FTCP_NSW_MAX_PAYLOAD)
+
+/*
+ * Promotion (DESIGN "Failover, in order", step 4). When a stream of a
+ * playback process goes live, the shim rebuilds every replicated descriptor
+ * of the process (a placeholder until then) as a real TCP socket in the
+ * client's view, one at a time: ADOPT, the agent's REBUILD (or ERROR), then
+ * ADOPTED with the outcome. The agent answers ADOPT only once every stream
+ * of the process has consumed its records, so no replayed read takes client
+ * bytes that also go into the rebuilt receive queue.
+ *
+ * ADOPT body (ABI), shim -> agent, 16 bytes:
+ */
+#define FTCP_NSW_ADOPT_OFF_FD 0       /* i32: the descriptor number (the primary's) */
+#define FTCP_NSW_ADOPT_OFF_RESERVED 4 /* u32: must be 0 */
+#define FTCP_NSW_ADOPT_OFF_KEY 8      /* u64: the connection key (FTCP_NSW_HASH of the peer sockaddr) */
+#define FTCP_NSW_ADOPT_SIZE 16
+
+/*
+ * REBUILD body (ABI), agent -> shim: every field of struct ftcp_tcp_state
+ * (repair/tcp_repair.h, which says what each means), then the two queues.
+ * Addresses are the 4 bytes of an IPv4 address in network order (as in
+ * s_addr); every other field is a little-endian integer in host order.
+ */
+#define FTCP_NSW_REBUILD_OFF_LOCAL_IP 0     /* 4 bytes, network order */
+#define FTCP_NSW_REBUILD_OFF_PEER_IP 4      /* 4 bytes, network order */
+#define FTCP_NSW_REBUILD_OFF_LOCAL_PORT 8   /* u16 */
+#define FTCP_NSW_REBUILD_OFF_PEER_PORT 10   /* u16 */
+#define FTCP_NSW_REBUILD_OFF_SND_UNA 12     /* u32 */
+#define FTCP_NSW_REBUILD_OFF_RCV_NXT 16     /* u32 */
+#define FTCP_NSW_REBUILD_OFF_MSS 20         /* u16 */
+#define FTCP_NSW_REBUILD_OFF_SND_WSCALE 22  /* u8 */
+#define FTCP_NSW_REBUILD_OFF_RCV_WSCALE 23  /* u8 */
+#define FTCP_NSW_REBUILD_OFF_SACK_OK 24     /* u8: 0 or 1 */
+#define FTCP_NSW_REBUILD_OFF_TIMESTAMPS 25  /* u8: 0 or 1 */
+#define FTCP_NSW_REBUILD_OFF_RESERVED 26    /* u16: must be 0 */
+#define FTCP_NSW_REBUILD_OFF_TS_VAL 28      /* u32 */
+#define FTCP_NSW_REBUILD_OFF_PEER_WINDOW 32 /* u32, bytes */
+#define FTCP_NSW_REBUILD_OFF_OUR_WINDOW 36  /* u32, bytes */
+#define FTCP_NSW_REBUILD_OFF_INQ_LEN 40     /* u32: <= FTCP_NSW_MAX_REBUILD_QUEUE */
+#define FTCP_NSW_REBUILD_OFF_OUTQ_LEN 44    /* u32: <= FTCP_NSW_MAX_REBUILD_QUEUE */
+#define FTCP_NSW_REBUILD_OFF_QUEUES 48      /* inq bytes (the client's stable bytes the replica has not
+                                               read: the rebuilt receive queue), then outq bytes (what the
+                                               replica sent that the client has not acknowledged: written
+                                               on the rebuilt socket at once) */
+#define FTCP_NSW_REBUILD_FIXED 48
+/* Each queue may be large (a slow reader, a big reply in flight); REBUILD is
+ * the one message whose body may exceed FTCP_NSW_MAX_FRAME. A reader checks
+ * its header with ftcp_nsw_check_header_cap and FTCP_NSW_MAX_REBUILD_BODY. */
+#define FTCP_NSW_MAX_REBUILD_QUEUE (64u << 20)
+#define FTCP_NSW_MAX_REBUILD_BODY (FTCP_NSW_REBUILD_FIXED + 2 * FTCP_NSW_MAX_REBUILD_QUEUE)
+
+/* ADOPTED body (ABI), shim -> agent: the outcome of one rebuild. */
+#define FTCP_NSW_ADOPTED_OFF_FD 0        /* i32: the descriptor number, as in ADOPT */
+#define FTCP_NSW_ADOPTED_OFF_NEW_FD 4    /* i32: the same number when rebuilt, -1 when not */
+#define FTCP_NSW_ADOPTED_OFF_KEY 8       /* u64: the connection key, as in ADOPT */
+#define FTCP_NSW_ADOPTED_OFF_ERRNO 16    /* i32: errno of the failed step, 0 when rebuilt */
+#define FTCP_NSW_ADOPTED_OFF_STEP 20     /* u16: FTCP_NSW_ADOPT_STEP_* */
+#define FTCP_NSW_ADOPTED_OFF_NAME_LEN 22 /* u16: <= FTCP_NSW_MAX_STEP_NAME */
+#define FTCP_NSW_ADOPTED_OFF_NAME 24     /* the step's name, for people; empty when rebuilt */
+#define FTCP_NSW_ADOPTED_FIXED 24
+#define FTCP_NSW_MAX_STEP_NAME 64
+
+/* Which step of an adoption failed (ABI). 1..99 are enum ftcp_repair_step. */
+#define FTCP_NSW_ADOPT_STEP_NONE 0     /* rebuilt */
+#define FTCP_NSW_ADOPT_STEP_AGENT 100  /* the agent answered ADOPT with ERROR */
+#define FTCP_NSW_ADOPT_STEP_MEMORY 101 /* no memory for the REBUILD body */
+#define FTCP_NSW_ADOPT_STEP_PLACE 102  /* putting the socket at the descriptor number, or its flags */
+#define FTCP_NSW_ADOPT_STEP_EPOLL 103  /* registering it again in an epoll set */
+#define FTCP_NSW_ADOPT_STEP_OUTQ 104   /* writing the unacknowledged outstream */
 
 /* Call kinds (ABI): what a record's result and payload mean. */
 #define FTCP_NSW_KIND_TIME 1           /* result: time_t; payload: i64 copy when tloc given */
@@ -226,14 +303,98 @@ static inline size_t ftcp_nsw_encode_seq(unsigned char *buf, size_t cap, uint8_t
 
 /*
  * Checks a frame header: returns the body length, or -1 if the version or
- * flags are wrong or the body would exceed FTCP_NSW_MAX_FRAME.
+ * flags are wrong or the body would exceed max_body bytes.
  */
-static inline long ftcp_nsw_check_header(const unsigned char *hdr) {
+static inline long ftcp_nsw_check_header_cap(const unsigned char *hdr, size_t max_body) {
   if (hdr[FTCP_NSW_HDR_OFF_VERSION] != FTCP_NSW_PROTO_VERSION) return -1;
   if (ftcp_get_u16(hdr + FTCP_NSW_HDR_OFF_FLAGS) != 0) return -1;
   uint32_t len = ftcp_get_u32(hdr + FTCP_NSW_HDR_OFF_LEN);
-  if (len > FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE) return -1;
+  if (len > max_body) return -1;
   return (long)len;
+}
+
+/* The same for every frame that fits FTCP_NSW_MAX_FRAME (all but REBUILD). */
+static inline long ftcp_nsw_check_header(const unsigned char *hdr) {
+  return ftcp_nsw_check_header_cap(hdr, FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE);
+}
+
+/* Encodes an ADOPT frame (always FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPT_SIZE bytes); 0 if cap is too small. */
+static inline size_t ftcp_nsw_encode_adopt(unsigned char *buf, size_t cap, int32_t fd, uint64_t key) {
+  if (cap < FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPT_SIZE) return 0;
+  unsigned char *b = buf + FTCP_NSW_HDR_SIZE;
+  ftcp_nsw_put_header(buf, FTCP_NSW_MSG_ADOPT, FTCP_NSW_ADOPT_SIZE);
+  ftcp_put_u32(b + FTCP_NSW_ADOPT_OFF_FD, (uint32_t)fd);
+  ftcp_put_u32(b + FTCP_NSW_ADOPT_OFF_RESERVED, 0);
+  ftcp_put_u64(b + FTCP_NSW_ADOPT_OFF_KEY, key);
+  return FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPT_SIZE;
+}
+
+/* The outcome of one adoption, as ADOPTED carries it. */
+struct ftcp_nsw_adopted {
+  int32_t fd;
+  int32_t new_fd;
+  uint64_t key;
+  int32_t err;
+  uint16_t step;
+  const char *step_name; /* may be NULL when step is FTCP_NSW_ADOPT_STEP_NONE */
+};
+
+/* Encodes an ADOPTED frame; returns its length, or 0 if it does not fit (a longer step name is cut). */
+static inline size_t ftcp_nsw_encode_adopted(unsigned char *buf, size_t cap, const struct ftcp_nsw_adopted *a) {
+  size_t name_len = a->step_name ? strlen(a->step_name) : 0;
+  if (name_len > FTCP_NSW_MAX_STEP_NAME) name_len = FTCP_NSW_MAX_STEP_NAME;
+  size_t total = FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPTED_FIXED + name_len;
+  if (total > cap) return 0;
+  unsigned char *b = buf + FTCP_NSW_HDR_SIZE;
+  ftcp_nsw_put_header(buf, FTCP_NSW_MSG_ADOPTED, (uint32_t)(total - FTCP_NSW_HDR_SIZE));
+  ftcp_put_u32(b + FTCP_NSW_ADOPTED_OFF_FD, (uint32_t)a->fd);
+  ftcp_put_u32(b + FTCP_NSW_ADOPTED_OFF_NEW_FD, (uint32_t)a->new_fd);
+  ftcp_put_u64(b + FTCP_NSW_ADOPTED_OFF_KEY, a->key);
+  ftcp_put_u32(b + FTCP_NSW_ADOPTED_OFF_ERRNO, (uint32_t)a->err);
+  ftcp_put_u16(b + FTCP_NSW_ADOPTED_OFF_STEP, a->step);
+  ftcp_put_u16(b + FTCP_NSW_ADOPTED_OFF_NAME_LEN, (uint16_t)name_len);
+  if (name_len) memcpy(b + FTCP_NSW_ADOPTED_OFF_NAME, a->step_name, name_len);
+  return total;
+}
+
+/* A decoded REBUILD: the state, and the two queues pointing into the body. */
+struct ftcp_nsw_rebuild {
+  struct ftcp_tcp_state state;
+  uint32_t inq_len;
+  uint32_t outq_len;
+  const unsigned char *inq;
+  const unsigned char *outq;
+};
+
+/* Decodes a REBUILD body of body_len bytes; returns 0, or -1 if the lengths or reserved fields are wrong. */
+static inline int ftcp_nsw_decode_rebuild(const unsigned char *b, size_t body_len, struct ftcp_nsw_rebuild *r) {
+  if (body_len < FTCP_NSW_REBUILD_FIXED) return -1;
+  uint32_t inq_len = ftcp_get_u32(b + FTCP_NSW_REBUILD_OFF_INQ_LEN);
+  uint32_t outq_len = ftcp_get_u32(b + FTCP_NSW_REBUILD_OFF_OUTQ_LEN);
+  if (inq_len > FTCP_NSW_MAX_REBUILD_QUEUE || outq_len > FTCP_NSW_MAX_REBUILD_QUEUE) return -1;
+  if ((size_t)FTCP_NSW_REBUILD_FIXED + inq_len + outq_len != body_len) return -1;
+  if (ftcp_get_u16(b + FTCP_NSW_REBUILD_OFF_RESERVED) != 0) return -1;
+  if (b[FTCP_NSW_REBUILD_OFF_SACK_OK] > 1 || b[FTCP_NSW_REBUILD_OFF_TIMESTAMPS] > 1) return -1;
+  memset(r, 0, sizeof *r);
+  memcpy(&r->state.local_ip, b + FTCP_NSW_REBUILD_OFF_LOCAL_IP, 4);
+  memcpy(&r->state.peer_ip, b + FTCP_NSW_REBUILD_OFF_PEER_IP, 4);
+  r->state.local_port = ftcp_get_u16(b + FTCP_NSW_REBUILD_OFF_LOCAL_PORT);
+  r->state.peer_port = ftcp_get_u16(b + FTCP_NSW_REBUILD_OFF_PEER_PORT);
+  r->state.snd_una = ftcp_get_u32(b + FTCP_NSW_REBUILD_OFF_SND_UNA);
+  r->state.rcv_nxt = ftcp_get_u32(b + FTCP_NSW_REBUILD_OFF_RCV_NXT);
+  r->state.mss = ftcp_get_u16(b + FTCP_NSW_REBUILD_OFF_MSS);
+  r->state.snd_wscale = b[FTCP_NSW_REBUILD_OFF_SND_WSCALE];
+  r->state.rcv_wscale = b[FTCP_NSW_REBUILD_OFF_RCV_WSCALE];
+  r->state.sack_ok = b[FTCP_NSW_REBUILD_OFF_SACK_OK];
+  r->state.timestamps = b[FTCP_NSW_REBUILD_OFF_TIMESTAMPS];
+  r->state.ts_val = ftcp_get_u32(b + FTCP_NSW_REBUILD_OFF_TS_VAL);
+  r->state.peer_window = ftcp_get_u32(b + FTCP_NSW_REBUILD_OFF_PEER_WINDOW);
+  r->state.our_window = ftcp_get_u32(b + FTCP_NSW_REBUILD_OFF_OUR_WINDOW);
+  r->inq_len = inq_len;
+  r->outq_len = outq_len;
+  r->inq = b + FTCP_NSW_REBUILD_OFF_QUEUES;
+  r->outq = r->inq + inq_len;
+  return 0;
 }
 
 /* Decodes a call body of body_len bytes; returns 0, or -1 if the lengths disagree. */

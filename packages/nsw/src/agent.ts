@@ -15,12 +15,16 @@
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import type { Logger } from '@ftcp/stable-buffer';
 import { ErrorCode, FtcpError, NswErrorCode, isFtcpError } from './errors.js';
 import {
+  AdoptStep,
   CallFlag,
   CallKind,
   FrameSplitter,
+  MAX_FRAME,
+  NSW_HEADER_SIZE,
   ShimMode,
   callKindName,
   decodeCallData,
@@ -34,6 +38,7 @@ import {
 } from './protocol.js';
 import type { RecordSink, RecordSource } from './sink.js';
 import { ConnectionState, decodeSockaddr, type InstreamSource, type ReplicatedConnection } from './connections.js';
+import { checkRebuildPlan, type RebuildReport, type RebuildSource } from './rebuild.js';
 
 /** What the agent is for: the primary records, a replica plays back. */
 export type AgentMode = 'record' | 'playback';
@@ -49,6 +54,18 @@ export interface NswAgentOptions {
   source?: RecordSource;
   /** Playback: where the client bytes of replicated connections come from (needed once a replica reads one). */
   instream?: InstreamSource;
+  /**
+   * Playback: the plans that rebuild a promoted replica's connections as real
+   * sockets when it goes live (DESIGN "Failover", step 4). Without one every
+   * ADOPT is refused and the replica's replicated descriptors read EOF.
+   */
+  rebuild?: RebuildSource;
+  /**
+   * Longest wait, in ms, of an ADOPT for the other streams of its process to
+   * consume their records (default 10 000). Past it that rebuild is refused
+   * with FTCP_ERR_TIMEOUT rather than risk giving the client's bytes twice.
+   */
+  adoptWaitMs?: number;
   /** Structured logs; silent by default. */
   logger?: Logger;
 }
@@ -84,6 +101,10 @@ export interface AgentCounters {
   wentLive: number;
   /** Records the sink refused: their streams were closed (DESIGN invariant 4). */
   sinkFailures: number;
+  /** Replicated connections a promoted replica rebuilt as real sockets. */
+  rebuilt: number;
+  /** Replicated connections whose rebuild failed or was refused (each also a `'rebuilt'` event with `ok: false`). */
+  rebuildFailed: number;
 }
 
 interface StreamState {
@@ -99,6 +120,10 @@ interface StreamState {
   connected: boolean;
   /** Playback only: the stream went live and its calls are recorded now. */
   recording: boolean;
+  /** Real pid of the process, from its HELLO. */
+  pid: number;
+  /** Playback: last call number whose RESULT was sent (its record fully consumed, instream bytes included). */
+  answered: number;
 }
 
 interface Conn {
@@ -117,12 +142,34 @@ interface Conn {
   pendingPlay: { callNo: number; cut: AbortController } | null;
 }
 
+/** Default of {@link NswAgentOptions.adoptWaitMs}. */
+const ADOPT_WAIT_MS = 10_000;
+
+/**
+ * The logical process a stream belongs to: its name without the trailing
+ * `/t<k>` of threads. Names, not only HELLO pids, because a thread the
+ * replica has not started yet (no HELLO) still has records to consume.
+ */
+function processOf(stream: string): string {
+  return stream.replace(/(\/t\d+)+$/, '');
+}
+
+/** `EADDRINUSE (errno 98)` for people reading a failed rebuild. */
+function errnoText(errno: number): string {
+  const name = Object.entries(osConstants.errno).find(([, v]) => v === errno)?.[0];
+  return `${name ?? 'errno'} (errno ${errno})`;
+}
+
 /**
  * Serves shims. Events: `'divergence'` ({@link Divergence}), `'bad-input'`
- * (an {@link FtcpError} and the stream name or null), `'hello'` (stream name).
+ * (an {@link FtcpError} and the stream name or null), `'hello'` (stream name),
+ * `'rebuilt'` ({@link RebuildReport}, one per replicated connection a
+ * promoted replica adopted, rebuilt or not).
  */
 export class NswAgent extends EventEmitter {
-  readonly counters: AgentCounters = { streams: 0, open: 0, recorded: 0, played: 0, unstable: 0, badInput: {}, divergences: 0, wentLive: 0, sinkFailures: 0 };
+  readonly counters: AgentCounters = {
+    streams: 0, open: 0, recorded: 0, played: 0, unstable: 0, badInput: {}, divergences: 0, wentLive: 0, sinkFailures: 0, rebuilt: 0, rebuildFailed: 0,
+  };
   private readonly server: Server;
   private readonly streams = new Map<string, StreamState>();
   private readonly conns = new Set<Conn>();
@@ -131,6 +178,12 @@ export class NswAgent extends EventEmitter {
   private lastCallNos: ReadonlyMap<string, number> | null = null;
   private readonly connections = new Map<bigint, ConnectionState>();
   private liveSink: RecordSink | null = null;
+  /** ADOPTs waiting for their process's streams to consume their records; each re-checks when called. */
+  private readonly settleWaiters = new Set<() => void>();
+  /** Connections a REBUILD was sent for, by key: who adopted it. A second adoption is refused. */
+  private readonly adoptions = new Map<bigint, { stream: string; pid: number; fd: number }>();
+  /** Why the agent refused an ADOPT, by stream and key, for the `'rebuilt'` report that follows. */
+  private readonly refusals = new Map<string, string>();
 
   private readonly sink: RecordSink | undefined;
   private readonly source: RecordSource | undefined;
@@ -183,7 +236,8 @@ export class NswAgent extends EventEmitter {
 
   private accept(socket: Socket): void {
     const conn: Conn = {
-      socket, splitter: new FrameSplitter(), stream: null, queue: [], head: 0, waiting: false, abort: new AbortController(), closed: false, pendingPlay: null,
+      // No shim sends a frame larger than a call: REBUILD-sized bodies are refused at the header.
+      socket, splitter: new FrameSplitter({ maxBody: MAX_FRAME - NSW_HEADER_SIZE }), stream: null, queue: [], head: 0, waiting: false, abort: new AbortController(), closed: false, pendingPlay: null,
     };
     this.conns.add(conn);
     this.counters.open++;
@@ -242,6 +296,7 @@ export class NswAgent extends EventEmitter {
     const s = conn.stream ? this.streams.get(conn.stream) : undefined;
     if (s) s.connected = false;
     conn.socket.destroy();
+    this.poke();
   }
 
   private send(conn: Conn, msg: NswMessage): void {
@@ -271,6 +326,7 @@ export class NswAgent extends EventEmitter {
     const s = conn.stream ? this.streams.get(conn.stream) : undefined;
     if (s) s.connected = false;
     conn.socket.end();
+    this.poke();
   }
 
   /** Handles one frame; returns a promise only when the answer must wait. Throws an {@link FtcpError} on bad input. */
@@ -292,6 +348,11 @@ export class NswAgent extends EventEmitter {
         return undefined;
       case 'play':
         return this.play(conn, conn.stream, stream, msg.call);
+      case 'adopt':
+        return this.adopt(conn, conn.stream, stream, msg.fd, msg.key);
+      case 'adopted':
+        this.adopted(conn.stream, msg);
+        return undefined;
       default:
         throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `a shim does not send ${msg.type}`);
     }
@@ -304,8 +365,9 @@ export class NswAgent extends EventEmitter {
     }
     let s = this.streams.get(msg.name);
     if (s?.connected) throw new FtcpError(NswErrorCode.DUPLICATE_STREAM, `stream ${msg.name} is already connected`);
-    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false }));
+    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0 }));
     s.connected = true;
+    s.pid = msg.pid;
     conn.stream = msg.name;
     this.counters.streams++;
     this.logger?.log('info', 'nsw.hello', { stream: msg.name, pid: msg.pid, ppid: msg.ppid });
@@ -399,6 +461,8 @@ export class NswAgent extends EventEmitter {
     else if (rec.kind === CallKind.SEND) reply = this.sent(name, call, rec);
     this.counters.played++;
     this.send(conn, { type: 'result', call: { ...reply, callNo: call.callNo, flags: 0 } });
+    s.answered = call.callNo;
+    this.poke();
   }
 
   private diverge(name: string, call: CallBody, rec: CallData, reason: string): never {
@@ -473,6 +537,10 @@ export class NswAgent extends EventEmitter {
    * not named had none) and then records its calls to `sink`. A thread
    * waiting for a record past the end is told at once.
    *
+   * Each process's shim then rebuilds its replicated connections (ADOPT, see
+   * {@link NswAgentOptions.rebuild}) before the first call it performs for
+   * real; each ends in a `'rebuilt'` event.
+   *
    * Throws an {@link FtcpError} (DIVERGENCE) if this replica diverged: it must
    * not take over (DESIGN invariant 5).
    */
@@ -504,6 +572,145 @@ export class NswAgent extends EventEmitter {
     this.counters.wentLive++;
     this.logger?.log('info', 'nsw.stream-live', { stream: name, callNo: call.callNo });
     this.send(conn, { type: 'result', call: { ...call, flags: CallFlag.LIVE, errno: 0, result: 0n, payload: Buffer.alloc(0) } });
+    this.poke();
+  }
+
+  /** Something that may settle a process changed: waiting ADOPTs look again. */
+  private poke(): void {
+    if (this.settleWaiters.size === 0) return;
+    for (const check of [...this.settleWaiters]) check();
+  }
+
+  /**
+   * Streams of `stream`'s process that have not consumed their records yet:
+   * neither live, nor disconnected, nor answered up to their entry in
+   * goLive's `lastCallNos`. The process is the stream's logical one (its
+   * name without trailing threads, which covers threads not connected yet)
+   * and every connected stream with the same HELLO pid.
+   */
+  private unsettled(stream: string): string[] {
+    const last = this.lastCallNos!;
+    const proc = processOf(stream);
+    const pid = this.streams.get(stream)?.pid;
+    const members = new Set<string>();
+    for (const [name, st] of this.streams) if (processOf(name) === proc || (st.connected && st.pid === pid)) members.add(name);
+    for (const name of last.keys()) if (processOf(name) === proc) members.add(name);
+    return [...members].filter((name) => {
+      const st = this.streams.get(name);
+      const end = last.get(name) ?? 0;
+      // Never connected: all its records are still to be played.
+      if (!st) return end > 0;
+      return st.connected && !st.recording && st.answered < end;
+    }).sort();
+  }
+
+  /**
+   * Resolves with [] once `stream`'s process is settled, with the streams
+   * still replaying after {@link NswAgentOptions.adoptWaitMs}, or with null
+   * when the connection closed first.
+   */
+  private settled(conn: Conn, stream: string): Promise<string[] | null> {
+    return new Promise((resolve) => {
+      const finish = (r: string[] | null): void => {
+        clearTimeout(timer);
+        this.settleWaiters.delete(check);
+        conn.abort.signal.removeEventListener('abort', onAbort);
+        resolve(r);
+      };
+      const check = (): void => {
+        if (this.unsettled(stream).length === 0) finish([]);
+      };
+      const onAbort = (): void => finish(null);
+      const timer = setTimeout(() => finish(this.unsettled(stream)), this.options.adoptWaitMs ?? ADOPT_WAIT_MS);
+      conn.abort.signal.addEventListener('abort', onAbort, { once: true });
+      this.settleWaiters.add(check);
+      check();
+    });
+  }
+
+  /**
+   * ADOPT (DESIGN "Failover", step 4): a promoted replica's shim rebuilds the
+   * replicated connection at descriptor `fd`. Answered only once every
+   * stream of its process has consumed its records: a thread still replaying
+   * reads of the connection would otherwise take client bytes that also go
+   * into the rebuilt receive queue. Then the {@link RebuildSource}'s plan
+   * goes back as REBUILD, or an ERROR refuses this one rebuild (the stream
+   * stays connected and live; the descriptor reads EOF).
+   */
+  private async adopt(conn: Conn, name: string, s: StreamState, fd: number, key: bigint): Promise<void> {
+    if (this.options.mode !== 'playback' || this.lastCallNos === null) {
+      throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'ADOPT before the agent went live (goLive)');
+    }
+    const refuse = (code: string, message: string): void => {
+      this.refusals.set(`${name}\0${key}`, `${code}: ${message}`);
+      this.logger?.log('error', 'nsw.adopt-refused', { stream: name, fd, key: key.toString(16), code, message });
+      this.send(conn, { type: 'error', code, message });
+    };
+    const pending = await this.settled(conn, name);
+    if (pending === null || conn.closed) return;
+    if (pending.length > 0) {
+      refuse(
+        ErrorCode.TIMEOUT,
+        `streams ${pending.join(', ')} had not consumed their records after ${this.options.adoptWaitMs ?? ADOPT_WAIT_MS} ms; ` +
+          'rebuilding now could give the client\'s bytes to the server twice',
+      );
+      return;
+    }
+    const c = this.connections.get(key);
+    if (!c) {
+      refuse(ErrorCode.UNKNOWN_CONNECTION, `descriptor ${fd}: no replicated connection with key ${key.toString(16)} was accepted`);
+      return;
+    }
+    const peer = `${c.peer.address}:${c.peer.port}`;
+    const earlier = this.adoptions.get(key);
+    if (earlier) {
+      refuse(
+        ErrorCode.CONFLICT,
+        `connection from ${peer} was already adopted by stream ${earlier.stream} (pid ${earlier.pid}, descriptor ${earlier.fd}); ` +
+          'two processes hold it (a fork), only one can have the socket',
+      );
+      return;
+    }
+    if (!this.options.rebuild) {
+      refuse(ErrorCode.NOT_AVAILABLE, `connection from ${peer}: this agent has no RebuildSource, so it cannot be rebuilt`);
+      return;
+    }
+    let frame: Buffer;
+    try {
+      const plan = await this.options.rebuild.plan(c.snapshot());
+      checkRebuildPlan(plan, c.peer);
+      frame = encodeMessage({ type: 'rebuild', state: plan.state, inq: plan.inq, outq: plan.outq });
+    } catch (err) {
+      const why = isFtcpError(err) ? `${err.code}: ${err.message}` : String(err);
+      refuse(NswErrorCode.REBUILD_FAILED, `connection from ${peer}: no rebuild plan (${why})`);
+      return;
+    }
+    if (conn.closed) return;
+    this.adoptions.set(key, { stream: name, pid: s.pid, fd });
+    this.logger?.log('info', 'nsw.rebuild', { stream: name, fd, peer, bytes: frame.length });
+    conn.socket.write(frame);
+  }
+
+  /** ADOPTED: how one adoption ended; reported as a `'rebuilt'` event and in the counters. */
+  private adopted(name: string, msg: Extract<NswMessage, { type: 'adopted' }>): void {
+    if (this.options.mode !== 'playback') throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'ADOPTED sent to a record agent');
+    const c = this.connections.get(msg.key);
+    const ok = msg.step === AdoptStep.NONE && msg.newFd === msg.fd;
+    const report: RebuildReport = { stream: name, fd: msg.fd, key: msg.key, peer: c?.peer ?? null, ok, step: msg.step };
+    if (!ok) {
+      const refusal = this.refusals.get(`${name}\0${msg.key}`);
+      this.refusals.delete(`${name}\0${msg.key}`);
+      report.error =
+        msg.step === AdoptStep.AGENT
+          ? `refused by the agent: ${refusal ?? 'no reason kept'}`
+          : `failed at ${msg.stepName || `step ${msg.step}`}${msg.errno ? `: ${errnoText(msg.errno)}` : ''}`;
+      this.counters.rebuildFailed++;
+      this.logger?.log('error', 'nsw.rebuild-failed', { stream: name, fd: msg.fd, peer: c ? `${c.peer.address}:${c.peer.port}` : null, error: report.error });
+    } else {
+      this.counters.rebuilt++;
+      this.logger?.log('info', 'nsw.rebuilt', { stream: name, fd: msg.fd, peer: c ? `${c.peer.address}:${c.peer.port}` : null });
+    }
+    this.emit('rebuilt', report);
   }
 
   /** Why the replica's call does not match the primary's record, or null when it does. */

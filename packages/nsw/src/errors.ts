@@ -20,4 +20,6 @@ export const NswErrorCode = {
   DUPLICATE_STREAM: 'FTCP_ERR_DUPLICATE_STREAM',
   /** A HELLO whose mode is not the agent's mode (a replica talking to a primary's agent). */
   WRONG_MODE: 'FTCP_ERR_WRONG_MODE',
+  /** A replicated connection cannot be rebuilt: its plan failed or does not fit (DESIGN "Failover", step 4). */
+  REBUILD_FAILED: 'FTCP_ERR_REBUILD_FAILED',
 } as const;

@@ -28,9 +28,12 @@ export type { AgentCounters, AgentMode, Divergence, NswAgentOptions } from './ag
 export { MemoryRecordSink } from './sink.js';
 export { decodeSockaddr } from './connections.js';
 export type { InstreamSource, PeerAddress, ReplicatedConnection } from './connections.js';
+export { MAX_REBUILD_QUEUE, checkRebuildPlan } from './rebuild.js';
+export type { RebuildPlan, RebuildReport, RebuildSource, TcpRebuildState } from './rebuild.js';
 export type { RecordSink, RecordSource } from './sink.js';
 export { NswErrorCode } from './errors.js';
 export {
+  AdoptStep,
   CallFlag,
   CallKind,
   FrameSplitter,

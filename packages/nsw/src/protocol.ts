@@ -18,8 +18,23 @@
  * payload @36. The bytes from the kind on are the record the stable buffer
  * keeps for (stream, call number): FT-TCP 3.4's "system call record" (the
  * call, its selecting argument, its result).
+ *
+ * Promotion (DESIGN "Failover", step 4), one connection at a time:
+ * - ADOPT, shim to agent, 16 bytes: fd i32 @0, reserved u32 @4 (0), key u64 @8.
+ * - REBUILD, agent to shim: local IPv4 @0 and peer IPv4 @4 (4 bytes each,
+ *   network order), local port u16 @8, peer port u16 @10, snd_una u32 @12,
+ *   rcv_nxt u32 @16, mss u16 @20, snd_wscale u8 @22, rcv_wscale u8 @23,
+ *   sack_ok u8 @24, timestamps u8 @25, reserved u16 @26 (0), ts_val u32 @28,
+ *   peer window u32 @32, our window u32 @36, inq length u32 @40, outq length
+ *   u32 @44, inq bytes @48, then outq bytes. The one message whose body may
+ *   exceed {@link MAX_FRAME}: up to {@link MAX_REBUILD_BODY}.
+ * - ADOPTED, shim to agent: fd i32 @0, new fd i32 @4 (-1 when not rebuilt),
+ *   key u64 @8, errno i32 @16, step u16 @20 ({@link AdoptStep}), step name
+ *   length u16 @22 (at most 64), step name @24.
+ * An ERROR that answers ADOPT refuses that one rebuild; the connection stays.
  */
 import { ErrorCode, FtcpError } from './errors.js';
+import { MAX_REBUILD_QUEUE, checkRebuildPlan, type TcpRebuildState } from './rebuild.js';
 
 /** Version byte of every frame; must equal `FTCP_NSW_PROTO_VERSION` in the C header. */
 export const NSW_PROTOCOL_VERSION = 1;
@@ -31,8 +46,16 @@ export const CALL_FIXED_SIZE = 36;
 export const MAX_PAYLOAD = 4096;
 /** Largest stream name in a HELLO. */
 export const MAX_NAME = 255;
-/** Largest frame either side may send. */
+/** Largest frame either side may send, REBUILD excepted. */
 export const MAX_FRAME = NSW_HEADER_SIZE + CALL_FIXED_SIZE + MAX_PAYLOAD;
+/** Fixed part of a REBUILD body, before the two queues. */
+export const REBUILD_FIXED_SIZE = 48;
+/** Largest REBUILD body: the fixed part and two queues of {@link MAX_REBUILD_QUEUE} bytes. */
+export const MAX_REBUILD_BODY = REBUILD_FIXED_SIZE + 2 * MAX_REBUILD_QUEUE;
+/** Fixed part of an ADOPTED body, before the step name. */
+export const ADOPTED_FIXED_SIZE = 24;
+/** Longest step name in an ADOPTED. */
+export const MAX_STEP_NAME = 64;
 
 /** Message type tags. Shim to agent below 0x80, agent to shim at 0x80 and above. */
 export const NswMsgType = {
@@ -40,9 +63,31 @@ export const NswMsgType = {
   CALL: 0x02,
   WAIT: 0x03,
   PLAY: 0x04,
+  ADOPT: 0x05,
+  ADOPTED: 0x06,
   STABLE: 0x81,
   RESULT: 0x82,
+  REBUILD: 0x83,
   ERROR: 0xff,
+} as const;
+
+/**
+ * The step an ADOPTED names. 0 is success; 1..99 are the TCP_REPAIR steps of
+ * `enum ftcp_repair_step` (socket, TCP_REPAIR on, ..., TCP_REPAIR off); the
+ * rest are the shim's own. Mirrors `FTCP_NSW_ADOPT_STEP_*`.
+ */
+export const AdoptStep = {
+  NONE: 0,
+  /** The agent answered ADOPT with ERROR. */
+  AGENT: 100,
+  /** The shim had no memory for the REBUILD body. */
+  MEMORY: 101,
+  /** Putting the socket at the descriptor number, or giving it the placeholder's flags. */
+  PLACE: 102,
+  /** Registering the socket again in an epoll set the placeholder was in. */
+  EPOLL: 103,
+  /** Writing the unacknowledged outstream. */
+  OUTQ: 104,
 } as const;
 
 /** Shim modes as carried in HELLO; the shim reads its mode from `FTCP_NSW_MODE`. */
@@ -137,7 +182,10 @@ export type NswMessage =
   | { type: 'play'; call: CallBody }
   | { type: 'stable'; callNo: number }
   | { type: 'result'; call: CallBody }
-  | { type: 'error'; code: string; message: string };
+  | { type: 'error'; code: string; message: string }
+  | { type: 'adopt'; fd: number; key: bigint }
+  | { type: 'rebuild'; state: TcpRebuildState; inq: Buffer; outq: Buffer }
+  | { type: 'adopted'; fd: number; newFd: number; key: bigint; errno: number; step: number; stepName: string };
 
 function malformed(what: string): FtcpError {
   return new FtcpError(ErrorCode.MALFORMED_FRAME, what);
@@ -232,6 +280,52 @@ export function encodeMessage(msg: NswMessage): Buffer {
       buf.writeBigUInt64LE(BigInt(msg.callNo), NSW_HEADER_SIZE);
       return buf;
     }
+    case 'adopt': {
+      const buf = header(NswMsgType.ADOPT, 16);
+      buf.writeInt32LE(msg.fd, 8);
+      buf.writeUInt32LE(0, 12);
+      buf.writeBigUInt64LE(msg.key, 16);
+      return buf;
+    }
+    case 'rebuild': {
+      checkRebuildPlan(msg);
+      const s = msg.state;
+      const buf = header(NswMsgType.REBUILD, REBUILD_FIXED_SIZE + msg.inq.length + msg.outq.length);
+      const b = NSW_HEADER_SIZE;
+      Buffer.from(s.localAddress.split('.').map(Number)).copy(buf, b + 0);
+      Buffer.from(s.peerAddress.split('.').map(Number)).copy(buf, b + 4);
+      buf.writeUInt16LE(s.localPort, b + 8);
+      buf.writeUInt16LE(s.peerPort, b + 10);
+      buf.writeUInt32LE(s.sndUna, b + 12);
+      buf.writeUInt32LE(s.rcvNxt, b + 16);
+      buf.writeUInt16LE(s.mss, b + 20);
+      buf.writeUInt8(s.sndWscale, b + 22);
+      buf.writeUInt8(s.rcvWscale, b + 23);
+      buf.writeUInt8(s.sackOk ? 1 : 0, b + 24);
+      buf.writeUInt8(s.timestamps ? 1 : 0, b + 25);
+      buf.writeUInt16LE(0, b + 26);
+      buf.writeUInt32LE(s.tsVal, b + 28);
+      buf.writeUInt32LE(s.peerWindow, b + 32);
+      buf.writeUInt32LE(s.ourWindow, b + 36);
+      buf.writeUInt32LE(msg.inq.length, b + 40);
+      buf.writeUInt32LE(msg.outq.length, b + 44);
+      msg.inq.copy(buf, b + REBUILD_FIXED_SIZE);
+      msg.outq.copy(buf, b + REBUILD_FIXED_SIZE + msg.inq.length);
+      return buf;
+    }
+    case 'adopted': {
+      const name = Buffer.from(msg.stepName, 'utf8');
+      if (name.length > MAX_STEP_NAME) throw malformed(`step name of ${name.length} bytes exceeds ${MAX_STEP_NAME}`);
+      const buf = header(NswMsgType.ADOPTED, ADOPTED_FIXED_SIZE + name.length);
+      buf.writeInt32LE(msg.fd, 8);
+      buf.writeInt32LE(msg.newFd, 12);
+      buf.writeBigUInt64LE(msg.key, 16);
+      buf.writeInt32LE(msg.errno, 24);
+      buf.writeUInt16LE(msg.step, 28);
+      buf.writeUInt16LE(name.length, 30);
+      name.copy(buf, 32);
+      return buf;
+    }
     case 'error': {
       // Both texts are capped so an ERROR always fits a frame the shim can read.
       const code = Buffer.from(msg.code, 'utf8').subarray(0, 255);
@@ -246,12 +340,18 @@ export function encodeMessage(msg: NswMessage): Buffer {
   }
 }
 
+/** Largest body a frame of `type` may have: REBUILD carries two queues, everything else fits {@link MAX_FRAME}. */
+function bodyLimit(type: number): number {
+  return type === NswMsgType.REBUILD ? MAX_REBUILD_BODY : MAX_FRAME - NSW_HEADER_SIZE;
+}
+
 /**
  * Checks a frame header and returns its body length. Throws an
  * {@link FtcpError}: TRUNCATED_FRAME when fewer than 8 bytes, BAD_VERSION,
- * MALFORMED_FRAME for non-zero flags, OVERSIZED_FRAME past {@link MAX_FRAME}.
+ * MALFORMED_FRAME for non-zero flags, OVERSIZED_FRAME past {@link MAX_FRAME}
+ * ({@link MAX_REBUILD_BODY} for a REBUILD) or past `maxBody` when given.
  */
-export function checkHeader(buf: Buffer): number {
+export function checkHeader(buf: Buffer, maxBody?: number): number {
   if (buf.length < NSW_HEADER_SIZE) throw truncated('frame header', NSW_HEADER_SIZE, buf.length);
   const version = buf.readUInt8(0);
   if (version !== NSW_PROTOCOL_VERSION) {
@@ -259,9 +359,8 @@ export function checkHeader(buf: Buffer): number {
   }
   if (buf.readUInt16LE(2) !== 0) throw malformed('reserved header flags are not zero');
   const len = buf.readUInt32LE(4);
-  if (len > MAX_FRAME - NSW_HEADER_SIZE) {
-    throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `body of ${len} bytes exceeds ${MAX_FRAME - NSW_HEADER_SIZE}`);
-  }
+  const limit = Math.min(bodyLimit(buf.readUInt8(1)), maxBody ?? Infinity);
+  if (len > limit) throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `body of ${len} bytes exceeds ${limit}`);
   return len;
 }
 
@@ -309,6 +408,58 @@ export function decodeMessage(frame: Buffer): NswMessage {
       if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed(`call number ${v} is out of range`);
       return { type: type === NswMsgType.WAIT ? 'wait' : 'stable', callNo: Number(v) };
     }
+    case NswMsgType.ADOPT: {
+      if (body.length !== 16) throw body.length < 16 ? truncated('ADOPT', 16, body.length) : malformed('trailing bytes after ADOPT');
+      if (body.readUInt32LE(4) !== 0) throw malformed('ADOPT reserved field is not zero');
+      return { type: 'adopt', fd: body.readInt32LE(0), key: body.readBigUInt64LE(8) };
+    }
+    case NswMsgType.REBUILD: {
+      if (body.length < REBUILD_FIXED_SIZE) throw truncated('REBUILD', REBUILD_FIXED_SIZE, body.length);
+      const inqLen = body.readUInt32LE(40);
+      const outqLen = body.readUInt32LE(44);
+      if (inqLen > MAX_REBUILD_QUEUE || outqLen > MAX_REBUILD_QUEUE) throw malformed(`REBUILD queues of ${inqLen} and ${outqLen} bytes exceed ${MAX_REBUILD_QUEUE}`);
+      if (body.length !== REBUILD_FIXED_SIZE + inqLen + outqLen) throw malformed('REBUILD queue lengths disagree with the body');
+      if (body.readUInt16LE(26) !== 0) throw malformed('REBUILD reserved field is not zero');
+      const flag = (off: number, name: string): boolean => {
+        const v = body.readUInt8(off);
+        if (v > 1) throw malformed(`REBUILD ${name} is ${v}, not 0 or 1`);
+        return v === 1;
+      };
+      const state: TcpRebuildState = {
+        localAddress: [...body.subarray(0, 4)].join('.'),
+        localPort: body.readUInt16LE(8),
+        peerAddress: [...body.subarray(4, 8)].join('.'),
+        peerPort: body.readUInt16LE(10),
+        sndUna: body.readUInt32LE(12),
+        rcvNxt: body.readUInt32LE(16),
+        mss: body.readUInt16LE(20),
+        sndWscale: body.readUInt8(22),
+        rcvWscale: body.readUInt8(23),
+        sackOk: flag(24, 'sack_ok'),
+        timestamps: flag(25, 'timestamps'),
+        tsVal: body.readUInt32LE(28),
+        peerWindow: body.readUInt32LE(32),
+        ourWindow: body.readUInt32LE(36),
+      };
+      const inq = Buffer.from(body.subarray(REBUILD_FIXED_SIZE, REBUILD_FIXED_SIZE + inqLen));
+      const outq = Buffer.from(body.subarray(REBUILD_FIXED_SIZE + inqLen));
+      return { type: 'rebuild', state, inq, outq };
+    }
+    case NswMsgType.ADOPTED: {
+      if (body.length < ADOPTED_FIXED_SIZE) throw truncated('ADOPTED', ADOPTED_FIXED_SIZE, body.length);
+      const nameLen = body.readUInt16LE(22);
+      if (nameLen > MAX_STEP_NAME) throw malformed(`step name length ${nameLen} exceeds ${MAX_STEP_NAME}`);
+      if (body.length !== ADOPTED_FIXED_SIZE + nameLen) throw malformed(`ADOPTED name length ${nameLen} disagrees with ${body.length - ADOPTED_FIXED_SIZE} bytes present`);
+      return {
+        type: 'adopted',
+        fd: body.readInt32LE(0),
+        newFd: body.readInt32LE(4),
+        key: body.readBigUInt64LE(8),
+        errno: body.readInt32LE(16),
+        step: body.readUInt16LE(20),
+        stepName: body.subarray(ADOPTED_FIXED_SIZE).toString('utf8'),
+      };
+    }
     case NswMsgType.ERROR: {
       if (body.length < 4) throw truncated('ERROR', 4, body.length);
       const codeLen = body.readUInt16LE(0);
@@ -328,27 +479,69 @@ export function decodeMessage(frame: Buffer): NswMessage {
 /**
  * Splits a byte stream into frames. The header is checked as soon as its 8
  * bytes are in, so garbage is refused at once rather than after waiting for a
- * body that never comes.
+ * body that never comes. Chunks are kept as they come and joined once per
+ * frame, so a REBUILD of many megabytes costs one copy, not one per chunk.
  */
 export class FrameSplitter {
-  private pending: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** Length of the frame at the front, header included, once its header is in; -1 before. */
+  private need = -1;
+  private readonly maxBody: number | undefined;
+
+  /**
+   * `maxBody` caps every frame's body below its type's own limit: the agent
+   * passes {@link MAX_FRAME} minus the header, since no shim sends a large
+   * frame, so a bad shim cannot make it buffer a REBUILD-sized body.
+   */
+  constructor(options: { maxBody?: number } = {}) {
+    this.maxBody = options.maxBody;
+  }
 
   /** Adds bytes; returns every complete frame. Throws an {@link FtcpError} on a bad header. */
   push(chunk: Buffer): Buffer[] {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+    }
     const frames: Buffer[] = [];
     for (;;) {
-      if (this.pending.length < NSW_HEADER_SIZE) break;
-      const len = checkHeader(this.pending);
-      if (this.pending.length < NSW_HEADER_SIZE + len) break;
-      frames.push(this.pending.subarray(0, NSW_HEADER_SIZE + len));
-      this.pending = this.pending.subarray(NSW_HEADER_SIZE + len);
+      if (this.need < 0) {
+        if (this.size < NSW_HEADER_SIZE) break;
+        if (this.chunks[0]!.length < NSW_HEADER_SIZE) this.chunks = [Buffer.concat(this.chunks)];
+        this.need = NSW_HEADER_SIZE + checkHeader(this.chunks[0]!, this.maxBody);
+      }
+      if (this.size < this.need) break;
+      frames.push(this.take(this.need));
+      this.need = -1;
     }
     return frames;
   }
 
+  /** Removes and returns the first n buffered bytes (n <= size). */
+  private take(n: number): Buffer {
+    this.size -= n;
+    const first = this.chunks[0]!;
+    if (first.length >= n) {
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    while (at < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length, n - at);
+      c.copy(out, at, 0, k);
+      at += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    return out;
+  }
+
   /** Bytes of an incomplete frame still waiting for the rest. */
   get buffered(): number {
-    return this.pending.length;
+    return this.size;
   }
 }

@@ -3,7 +3,9 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { NswAgent, type Divergence } from '../src/agent.js';
 import { ErrorCode, FtcpError, NswErrorCode } from '../src/errors.js';
-import { CallFlag, CallKind, FrameSplitter, ShimMode, decodeMessage, encodeCallData, encodeMessage, type CallBody, type NswMessage } from '../src/protocol.js';
+import type { ReplicatedConnection } from '../src/connections.js';
+import { AdoptStep, CallFlag, CallKind, FrameSplitter, ShimMode, decodeMessage, encodeCallData, encodeMessage, sendHash, type CallBody, type NswMessage } from '../src/protocol.js';
+import type { RebuildPlan, RebuildReport, RebuildSource, TcpRebuildState } from '../src/rebuild.js';
 import { MemoryRecordSink } from '../src/sink.js';
 import { tempDir } from './helpers.js';
 
@@ -234,3 +236,192 @@ describe('NswAgent', function () {
     expect(replica.counters.divergences).to.equal(0);
   });
 });
+
+describe('NswAgent promotion (ADOPT, REBUILD, ADOPTED)', function () {
+  this.timeout(10000);
+  let tmp: ReturnType<typeof tempDir>;
+  let sink: MemoryRecordSink;
+  const shims: FakeShim[] = [];
+  const agents: NswAgent[] = [];
+
+  /** The client 10.0.0.7:40000 as the shim records its sockaddr_in; the key is its FNV-1a hash. */
+  const peerSockaddr = Buffer.from([2, 0, 0x9c, 0x40, 10, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
+  const key = sendHash(peerSockaddr);
+  const keyBytes = Buffer.alloc(8);
+  keyBytes.writeBigUInt64LE(key);
+  const client = Buffer.from('GET /a\nGET /b\n');
+  const state: TcpRebuildState = {
+    localAddress: '10.0.0.1', localPort: 6379, peerAddress: '10.0.0.7', peerPort: 40000, sndUna: 1000, rcvNxt: 5000, mss: 1448,
+    sndWscale: 7, rcvWscale: 7, sackOk: true, timestamps: true, tsVal: 77, peerWindow: 65535, ourWindow: 65535,
+  };
+
+  /** A RebuildSource that keeps each snapshot it was given and plans from it as a backup would. */
+  class RecordingSource implements RebuildSource {
+    readonly seen: ReplicatedConnection[] = [];
+    async plan(conn: ReplicatedConnection): Promise<RebuildPlan> {
+      this.seen.push(conn);
+      return { state, inq: client.subarray(conn.instreamOffset), outq: conn.unacked };
+    }
+  }
+
+  /**
+   * Stream p accepted the connection (call 1); thread p/t1 read 7 of its
+   * bytes (call 1). A replica agent holding those records, going live after them.
+   */
+  async function promoted(rebuild?: RebuildSource, adoptWaitMs?: number): Promise<{ agent: NswAgent; reports: RebuildReport[] }> {
+    await sink.append('p', 1, encodeCallData(call(1, CallKind.ACCEPT, 9n, { arg: 3n, payload: peerSockaddr })));
+    await sink.append('p/t1', 1, encodeCallData(call(1, CallKind.RECV, 7n, { arg: 4088n })));
+    const agent = new NswAgent({
+      socketPath: join(tmp.dir, `a${agents.length}.sock`),
+      mode: 'playback',
+      source: sink,
+      instream: { readInstream: async (_peer, offset, length) => client.subarray(offset, offset + length) },
+      ...(rebuild ? { rebuild } : {}),
+      ...(adoptWaitMs !== undefined ? { adoptWaitMs } : {}),
+    });
+    agents.push(agent);
+    const reports: RebuildReport[] = [];
+    agent.on('rebuilt', (r: RebuildReport) => reports.push(r));
+    await agent.listen();
+    return { agent, reports };
+  }
+
+  const open = async (agent: NswAgent, name: string): Promise<FakeShim> => {
+    const s = await FakeShim.open(agent.options.socketPath);
+    shims.push(s);
+    s.send(hello(name, ShimMode.PLAYBACK));
+    return s;
+  };
+
+  /** Plays p's accept, goes live at p's call 2 and asks for the connection with key `adoptKey`. */
+  async function liveAndAdopt(agent: NswAgent, sink: MemoryRecordSink, adoptKey = key): Promise<FakeShim> {
+    const p = await open(agent, 'p');
+    p.send({ type: 'play', call: call(1, CallKind.ACCEPT, 0n, { arg: 3n }) });
+    expect(await p.next()).to.deep.include({ type: 'result' });
+    agent.goLive(new Map([['p', 1], ['p/t1', 1]]), sink);
+    p.send({ type: 'play', call: call(2, CallKind.GETPID, 0n) });
+    expect(((await p.next()) as Extract<NswMessage, { type: 'result' }>).call.flags).to.equal(CallFlag.LIVE);
+    p.send({ type: 'adopt', fd: 9, key: adoptKey });
+    return p;
+  }
+
+  beforeEach(() => {
+    tmp = tempDir('adopt');
+    sink = new MemoryRecordSink();
+  });
+  afterEach(async () => {
+    for (const s of shims.splice(0)) s.close();
+    for (const a of agents.splice(0)) await a.close();
+    tmp.remove();
+  });
+
+  it('answers ADOPT only after the other streams of the process consumed their records, with a plan from their final positions', async () => {
+    const source = new RecordingSource();
+    const { agent, reports } = await promoted(source);
+    const p = await liveAndAdopt(agent, sink);
+    // p/t1 has not even started: its read of the connection is still to come.
+    expect(await p.next(300)).to.equal(null);
+    const t1 = await open(agent, 'p/t1');
+    expect(await p.next(200)).to.equal(null);
+    t1.send({ type: 'play', call: call(1, CallKind.RECV, 0n, { arg: 4088n, payload: keyBytes }) });
+    const read = (await t1.next()) as Extract<NswMessage, { type: 'result' }>;
+    expect(read.call.payload.toString()).to.equal('GET /a\n');
+    const rebuild = await p.next();
+    expect(rebuild).to.deep.include({ type: 'rebuild', state });
+    // The bytes t1 took are not in the receive queue again.
+    expect((rebuild as Extract<NswMessage, { type: 'rebuild' }>).inq.toString()).to.equal('GET /b\n');
+    expect(source.seen.map((c) => c.instreamOffset)).to.deep.equal([7]);
+
+    p.send({ type: 'adopted', fd: 9, newFd: 9, key, errno: 0, step: AdoptStep.NONE, stepName: '' });
+    await until(() => reports.length === 1);
+    expect(reports[0]).to.deep.equal({ stream: 'p', fd: 9, key, peer: { family: 'ipv4', address: '10.0.0.7', port: 40000 }, ok: true, step: 0 });
+    expect(agent.counters.rebuilt).to.equal(1);
+  });
+
+  it('counts a stream that disconnected as done with its records', async () => {
+    const { agent } = await promoted(new RecordingSource());
+    const t1 = await open(agent, 'p/t1');
+    const p = await liveAndAdopt(agent, sink);
+    expect(await p.next(200)).to.equal(null);
+    t1.close();
+    expect(await p.next()).to.deep.include({ type: 'rebuild' });
+  });
+
+  it('refuses ADOPT with FTCP_ERR_NOT_AVAILABLE when it has no RebuildSource, and the stream goes on recording', async () => {
+    const { agent, reports } = await promoted(undefined);
+    const t1 = await open(agent, 'p/t1');
+    t1.close();
+    const p = await liveAndAdopt(agent, sink);
+    const refused = await p.next();
+    expect(refused).to.deep.include({ type: 'error', code: ErrorCode.NOT_AVAILABLE });
+    expect((refused as Extract<NswMessage, { type: 'error' }>).message).to.contain('10.0.0.7:40000').and.to.contain('no RebuildSource');
+    p.send({ type: 'adopted', fd: 9, newFd: -1, key, errno: 0, step: AdoptStep.AGENT, stepName: 'agent' });
+    await until(() => reports.length === 1);
+    expect(reports[0]).to.include({ stream: 'p', fd: 9, ok: false, step: AdoptStep.AGENT });
+    expect(reports[0]!.error).to.match(/^refused by the agent: FTCP_ERR_NOT_AVAILABLE: /);
+    expect(agent.counters.rebuildFailed).to.equal(1);
+    // Not closed: the live stream's next call is recorded and made stable.
+    p.send({ type: 'call', call: call(2, CallKind.GETPID, 5n) });
+    p.send({ type: 'wait', callNo: 2 });
+    expect(await p.next()).to.deep.equal({ type: 'stable', callNo: 2 });
+  });
+
+  /** What is wrong, the source, the key p adopts, what p does next (after its first answer when given), the code of the ERROR. */
+  const refusals: [string, () => RebuildSource, bigint, ((p: FakeShim) => Promise<void>) | null, string][] = [
+    ['a connection no accept replayed', () => new RecordingSource(), key + 1n, null, ErrorCode.UNKNOWN_CONNECTION],
+    ['a connection whose plan failed', () => ({ plan: () => Promise.reject(new FtcpError(ErrorCode.CONFLICT, 'the views disagree')) }), key, null, NswErrorCode.REBUILD_FAILED],
+    [
+      'a connection whose plan is for another client',
+      () => ({ plan: async (c: ReplicatedConnection) => ({ state: { ...state, peerPort: 1 }, inq: Buffer.alloc(0), outq: c.unacked }) }),
+      key,
+      null,
+      NswErrorCode.REBUILD_FAILED,
+    ],
+    [
+      'a connection adopted before (two processes hold it after a fork)',
+      () => new RecordingSource(),
+      key,
+      async (p) => {
+        expect(await p.next()).to.deep.include({ type: 'rebuild' });
+        p.send({ type: 'adopt', fd: 9, key });
+      },
+      ErrorCode.CONFLICT,
+    ],
+  ];
+  for (const [what, source, adoptKey, then, code] of refusals) {
+    it(`refuses ADOPT of ${what} with ${code} and keeps the stream`, async () => {
+      const { agent } = await promoted(source());
+      const t1 = await open(agent, 'p/t1');
+      t1.close();
+      const p = await liveAndAdopt(agent, sink, adoptKey);
+      if (then) await then(p);
+      expect(await p.next()).to.deep.include({ type: 'error', code });
+      expect(await p.next(100)).to.equal(null);
+      expect(p.closed).to.equal(false);
+    });
+  }
+
+  it('refuses ADOPT with FTCP_ERR_TIMEOUT, naming the streams still replaying, after adoptWaitMs', async () => {
+    const { agent } = await promoted(new RecordingSource(), 150);
+    const p = await liveAndAdopt(agent, sink);
+    const refused = await p.next(2000);
+    expect(refused).to.deep.include({ type: 'error', code: ErrorCode.TIMEOUT });
+    expect((refused as Extract<NswMessage, { type: 'error' }>).message).to.contain('streams p/t1 had not consumed their records');
+  });
+
+  it('refuses ADOPT before goLive as a protocol error and closes that connection', async () => {
+    const { agent } = await promoted(new RecordingSource());
+    const p = await open(agent, 'p');
+    p.send({ type: 'adopt', fd: 9, key });
+    expect(await p.next()).to.deep.include({ type: 'error', code: NswErrorCode.PROTOCOL_STATE });
+    expect(await p.next()).to.equal(null);
+  });
+});
+
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

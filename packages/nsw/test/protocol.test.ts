@@ -3,12 +3,19 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, isFtcpError } from '../src/errors.js';
+import { NswErrorCode } from '../src/errors.js';
+import { MAX_REBUILD_QUEUE } from '../src/rebuild.js';
 import {
+  AdoptStep,
   CallFlag,
   CallKind,
   FrameSplitter,
+  MAX_FRAME,
   MAX_PAYLOAD,
+  MAX_REBUILD_BODY,
+  NSW_HEADER_SIZE,
   ShimMode,
+  checkHeader,
   decodeCallData,
   decodeMessage,
   encodeCallData,
@@ -38,6 +45,19 @@ const examples: Record<string, NswMessage> = {
   stable: { type: 'stable', callNo: 9 },
   result: { type: 'result', call: { callNo: 7, kind: CallKind.CLOCK_GETTIME, flags: 0, errno: 0, result: 0n, arg: 1n, payload: clockPayload } },
   error: { type: 'error', code: 'FTCP_ERR_DIVERGENCE', message: 'stream p: call 3 was getpid on the primary, time here' },
+  adopt: { type: 'adopt', fd: 9, key: 0x0123456789abcdefn },
+  // Every field distinct and a send sequence number just before the wrap, so a swapped or narrowed field shows.
+  rebuild: {
+    type: 'rebuild',
+    state: {
+      localAddress: '10.0.0.1', localPort: 6379, peerAddress: '192.168.1.20', peerPort: 51234, sndUna: 0xfffffff0, rcvNxt: 123456789, mss: 1448,
+      sndWscale: 7, rcvWscale: 9, sackOk: true, timestamps: true, tsVal: 0x80000001, peerWindow: 8388480, ourWindow: 262144,
+    },
+    inq: Buffer.from('GET /b\r\n'),
+    outq: Buffer.from('HTTP/1.1 200 OK\r\n'),
+  },
+  'adopted-ok': { type: 'adopted', fd: 9, newFd: 9, key: 0x0123456789abcdefn, errno: 0, step: AdoptStep.NONE, stepName: '' },
+  'adopted-failed': { type: 'adopted', fd: 9, newFd: -1, key: 0x0123456789abcdefn, errno: 99, step: 5, stepName: 'bind' },
 };
 
 describe('shim protocol', () => {
@@ -109,6 +129,73 @@ describe('shim protocol', () => {
     const frame = encodeMessage(examples['call-random']!);
     frame.writeBigUInt64LE(0n, 8);
     expect(() => decodeMessage(frame)).to.throw().with.property('code', ErrorCode.MALFORMED_FRAME);
+  });
+
+  const rebuildFrame = (): Buffer => encodeMessage(examples.rebuild!);
+  const badPromotion: [string, () => Buffer, string][] = [
+    ['an ADOPT with a non-zero reserved field', () => {
+      const f = encodeMessage(examples.adopt!);
+      f.writeUInt32LE(1, 8 + 4);
+      return f;
+    }, ErrorCode.MALFORMED_FRAME],
+    ['a REBUILD whose queue lengths disagree with its body', () => {
+      const f = rebuildFrame();
+      f.writeUInt32LE(9, 8 + 40);
+      return f;
+    }, ErrorCode.MALFORMED_FRAME],
+    ['a REBUILD whose sack_ok is neither 0 nor 1', () => {
+      const f = rebuildFrame();
+      f.writeUInt8(2, 8 + 24);
+      return f;
+    }, ErrorCode.MALFORMED_FRAME],
+    ['a REBUILD shorter than its fixed part', () => Buffer.from([1, 0x83, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4]), ErrorCode.TRUNCATED_FRAME],
+    ['an ADOPTED whose step name length disagrees with its body', () => {
+      const f = encodeMessage(examples['adopted-failed']!);
+      f.writeUInt16LE(3, 8 + 22);
+      return f;
+    }, ErrorCode.MALFORMED_FRAME],
+  ];
+  for (const [what, make, code] of badPromotion) {
+    it(`refuses ${what} with ${code}`, () => {
+      expect(() => decodeMessage(make())).to.throw().with.property('code', code);
+    });
+  }
+
+  it('lets only a REBUILD exceed the largest frame, and only up to two full queues', () => {
+    const head = (type: number, len: number): Buffer => {
+      const h = Buffer.from([1, type, 0, 0, 0, 0, 0, 0]);
+      h.writeUInt32LE(len, 4);
+      return h;
+    };
+    expect(checkHeader(head(0x83, MAX_REBUILD_BODY))).to.equal(MAX_REBUILD_BODY);
+    expect(() => checkHeader(head(0x83, MAX_REBUILD_BODY + 1))).to.throw().with.property('code', ErrorCode.OVERSIZED_FRAME);
+    expect(() => checkHeader(head(0x82, MAX_FRAME - NSW_HEADER_SIZE + 1))).to.throw().with.property('code', ErrorCode.OVERSIZED_FRAME);
+    // The agent's splitter takes no large frame from a shim, REBUILD or not, and says so at the header.
+    const agentSide = new FrameSplitter({ maxBody: MAX_FRAME - NSW_HEADER_SIZE });
+    expect(() => agentSide.push(head(0x83, 100_000))).to.throw().with.property('code', ErrorCode.OVERSIZED_FRAME);
+  });
+
+  it('carries a REBUILD of tens of megabytes through the splitter, in 64 KiB chunks, intact', () => {
+    const inq = Buffer.alloc(20 * 1024 * 1024, 0x69);
+    inq.writeUInt32LE(0xdeadbeef, inq.length - 4);
+    const outq = Buffer.alloc(6 * 1024 * 1024, 0x6f);
+    const frame = encodeMessage({ ...(examples.rebuild as Extract<NswMessage, { type: 'rebuild' }>), inq, outq });
+    const splitter = new FrameSplitter();
+    const out: Buffer[] = [];
+    const started = Date.now();
+    for (let i = 0; i < frame.length; i += 65536) out.push(...splitter.push(frame.subarray(i, i + 65536)));
+    // One copy per frame, not one per chunk: 400 chunks of a 26 MB frame would copy gigabytes.
+    expect(Date.now() - started).to.be.below(2000);
+    expect(out).to.have.length(1);
+    const msg = decodeMessage(out[0]!) as Extract<NswMessage, { type: 'rebuild' }>;
+    expect(msg.inq.equals(inq)).to.equal(true);
+    expect(msg.outq.equals(outq)).to.equal(true);
+  });
+
+  it('refuses to encode a REBUILD the shim could not rebuild (an IPv6 address, a queue over the limit)', () => {
+    const r = examples.rebuild as Extract<NswMessage, { type: 'rebuild' }>;
+    expect(() => encodeMessage({ ...r, state: { ...r.state, peerAddress: '2001:db8::1' } })).to.throw().with.property('code', NswErrorCode.REBUILD_FAILED);
+    expect(() => encodeMessage({ ...r, inq: Buffer.alloc(MAX_REBUILD_QUEUE + 1) })).to.throw().with.property('code', NswErrorCode.REBUILD_FAILED);
   });
 
   it('refuses to encode a payload larger than the limit', () => {

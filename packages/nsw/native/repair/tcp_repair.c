@@ -41,26 +41,64 @@ const char *ftcp_repair_step_name(enum ftcp_repair_step step)
 	return step_names[step];
 }
 
-static int set_int(int fd, int opt, int val)
+static const struct ftcp_repair_calls libc_calls = {
+	.socket = socket,
+	.setsockopt = setsockopt,
+	.bind = bind,
+	.connect = connect,
+	.send = send,
+	.close = close,
+};
+
+static int set_int(const struct ftcp_repair_calls *c, int fd, int opt, int val)
 {
-	return setsockopt(fd, IPPROTO_TCP, opt, &val, sizeof(val));
+	return c->setsockopt(fd, IPPROTO_TCP, opt, &val, sizeof(val));
 }
 
-static int set_queue_seq(int fd, int queue, uint32_t seq)
+static int set_queue_seq(const struct ftcp_repair_calls *c, int fd, int queue, uint32_t seq)
 {
-	if (set_int(fd, TCP_REPAIR_QUEUE, queue) < 0)
+	if (set_int(c, fd, TCP_REPAIR_QUEUE, queue) < 0)
 		return -1;
-	return setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq));
+	return c->setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof(seq));
+}
+
+/*
+ * Refilling the receive queue counts against the socket's receive buffer.
+ * The kernel grows an unlocked buffer on its own only up to tcp_rmem[2]
+ * (net.ipv4.tcp_rmem, 6 MiB by default); past it tcp_send_rcvq fails
+ * (ENOBUFS: measured with 40 MB unread on a host whose tcp_rmem[2] is
+ * 32 MB). Then, and only then, the buffer is set to hold the whole queue:
+ * SO_RCVBUFFORCE (CAP_NET_ADMIN, which TCP_REPAIR needs anyway) locks it
+ * and ends autotuning, so smaller queues keep the default.
+ */
+static int make_room(const struct ftcp_repair_calls *c, int fd, size_t total)
+{
+	size_t want = total + 65536; /* the kernel doubles it, as for SO_RCVBUF */
+
+	if (want > 0x3fffffff) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return c->setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ (int)want }, sizeof(int));
 }
 
 /* Writes all of buf into the queue selected with TCP_REPAIR_QUEUE. */
-static int fill_queue(int fd, const char *buf, size_t len)
+static int fill_queue(const struct ftcp_repair_calls *c, int fd, const char *buf, size_t len)
 {
+	size_t total = len;
+	int grown = 0;
+
 	while (len > 0) {
-		ssize_t n = send(fd, buf, len, 0);
+		ssize_t n = c->send(fd, buf, len, 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if ((errno == ENOBUFS || errno == ENOMEM) && !grown) {
+				grown = 1;
+				if (make_room(c, fd, total) < 0)
+					return -1;
+				continue;
+			}
 			return -1;
 		}
 		buf += n;
@@ -79,6 +117,12 @@ static int fill_queue(int fd, const char *buf, size_t len)
 
 int ftcp_tcp_repair(const struct ftcp_tcp_state *st, const void *inq, size_t inq_len, enum ftcp_repair_step *failed)
 {
+	return ftcp_tcp_repair_with(st, inq, inq_len, failed, NULL);
+}
+
+int ftcp_tcp_repair_with(const struct ftcp_tcp_state *st, const void *inq, size_t inq_len, enum ftcp_repair_step *failed,
+			 const struct ftcp_repair_calls *c)
+{
 	enum ftcp_repair_step unused;
 	struct sockaddr_in local = { .sin_family = AF_INET, .sin_port = htons(st->local_port), .sin_addr.s_addr = st->local_ip };
 	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(st->peer_port), .sin_addr.s_addr = st->peer_ip };
@@ -89,23 +133,25 @@ int ftcp_tcp_repair(const struct ftcp_tcp_state *st, const void *inq, size_t inq
 
 	if (!failed)
 		failed = &unused;
-	fd = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+	if (!c)
+		c = &libc_calls;
+	fd = c->socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
 	if (fd < 0) {
 		*failed = FTCP_REPAIR_SOCKET;
 		return -1;
 	}
 	/* Under repair the kernel also forces address reuse, so the bind below
 	 * succeeds beside the server's own listening socket. */
-	STEP(FTCP_REPAIR_ON, set_int(fd, TCP_REPAIR, TCP_REPAIR_ON));
+	STEP(FTCP_REPAIR_ON, set_int(c, fd, TCP_REPAIR, TCP_REPAIR_ON));
 	/* The receive queue starts at the first byte not consumed; refilling it
 	 * below moves rcv_nxt to the end of the stable instream. */
-	STEP(FTCP_REPAIR_RECV_SEQ, set_queue_seq(fd, TCP_RECV_QUEUE, st->rcv_nxt - (uint32_t)inq_len));
+	STEP(FTCP_REPAIR_RECV_SEQ, set_queue_seq(c, fd, TCP_RECV_QUEUE, st->rcv_nxt - (uint32_t)inq_len));
 	/* Empty send queue at snd_una: the unacknowledged outstream is written
 	 * after repair mode, so it leaves at once instead of after an RTO. */
-	STEP(FTCP_REPAIR_SEND_SEQ, set_queue_seq(fd, TCP_SEND_QUEUE, st->snd_una));
-	STEP(FTCP_REPAIR_BIND, bind(fd, (struct sockaddr *)&local, sizeof(local)));
+	STEP(FTCP_REPAIR_SEND_SEQ, set_queue_seq(c, fd, TCP_SEND_QUEUE, st->snd_una));
+	STEP(FTCP_REPAIR_BIND, c->bind(fd, (struct sockaddr *)&local, sizeof(local)));
 	/* Under repair, connect sends no SYN: the socket is ESTABLISHED at once. */
-	STEP(FTCP_REPAIR_CONNECT, connect(fd, (struct sockaddr *)&peer, sizeof(peer)));
+	STEP(FTCP_REPAIR_CONNECT, c->connect(fd, (struct sockaddr *)&peer, sizeof(peer)));
 
 	opts[nopts++] = (struct tcp_repair_opt){ .opt_code = FTCP_TCPOPT_MSS, .opt_val = st->mss };
 	/* Scales are fixed by the SYN exchange (RFC 7323 2.2): reuse both shifts. */
@@ -116,15 +162,15 @@ int ftcp_tcp_repair(const struct ftcp_tcp_state *st, const void *inq, size_t inq
 		opts[nopts++] = (struct tcp_repair_opt){ .opt_code = FTCP_TCPOPT_SACK_PERM, .opt_val = 0 };
 	if (st->timestamps)
 		opts[nopts++] = (struct tcp_repair_opt){ .opt_code = FTCP_TCPOPT_TIMESTAMP, .opt_val = 0 };
-	STEP(FTCP_REPAIR_OPTIONS, setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, (socklen_t)(nopts * sizeof(opts[0]))));
+	STEP(FTCP_REPAIR_OPTIONS, c->setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, (socklen_t)(nopts * sizeof(opts[0]))));
 	if (st->timestamps)
-		STEP(FTCP_REPAIR_TIMESTAMP, set_int(fd, TCP_TIMESTAMP, (int)st->ts_val));
+		STEP(FTCP_REPAIR_TIMESTAMP, set_int(c, fd, TCP_TIMESTAMP, (int)st->ts_val));
 
 	if (inq_len > 0) {
-		STEP(FTCP_REPAIR_RECV_QUEUE, set_int(fd, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE));
-		STEP(FTCP_REPAIR_RECV_QUEUE, fill_queue(fd, inq, inq_len));
+		STEP(FTCP_REPAIR_RECV_QUEUE, set_int(c, fd, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE));
+		STEP(FTCP_REPAIR_RECV_QUEUE, fill_queue(c, fd, inq, inq_len));
 	}
-	STEP(FTCP_REPAIR_RECV_QUEUE, set_int(fd, TCP_REPAIR_QUEUE, TCP_NO_QUEUE));
+	STEP(FTCP_REPAIR_RECV_QUEUE, set_int(c, fd, TCP_REPAIR_QUEUE, TCP_NO_QUEUE));
 
 	/* The kernel insists snd_wl1 and rcv_wup are not beyond rcv_nxt. */
 	memset(&win, 0, sizeof(win));
@@ -133,15 +179,15 @@ int ftcp_tcp_repair(const struct ftcp_tcp_state *st, const void *inq, size_t inq
 	win.max_window = st->peer_window;
 	win.rcv_wnd = st->our_window;
 	win.rcv_wup = st->rcv_nxt;
-	STEP(FTCP_REPAIR_WINDOW, setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)));
+	STEP(FTCP_REPAIR_WINDOW, c->setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)));
 
 	/* Leaving repair sends a window probe: the peer answers with an ACK that
 	 * tells our new socket where the peer stands (FT-TCP 2.3.1). */
-	STEP(FTCP_REPAIR_OFF, set_int(fd, TCP_REPAIR, TCP_REPAIR_OFF));
+	STEP(FTCP_REPAIR_OFF, set_int(c, fd, TCP_REPAIR, TCP_REPAIR_OFF));
 	return fd;
 fail:
 	saved = errno;
-	close(fd);
+	c->close(fd);
 	errno = saved;
 	return -1;
 }

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 /* The connection as the peer sees it. Addresses in network byte order, ports
  * and every other field in host byte order. */
@@ -23,8 +25,9 @@ struct ftcp_tcp_state {
 	/* Our sequence number of the first byte the peer has not acknowledged:
 	 * the unacknowledged outstream is sent from here after the rebuild. */
 	uint32_t snd_una;
-	/* Peer's sequence number of the first byte we have not consumed: the
-	 * receive queue is refilled from here with the stable, unread instream. */
+	/* RCV.NXT: the peer's sequence number just past the last stable byte we
+	 * received. The receive queue is refilled with the inq_len unread bytes
+	 * that end here, so the first byte not consumed is rcv_nxt - inq_len. */
 	uint32_t rcv_nxt;
 	uint16_t mss;
 	/* Window scale shifts (RFC 7323 2.2): snd_wscale is the peer's (it scales
@@ -62,6 +65,22 @@ enum ftcp_repair_step {
  * connected descriptor, out of repair mode, or -1 with errno set and *failed
  * naming the step. Needs CAP_NET_ADMIN. Sends nothing but a window probe. */
 int ftcp_tcp_repair(const struct ftcp_tcp_state *st, const void *inq, size_t inq_len, enum ftcp_repair_step *failed);
+
+/* The socket calls ftcp_tcp_repair makes. An LD_PRELOAD library that wraps
+ * some of them (the NSW shim wraps send and close) passes its real ones, so
+ * a rebuild never goes through its own wrappers. */
+struct ftcp_repair_calls {
+	int (*socket)(int, int, int);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	ssize_t (*send)(int, const void *, size_t, int);
+	int (*close)(int);
+};
+
+/* ftcp_tcp_repair through `calls`: NULL means libc's; otherwise every member must be set. */
+int ftcp_tcp_repair_with(const struct ftcp_tcp_state *st, const void *inq, size_t inq_len, enum ftcp_repair_step *failed,
+			 const struct ftcp_repair_calls *calls);
 
 /* Name of a step, for messages. */
 const char *ftcp_repair_step_name(enum ftcp_repair_step step);

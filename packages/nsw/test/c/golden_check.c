@@ -51,6 +51,7 @@ int main(int argc, char **argv) {
   const char *dir = argv[1];
   unsigned char buf[FTCP_NSW_MAX_FRAME];
   size_t n;
+  long len;
 
   n = ftcp_nsw_encode_hello(buf, sizeof buf, 4242, 1, FTCP_NSW_MODE_RECORD, "p/f1/t2", 7);
   expect_bytes(dir, "hello.bin", buf, n);
@@ -81,7 +82,7 @@ int main(int argc, char **argv) {
   check(ftcp_get_u64(buf + FTCP_NSW_HDR_SIZE) == 9, "stable.bin", "call number");
 
   n = load(dir, "result.bin", buf, sizeof buf);
-  long len = ftcp_nsw_check_header(buf);
+  len = ftcp_nsw_check_header(buf);
   struct ftcp_nsw_call got = {0, 0, 0, 0, 0, 0, 0, NULL};
   check(len >= 0 && (size_t)len + FTCP_NSW_HDR_SIZE == n && buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_RESULT, "result.bin", "header");
   check(ftcp_nsw_decode_call(buf + FTCP_NSW_HDR_SIZE, (size_t)len, &got) == 0, "result.bin", "decodes");
@@ -95,6 +96,42 @@ int main(int argc, char **argv) {
   uint16_t code_len = ftcp_get_u16(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_ERROR_OFF_CODE_LEN);
   check(code_len == 19 && memcmp(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_ERROR_OFF_TEXT, "FTCP_ERR_DIVERGENCE", 19) == 0, "error.bin",
         "code");
+
+  /* Promotion: ADOPT and ADOPTED are the shim's, so they must encode identically. */
+  n = ftcp_nsw_encode_adopt(buf, sizeof buf, 9, 0x0123456789abcdefULL);
+  expect_bytes(dir, "adopt.bin", buf, n);
+
+  struct ftcp_nsw_adopted ok = {9, 9, 0x0123456789abcdefULL, 0, FTCP_NSW_ADOPT_STEP_NONE, NULL};
+  n = ftcp_nsw_encode_adopted(buf, sizeof buf, &ok);
+  expect_bytes(dir, "adopted-ok.bin", buf, n);
+
+  struct ftcp_nsw_adopted failed = {9, -1, 0x0123456789abcdefULL, 99, FTCP_REPAIR_BIND, "bind"};
+  n = ftcp_nsw_encode_adopted(buf, sizeof buf, &failed);
+  expect_bytes(dir, "adopted-failed.bin", buf, n);
+
+  /* REBUILD is the agent's: the shim's decoder must find every field where the TypeScript encoder put it. */
+  n = load(dir, "rebuild.bin", buf, sizeof buf);
+  len = ftcp_nsw_check_header_cap(buf, FTCP_NSW_MAX_REBUILD_BODY);
+  check(len >= 0 && (size_t)len + FTCP_NSW_HDR_SIZE == n && buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_REBUILD, "rebuild.bin", "header");
+  struct ftcp_nsw_rebuild rb;
+  check(ftcp_nsw_decode_rebuild(buf + FTCP_NSW_HDR_SIZE, (size_t)len, &rb) == 0, "rebuild.bin", "decodes");
+  unsigned char lip[4], pip[4];
+  memcpy(lip, &rb.state.local_ip, 4);
+  memcpy(pip, &rb.state.peer_ip, 4);
+  check(lip[0] == 10 && lip[1] == 0 && lip[2] == 0 && lip[3] == 1, "rebuild.bin", "local address in network order");
+  check(pip[0] == 192 && pip[1] == 168 && pip[2] == 1 && pip[3] == 20, "rebuild.bin", "peer address in network order");
+  check(rb.state.local_port == 6379 && rb.state.peer_port == 51234, "rebuild.bin", "ports");
+  check(rb.state.snd_una == 0xfffffff0u && rb.state.rcv_nxt == 123456789u, "rebuild.bin", "sequence numbers");
+  check(rb.state.mss == 1448 && rb.state.snd_wscale == 7 && rb.state.rcv_wscale == 9, "rebuild.bin", "mss and window scales");
+  check(rb.state.sack_ok == 1 && rb.state.timestamps == 1 && rb.state.ts_val == 0x80000001u, "rebuild.bin", "options and TSval");
+  check(rb.state.peer_window == 8388480u && rb.state.our_window == 262144u, "rebuild.bin", "windows");
+  check(rb.inq_len == 8 && memcmp(rb.inq, "GET /b\r\n", 8) == 0, "rebuild.bin", "inq");
+  check(rb.outq_len == 17 && memcmp(rb.outq, "HTTP/1.1 200 OK\r\n", 17) == 0, "rebuild.bin", "outq");
+  /* Lengths that disagree with the body, or a REBUILD-sized body under the ordinary limit, are refused. */
+  check(ftcp_nsw_decode_rebuild(buf + FTCP_NSW_HDR_SIZE, (size_t)len - 1, &rb) == -1, "rebuild.bin", "short body accepted");
+  unsigned char big[8] = {1, FTCP_NSW_MSG_REBUILD, 0, 0, 0, 0, 0x10, 0};
+  check(ftcp_nsw_check_header(big) == -1 && ftcp_nsw_check_header_cap(big, FTCP_NSW_MAX_REBUILD_BODY) == 0x100000, "big REBUILD",
+        "header limits");
 
   /* A header with another version or non-zero flags is refused. */
   unsigned char bad[8] = {2, FTCP_NSW_MSG_STABLE, 0, 0, 8, 0, 0, 0};
