@@ -7,8 +7,9 @@
  * turn the local kernel's view into the client's: client = kernel + delta.
  */
 import { FtcpError } from '@ftcp/stable-buffer';
+import type { ConnRecord } from '@ftcp/stable-buffer';
 import { SswErrorCode } from './errors.js';
-import { seq, seqAdd, seqDelta, seqMax } from './wire/seq.js';
+import { offsetToSeq, seq, seqAdd, seqDelta, seqMax } from './wire/seq.js';
 import type { SeqDelta, SeqNum } from './wire/seq.js';
 import { MAX_WINDOW_SCALE } from './wire/tcp.js';
 
@@ -21,11 +22,16 @@ export interface ConnKey {
 }
 
 /**
- * What the wrap does with a connection's outgoing segments.
+ * What the wrap does with a connection's segments.
  * `record`: the primary (FT-TCP 3.3): rewrite and send.
- * `silent`: a backup before promotion (FT-TCP 3.6): drop every one.
+ * `silent`: a backup before promotion (FT-TCP 3.6): drop every outgoing one.
+ * `pending`: adopted by a promoted backup from the dead primary, its kernel
+ * socket not rebuilt yet: every incoming segment is dropped (the kernel would
+ * answer it with a RST) and the client is kept waiting with zero-window ACKs
+ * (FT-TCP 2.3.1); the first outgoing segment, sent by the rebuilt socket,
+ * makes it `record`.
  */
-export type ConnMode = 'silent' | 'record';
+export type ConnMode = 'silent' | 'record' | 'pending';
 
 /**
  * Offsets from the local kernel's view of a connection to the client's.
@@ -96,6 +102,18 @@ export interface Connection {
   lastTsValSent: number | undefined;
   /** Last TSval received from the client, echoed by crafted segments. */
   lastClientTsVal: number | undefined;
+  /**
+   * Highest TSecr the client echoed (client view, RFC 7323 5.2 order): the
+   * newest of our TSvals it had seen, so the floor for every TSval sent to it
+   * (its PAWS check drops older ones). Undefined before the first.
+   */
+  clientTsEcrHigh: number | undefined;
+  /**
+   * Adopted from a dead primary's record by a promoted backup (see
+   * {@link AdoptedConnection}): the rebuilt kernel socket may not yet have
+   * re-sent what the old primary sent, so the client may ack beyond it.
+   */
+  adopted: boolean;
   finFromClient: boolean;
   finFromServer: boolean;
   reset: boolean;
@@ -165,6 +183,76 @@ export function promote(c: Connection, deltas: ConnDeltas): void {
   c.mode = 'record';
   c.deltas = deltas;
   c.handshakeStable = true;
+}
+
+/** The fields of a connection record an adoption needs (a full `ConnRecord` will do). */
+export type AdoptedConnRecord = Omit<ConnRecord, 'kind' | 'epoch'>;
+
+/**
+ * A connection of a dead primary that a promoted backup takes over: what the
+ * stable buffer holds about it. The new primary keeps logging to the same
+ * buffer connection (`rec.connId`) at the same instream offsets, so a later
+ * backup replays one history.
+ */
+export interface AdoptedConnection {
+  /** The connection record: 4-tuple, ISNs, MSS, both window scales, SACK, timestamps. */
+  rec: AdoptedConnRecord;
+  /** Client bytes logged, contiguous from offset 0 (a FIN counts one): stable-seq starts here. */
+  stableOffset: number;
+  /** Offset of the outstream the client acknowledged up to (exclusive), as logged. */
+  clientAckOffset: number;
+  /** The client's last logged window in bytes (already scaled). */
+  clientWindow: number;
+  /** Highest TSecr the client echoed, as logged (0 without timestamps). */
+  clientTsEcr: number;
+}
+
+/**
+ * Check an {@link AdoptedConnection} before it changes any state.
+ * @throws FtcpError `FTCP_ERR_BAD_CONFIG` naming the first bad field.
+ */
+export function checkAdoptedConnection(a: AdoptedConnection): void {
+  const r = a.rec;
+  const u32 = 0xffffffff;
+  const fields: [string, number, number, number][] = [
+    ['rec.connId', r.connId, 0, Number.MAX_SAFE_INTEGER],
+    ['rec.clientIp', r.clientIp, 0, u32],
+    ['rec.serverIp', r.serverIp, 0, u32],
+    ['rec.clientPort', r.clientPort, 0, 0xffff],
+    ['rec.serverPort', r.serverPort, 0, 0xffff],
+    ['rec.clientIsn', r.clientIsn, 0, u32],
+    ['rec.serverIsn', r.serverIsn, 0, u32],
+    ['rec.mss', r.mss, 0, 0xffff],
+    ['rec.clientWscale', r.clientWscale, 0, MAX_WINDOW_SCALE],
+    ['rec.serverWscale', r.serverWscale, 0, MAX_WINDOW_SCALE],
+    ['stableOffset', a.stableOffset, 0, Number.MAX_SAFE_INTEGER],
+    ['clientAckOffset', a.clientAckOffset, 0, Number.MAX_SAFE_INTEGER],
+    ['clientWindow', a.clientWindow, 0, 0xffff * 2 ** MAX_WINDOW_SCALE],
+    ['clientTsEcr', a.clientTsEcr, 0, u32],
+  ];
+  for (const [name, v, lo, hi] of fields) {
+    if (!Number.isInteger(v) || v < lo || v > hi) {
+      throw new FtcpError(SswErrorCode.BAD_CONFIG, `adopted connection ${r.connId}: ${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+    }
+  }
+}
+
+/** The four-tuple of an adopted connection's record. */
+export function adoptedKey(a: AdoptedConnection): ConnKey {
+  const r = a.rec;
+  return { clientAddr: r.clientIp, clientPort: r.clientPort, serverAddr: r.serverIp, serverPort: r.serverPort };
+}
+
+/**
+ * A `pending` connection's rebuilt kernel socket has sent its first segment
+ * (leaving TCP_REPAIR sends a window probe; nothing else sends on that
+ * four-tuple, as every incoming segment was dropped): from now on it is an
+ * ordinary `record` connection. Returns true when it was pending.
+ */
+export function goLive(c: Connection): boolean {
+  if (c.mode !== 'pending') return false;
+  c.mode = 'record';
+  return true;
 }
 
 /** Limits and clock of a {@link ConnTable}. */
@@ -268,6 +356,8 @@ export class ConnTable {
       clientRightEdgeHigh: undefined,
       lastTsValSent: undefined,
       lastClientTsVal: undefined,
+      clientTsEcrHigh: undefined,
+      adopted: false,
       finFromClient: false,
       finFromServer: false,
       reset: false,
@@ -275,6 +365,37 @@ export class ConnTable {
       lastActivity: this.now(),
     };
     this.conns.set(id, c);
+    return c;
+  }
+
+  /**
+   * Add a connection adopted from a dead primary (see {@link AdoptedConnection}),
+   * in mode `pending`, replacing any with the same four-tuple. Its view is
+   * rebuilt from the record: ISNs, both sides' options, stable-seq at
+   * `stableOffset`, the client's ack, right edge and TSecr as logged, and the
+   * send edge at the client's ack (the rebuilt socket's send queue starts
+   * there; outgoing segments move it on). Its handshake is stable: the record
+   * came from the buffer. Returns undefined when the table is full.
+   * Check the input with {@link checkAdoptedConnection} first.
+   */
+  adopt(a: AdoptedConnection): Connection | undefined {
+    const r = a.rec;
+    const clientIsn = seq(r.clientIsn);
+    const c = this.open(adoptedKey(a), { mode: 'pending', clientIsn, stableSeq: offsetToSeq(a.stableOffset, clientIsn) });
+    if (c === undefined) return undefined;
+    // The record keeps the negotiated shifts only (0 when not negotiated),
+    // which give the same shifts when set on both sides.
+    const syn = (windowScale: number): SynOptions => ({ mss: r.mss, windowScale, sackPermitted: r.sackOk, timestamps: r.timestamps });
+    c.clientSyn = syn(r.clientWscale);
+    c.serverSyn = syn(r.serverWscale);
+    c.serverIsn = seq(r.serverIsn);
+    c.handshakeStable = true;
+    c.adopted = true;
+    const clientAck = offsetToSeq(a.clientAckOffset, c.serverIsn);
+    c.sndNxt = clientAck;
+    c.clientAckHigh = clientAck;
+    c.clientRightEdgeHigh = seqAdd(clientAck, a.clientWindow);
+    c.clientTsEcrHigh = r.timestamps ? a.clientTsEcr : undefined;
     return c;
   }
 

@@ -13,7 +13,7 @@ import { MAX_WINDOW_FIELD } from './rewrite.js';
 import { writeU16, writeU32 } from './wire/bytes.js';
 import { tcpChecksum } from './wire/checksum.js';
 import { IP_PROTO_TCP, writeIpv4Checksum } from './wire/ipv4.js';
-import { seqAdd, seqForward, seqGt, seqLt, seqMax, seqMin } from './wire/seq.js';
+import { seqAdd, seqForward, seqGt, seqLt, seqMax, seqMin, u32Max } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
 import type { SackBlock } from './wire/tcp.js';
 import { TCP, TcpFlag, TcpOptionKind } from './wire/tcp.js';
@@ -30,18 +30,21 @@ export interface CraftAckOptions {
 
 /**
  * Build an ACK from the server to the client of connection `c`: seq at the
- * send edge, ack at stable-seq (never beyond, DESIGN invariant 1), window
- * reaching the highest right edge already advertised (or zero), timestamps
- * when negotiated (TSval repeats the last one sent, which PAWS accepts,
- * RFC 7323 5.3; TSecr echoes the client's last). Updates the connection's
- * last ack and right edge, as the rewriter does for the segments it sends.
+ * send edge ({@link craftedSeqNumber}), ack at stable-seq (never beyond,
+ * DESIGN invariant 1), window reaching the highest right edge already
+ * advertised (or zero), timestamps when negotiated ({@link craftedTsVal};
+ * TSecr echoes the client's last TSval, or 0 before one was seen, which
+ * yields no RTT sample, RFC 7323 4.1). Updates the connection's last ack and
+ * right edge, as the rewriter does for the segments it sends.
  *
- * The connection must have completed its handshake through the wrap (send
- * edge and server ISN known); otherwise this is a caller bug (assert).
+ * The connection must have completed its handshake through the wrap, or
+ * been adopted (send edge and server ISN known); otherwise this is a caller
+ * bug (assert).
  */
 export function craftAck(c: Connection, opts: CraftAckOptions = {}): Buffer {
   assert(c.sndNxt !== undefined, 'craftAck before any segment was sent');
-  const ts = timestampsNegotiated(c) && c.lastTsValSent !== undefined;
+  const tsVal = craftedTsVal(c);
+  const ts = timestampsNegotiated(c) && tsVal !== undefined;
   const sack = sackNegotiated(c) ? (opts.sackBlocks ?? []) : [];
   assert(sack.length <= (ts ? 3 : 4), 'too many SACK blocks for the option space');
   const optLen = (ts ? 12 : 0) + (sack.length > 0 ? 4 + 8 * sack.length : 0);
@@ -69,7 +72,7 @@ export function craftAck(c: Connection, opts: CraftAckOptions = {}): Buffer {
   const t = 20;
   writeU16(b, t + TCP.SRC_PORT, k.serverPort);
   writeU16(b, t + TCP.DST_PORT, k.clientPort);
-  writeU32(b, t + TCP.SEQ, c.sndNxt);
+  writeU32(b, t + TCP.SEQ, craftedSeqNumber(c));
   writeU32(b, t + TCP.ACK, ack);
   b[t + TCP.DATA_OFFSET] = (tcpLen / 4) << 4;
   b[t + TCP.FLAGS] = TcpFlag.ACK;
@@ -81,7 +84,7 @@ export function craftAck(c: Connection, opts: CraftAckOptions = {}): Buffer {
     b[o++] = TcpOptionKind.NOP;
     b[o++] = TcpOptionKind.TIMESTAMPS;
     b[o++] = 10;
-    writeU32(b, o, c.lastTsValSent ?? 0);
+    writeU32(b, o, tsVal ?? 0);
     writeU32(b, o + 4, c.lastClientTsVal ?? 0);
     o += 8;
   }
@@ -102,6 +105,35 @@ export function craftAck(c: Connection, opts: CraftAckOptions = {}): Buffer {
   const right = seqAdd(ack, units * 2 ** shift);
   if (c.lastRightEdge === undefined || seqLt(c.lastRightEdge, right)) c.lastRightEdge = right;
   return b;
+}
+
+/**
+ * The seq of a crafted segment: the local send edge, or for an adopted
+ * connection whose client has acknowledged past it (bytes the old primary
+ * sent that the rebuilt socket has not re-sent yet) the client's receive
+ * edge. Linux drops a segment whose seq is before its receive edge whole,
+ * ack and window included (`tcp_sequence`), so a crafted ACK must not lag.
+ */
+export function craftedSeqNumber(c: Connection): SeqNum {
+  assert(c.sndNxt !== undefined, 'no send edge yet');
+  if (c.adopted && c.clientAckHigh !== undefined) return seqMax(c.sndNxt, c.clientAckHigh);
+  return c.sndNxt;
+}
+
+/**
+ * The TSval of a crafted segment: the newer of the last TSval sent and the
+ * highest TSecr the client echoed (RFC 7323 5.2 order). PAWS (RFC 7323 5.3)
+ * drops a segment with a TSval older than the newest the client has seen;
+ * repeating one it has seen passes. A pending connection has sent nothing
+ * yet and uses the client's TSecr alone. Never a value the client has not
+ * seen: the client would take it as its new floor, and the rebuilt socket's
+ * own TSvals (set from the logged TSecr) could then fall behind it and be
+ * dropped. Undefined when neither is known.
+ */
+export function craftedTsVal(c: Connection): number | undefined {
+  if (c.lastTsValSent === undefined) return c.clientTsEcrHigh;
+  if (c.clientTsEcrHigh === undefined) return c.lastTsValSent;
+  return u32Max(c.lastTsValSent, c.clientTsEcrHigh);
 }
 
 /**

@@ -20,6 +20,10 @@ export const SswErrorCode = {
   NFQUEUE: 'FTCP_ERR_NFQUEUE',
   /** A raw-socket operation failed (open, send); `errno` says why. */
   RAW_SOCKET: 'FTCP_ERR_RAW_SOCKET',
+  /** A network device named in a call does not exist (in this network namespace). */
+  NO_SUCH_DEVICE: 'FTCP_ERR_NO_SUCH_DEVICE',
+  /** The connection table is full: a connection could not be adopted. */
+  TABLE_FULL: 'FTCP_ERR_TABLE_FULL',
   /** The queue or socket was already closed. */
   CLOSED: ErrorCode.CLOSED,
   /** A configuration value is out of range (shared code). */

@@ -10,6 +10,8 @@
  *   suppression, silent mode).
  * - {@link SouthSideWrap}: parse, look up, rewrite, verdict, counters.
  * - craft: ACKs the wrap sends on its own (eager acks, keep-alives).
+ * - promotion: connections adopted from a dead primary (`pending` until
+ *   their rebuilt socket speaks), and the gratuitous ARP that moves the VIP.
  */
 
 /** Package version, for status output and compatibility checks. */
@@ -32,6 +34,7 @@ export {
   seqToOffset,
   u32Add,
   u32Diff,
+  u32Max,
 } from './wire/seq.js';
 export type { SeqDelta, SeqNum } from './wire/seq.js';
 
@@ -68,6 +71,7 @@ export {
   parseTcpPacket,
   parseTcpPacketOrThrow,
   readTcpChecksum,
+  retainSackBlocks,
   segmentLength,
   setAck,
   setSackBlock,
@@ -95,8 +99,10 @@ export type {
 
 export {
   advanceStable,
+  checkAdoptedConnection,
   ConnTable,
   connId,
+  goLive,
   incomingWindowShift,
   markHandshakeStable,
   outgoingWindowShift,
@@ -105,15 +111,25 @@ export {
   timestampsNegotiated,
   ZERO_DELTAS,
 } from './conntable.js';
-export type { ConnDeltas, ConnKey, ConnMode, ConnTableOptions, Connection, OpenConnection, SynOptions } from './conntable.js';
+export type {
+  AdoptedConnection,
+  AdoptedConnRecord,
+  ConnDeltas,
+  ConnKey,
+  ConnMode,
+  ConnTableOptions,
+  Connection,
+  OpenConnection,
+  SynOptions,
+} from './conntable.js';
 
-export { incomingEnd, MAX_WINDOW_FIELD, rewriteIncoming, rewriteOutgoing, synOptionsOf } from './rewrite.js';
+export { incomingEnd, MAX_WINDOW_FIELD, noteClientSegment, rewriteIncoming, rewriteOutgoing, synOptionsOf } from './rewrite.js';
 export type { IncomingDecision, OutgoingDecision } from './rewrite.js';
 
 export { SouthSideWrap } from './wrap.js';
 export type { DropReason, PacketMeta, Verdict, WrapCounters, WrapOptions, WrapStatus } from './wrap.js';
 
-export { ackIsDue, craftAck, craftedAckNumber } from './craft.js';
+export { ackIsDue, craftAck, craftedAckNumber, craftedSeqNumber, craftedTsVal } from './craft.js';
 export type { CraftAckOptions } from './craft.js';
 
 export { MalformedPacketError, SswErrorCode } from './errors.js';
@@ -124,8 +140,12 @@ export type { AcceptOptions, NfQueueOptions, QueuedPacket } from './nfqueue.js';
 export { ServiceRules, CHAIN_PREFIX, listRules, removeStaleRules, renderRules } from './netfilter/rules.js';
 export type { ServiceRuleSpec } from './netfilter/rules.js';
 
-export { Recorder } from './recorder.js';
+export { GO_LIVE_DUPLICATE_ACKS, Recorder } from './recorder.js';
 export type { AckStrategy, PacketInjector, PacketVerdicts, RecordedPacket, RecorderCounters, RecorderOptions } from './recorder.js';
 
 export { RecordingWrap } from './recording-wrap.js';
 export type { RecordingWrapOptions, RecordingWrapStatus } from './recording-wrap.js';
+
+export { sendGratuitousArp } from './garp.js';
+export type { GratuitousArpOptions } from './garp.js';
+export { ARP_FRAME, gratuitousArpFrame } from './wire/arp.js';

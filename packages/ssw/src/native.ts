@@ -1,6 +1,6 @@
 /**
- * Loader of the native addon (`native/src/addon.cc`): NFQUEUE and raw
- * sockets, nothing else. Loaded on first use, so the pure parts of this
+ * Loader of the native addon (`native/src/addon.cc`): NFQUEUE, raw sockets
+ * and link-layer frames, nothing else. Loaded on first use, so the pure parts of this
  * package work where the addon is not built.
  */
 import { createRequire } from 'node:module';
@@ -32,6 +32,15 @@ export interface NativeRawSocket {
   close(): void;
 }
 
+/** A network device as the addon reports it. */
+export interface NativeLinkAddress {
+  index: number;
+  /** ARPHRD_* type (1 is Ethernet). */
+  hwType: number;
+  /** The first 6 bytes of the hardware address. */
+  address: Buffer;
+}
+
 /** The addon's exports. */
 export interface NativeAddon {
   Queue: new (
@@ -43,6 +52,8 @@ export interface NativeAddon {
     onBatch: (packets: NativePacket[]) => void,
   ) => NativeQueue;
   RawSocket: new (mark: number) => NativeRawSocket;
+  linkAddress(ifname: string): NativeLinkAddress;
+  sendFrame(ifindex: number, frame: Uint8Array): number;
   NF_DROP: number;
   NF_ACCEPT: number;
   NF_REPEAT: number;

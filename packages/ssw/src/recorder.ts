@@ -13,14 +13,31 @@
  * - `delayed`: inject one if no outgoing segment carried the news within
  *   `delayedAckMs` (like a receiver's delayed ACK);
  * - `lazy`: never inject; the next segment the server sends carries it.
+ *
+ * A promoted backup hands the recorder the dead primary's connections
+ * ({@link Recorder.adopt}): they log to the same buffer connections at the
+ * same offsets; while `pending` (no rebuilt socket yet) their clients get
+ * zero-window ACKs instead of the kernel's RSTs; when the rebuilt socket
+ * speaks, the client gets a window update and duplicate ACKs.
  */
 import type { StableBufferClient } from '@ftcp/stable-buffer';
 import { CloseReason, ErrorCode, FtcpError, SegFlag } from '@ftcp/stable-buffer';
-import type { Connection } from './conntable.js';
-import { advanceStable, incomingWindowShift, markHandshakeStable, outgoingWindowShift, sackNegotiated, timestampsNegotiated } from './conntable.js';
+import type { AdoptedConnection, Connection } from './conntable.js';
+import {
+  adoptedKey,
+  advanceStable,
+  checkAdoptedConnection,
+  connId,
+  incomingWindowShift,
+  markHandshakeStable,
+  outgoingWindowShift,
+  sackNegotiated,
+  timestampsNegotiated,
+} from './conntable.js';
 import { ackIsDue, craftAck } from './craft.js';
+import { SswErrorCode } from './errors.js';
 import type { SouthSideWrap, Verdict } from './wrap.js';
-import { seq, seqForward, seqToOffset } from './wire/seq.js';
+import { seq, seqForward, seqToOffset, u32Diff } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
 import { TcpFlag } from './wire/tcp.js';
 
@@ -62,6 +79,13 @@ export interface RecorderOptions {
   clientAckEveryMs?: number;
   /** First buffer connection id; ids must not repeat within a buffer. Default epoch * 2^32 + 1. */
   firstConnId?: number;
+  /**
+   * Pending connections: the least time between two zero-window ACKs to one
+   * client, in ms, however many of its segments arrive. Default 100.
+   */
+  zeroWindowAckGapMs?: number;
+  /** Pending connections: a zero-window keep-alive this often, in ms, even to a silent client. Default 1000. */
+  pendingKeepaliveMs?: number;
 }
 
 /** Counters an operator reads during an incident. */
@@ -74,7 +98,33 @@ export interface RecorderCounters {
   logFailures: number;
   truncatedDropped: number;
   closesLogged: number;
+  /** Client ack, window and TSecr high-water records written. */
+  clientAcksLogged: number;
+  /** Connections adopted from a dead primary. */
+  adopted: number;
+  /** Zero-window ACKs sent to clients of pending connections (answers and keep-alives). */
+  zeroWindowAcks: number;
+  /** ACKs sent when a pending connection went live (a window update, then duplicates). */
+  goLiveAcks: number;
+  /** Pending connections given up with {@link Recorder.releasePending}. */
+  pendingReleased: number;
+  /** Crafted packets the raw socket refused (each is lost; the client or a timer recovers). */
+  injectFailures: number;
 }
+
+/**
+ * Duplicate ACKs sent after the window update when a pending connection goes
+ * live. Measured on Linux 6.18 (two namespaces, client segments dropped,
+ * ACKs crafted from the server's side): a client without SACK that has not
+ * yet had a retransmission timeout fast-retransmits at once on the third
+ * duplicate (`tcp_newreno_mark_lost`: three reno "SACKs" reach the
+ * reordering threshold). A client with SACK ignores plain duplicates (RACK,
+ * like RFC 6675, needs SACKed data), and a client already in loss recovery
+ * after a timeout (any outage longer than its RTO) ignores both: only an ACK
+ * of new data frees its congestion window, so it resends at its next,
+ * backed-off, RTO. Three small packets are cheap for the case they help.
+ */
+export const GO_LIVE_DUPLICATE_ACKS = 3;
 
 const HOOK_LOCAL_OUT = 3;
 
@@ -87,6 +137,11 @@ interface Tracked {
   /** Offset of stable-seq, to unwrap sequence numbers near it. */
   stableOffset: number;
   clientAckLogged: number;
+  /** The TSecr and window of the last client-ack record (undefined before one). */
+  tsEcrLogged: number | undefined;
+  windowLogged: number | undefined;
+  /** Clock time of the last zero-window ACK sent to this client. */
+  lastZeroWindowAckAt: number;
   clientAckTimer: NodeJS.Timeout | null;
   delayedTimer: NodeJS.Timeout | null;
   closeLogged: boolean;
@@ -102,12 +157,21 @@ export class Recorder {
     logFailures: 0,
     truncatedDropped: 0,
     closesLogged: 0,
+    clientAcksLogged: 0,
+    adopted: 0,
+    zeroWindowAcks: 0,
+    goLiveAcks: 0,
+    pendingReleased: 0,
+    injectFailures: 0,
   };
   private readonly tracked = new Map<string, Tracked>();
   private nextConnId: number;
   private readonly ack: AckStrategy;
   private readonly delayedAckMs: number;
   private readonly clientAckEveryMs: number;
+  private readonly zeroWindowAckGapMs: number;
+  private readonly pendingKeepaliveMs: number;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(private readonly opts: RecorderOptions) {
@@ -117,7 +181,101 @@ export class Recorder {
     }
     this.delayedAckMs = opts.delayedAckMs ?? 40;
     this.clientAckEveryMs = opts.clientAckEveryMs ?? 10;
+    this.zeroWindowAckGapMs = opts.zeroWindowAckGapMs ?? 100;
+    this.pendingKeepaliveMs = opts.pendingKeepaliveMs ?? 1000;
+    for (const [name, v] of [
+      ['zeroWindowAckGapMs', this.zeroWindowAckGapMs],
+      ['pendingKeepaliveMs', this.pendingKeepaliveMs],
+    ] as const) {
+      if (!Number.isInteger(v) || v <= 0) throw new FtcpError(ErrorCode.BAD_CONFIG, `${name} must be a positive integer, got ${v}`);
+    }
     this.nextConnId = opts.firstConnId ?? opts.buffer.epoch * 2 ** 32 + 1;
+  }
+
+  /**
+   * Take over connections of a dead primary, before the VIP moves to this
+   * host (so no segment of theirs reaches a kernel without their socket).
+   * Each becomes `pending`: its segments are dropped and answered, at most
+   * every `zeroWindowAckGapMs`, with a zero-window ACK at stable-seq, and a
+   * keep-alive goes out every `pendingKeepaliveMs` (FT-TCP 2.3.1: a client
+   * facing a zero window keeps probing instead of timing out, for however
+   * long a cold roll-forward takes). Client bytes are logged to the
+   * record's buffer connection at the same offsets, once live.
+   *
+   * The rebuilt socket must have its receive queue end at or past
+   * `stableOffset` and its send queue start at `clientAckOffset`: the
+   * pending ACKs already acknowledge stable-seq to the client. Its first
+   * outgoing segment makes the connection `record`; then a window update and
+   * {@link GO_LIVE_DUPLICATE_ACKS} duplicate ACKs tell the client to resend
+   * what the dead primary never logged.
+   *
+   * Checks every entry before it changes anything.
+   * @throws FtcpError `FTCP_ERR_BAD_CONFIG` for a bad entry or a recorder
+   *   without an injector, `FTCP_ERR_CONFLICT` for a four-tuple or buffer
+   *   connection id already followed (or twice in the list),
+   *   `FTCP_ERR_TABLE_FULL` when the table cannot hold them all,
+   *   `FTCP_ERR_CLOSED` after {@link close}.
+   */
+  adopt(list: readonly AdoptedConnection[]): void {
+    if (this.closed) throw new FtcpError(ErrorCode.CLOSED, 'the recorder is closed');
+    if (!this.opts.injector) throw new FtcpError(ErrorCode.BAD_CONFIG, 'adopted connections are answered with crafted ACKs: give the recorder an injector');
+    const ids = new Set<string>();
+    const bufferIds = new Set<number>([...this.tracked.values()].map((t) => t.bufferId));
+    for (const a of list) {
+      checkAdoptedConnection(a);
+      const id = connId(adoptedKey(a));
+      if (ids.has(id) || this.tracked.has(id) || this.opts.wrap.table.get(adoptedKey(a)) !== undefined) {
+        throw new FtcpError(ErrorCode.CONFLICT, `connection ${a.rec.connId}: its four-tuple is already followed`);
+      }
+      if (bufferIds.has(a.rec.connId)) throw new FtcpError(ErrorCode.CONFLICT, `buffer connection ${a.rec.connId} is already followed`);
+      ids.add(id);
+      bufferIds.add(a.rec.connId);
+    }
+    const table = this.opts.wrap.table;
+    if (table.size + list.length > table.maxEntries) table.sweep();
+    if (table.size + list.length > table.maxEntries) {
+      throw new FtcpError(SswErrorCode.TABLE_FULL, `cannot adopt ${list.length} connections: ${table.size} of ${table.maxEntries} entries are in use`);
+    }
+    for (const a of list) {
+      const conn = this.opts.wrap.adopt(a);
+      // Room was checked above and nothing ran in between.
+      if (conn === undefined) throw new FtcpError(SswErrorCode.TABLE_FULL, `connection ${a.rec.connId}: the table is full`);
+      this.tracked.set(conn.id, {
+        bufferId: a.rec.connId,
+        held: [],
+        conn,
+        recordWritten: true,
+        stableOffset: a.stableOffset,
+        clientAckLogged: a.clientAckOffset,
+        tsEcrLogged: a.rec.timestamps ? a.clientTsEcr : undefined,
+        windowLogged: a.clientWindow,
+        lastZeroWindowAckAt: -Infinity,
+        clientAckTimer: null,
+        delayedTimer: null,
+        closeLogged: false,
+      });
+      this.counters.adopted++;
+    }
+    if (list.length > 0) this.startKeepalive();
+  }
+
+  /**
+   * Give up a pending connection whose socket could not be rebuilt: it is
+   * forgotten and logged closed (`CloseReason.LOCAL`, so no later backup
+   * rebuilds it), and its client's next segment reaches the kernel, which
+   * resets it: the client sees an error instead of waiting forever.
+   * Returns false when `bufferConnId` names no pending connection.
+   */
+  releasePending(bufferConnId: number): boolean {
+    const t = [...this.tracked.values()].find((x) => x.bufferId === bufferConnId);
+    if (!t || t.conn.mode !== 'pending') return false;
+    this.opts.wrap.table.delete(t.conn.key);
+    t.closeLogged = true;
+    this.counters.closesLogged++;
+    this.counters.pendingReleased++;
+    this.opts.buffer.writeClose({ connId: t.bufferId, reason: CloseReason.LOCAL }).catch(() => this.counters.logFailures++);
+    this.forget(t.conn.id);
+    return true;
   }
 
   /** Handles a batch from the queue, in order. Never throws: a bad packet is dropped and counted. */
@@ -143,7 +301,20 @@ export class Recorder {
   private track(conn: Connection): Tracked {
     let t = this.tracked.get(conn.id);
     if (!t) {
-      t = { bufferId: this.nextConnId++, held: [], conn, recordWritten: false, stableOffset: 0, clientAckLogged: 0, clientAckTimer: null, delayedTimer: null, closeLogged: false };
+      t = {
+        bufferId: this.nextConnId++,
+        held: [],
+        conn,
+        recordWritten: false,
+        stableOffset: 0,
+        clientAckLogged: 0,
+        tsEcrLogged: undefined,
+        windowLogged: undefined,
+        lastZeroWindowAckAt: -Infinity,
+        clientAckTimer: null,
+        delayedTimer: null,
+        closeLogged: false,
+      };
       this.tracked.set(conn.id, t);
     }
     return t;
@@ -159,10 +330,20 @@ export class Recorder {
       return;
     }
     this.give(p, v);
+    if (v.wentLive && v.conn) this.sendGoLiveAcks(v.conn);
     if (v.verdict === 'accept' && v.conn) this.afterSegment(v.conn);
   }
 
   private onIncoming(p: RecordedPacket, v: Verdict): void {
+    if (v.verdict === 'drop' && v.reason === 'pending' && v.conn) {
+      this.opts.verdicts.drop(p.id);
+      const t = this.tracked.get(v.conn.id);
+      if (t) {
+        this.noteClientAck(t);
+        this.answerPending(t);
+      }
+      return;
+    }
     if (v.verdict !== 'accept' || !v.conn || !v.packet) {
       this.give(p, v);
       return;
@@ -269,24 +450,121 @@ export class Recorder {
   }
 
   private injectAckIfDue(c: Connection): void {
-    if (this.closed || !this.opts.injector || !ackIsDue(c)) return;
-    this.opts.injector.send(craftAck(c));
-    this.counters.acksInjected++;
+    if (this.closed || !ackIsDue(c)) return;
+    if (this.inject(craftAck(c))) this.counters.acksInjected++;
   }
 
-  /** Logs the client's ack and window high-water marks, at most every `clientAckEveryMs`. */
+  /** Sends a crafted packet; a refusal is counted, never thrown (the per-packet path must not throw). */
+  private inject(packet: Buffer): boolean {
+    if (this.closed || !this.opts.injector) return false;
+    try {
+      this.opts.injector.send(packet);
+      return true;
+    } catch {
+      this.counters.injectFailures++;
+      return false;
+    }
+  }
+
+  /** Answers a pending connection's segment with a zero-window ACK, at most every `zeroWindowAckGapMs`. */
+  private answerPending(t: Tracked): void {
+    const now = this.opts.wrap.table.now();
+    if (now - t.lastZeroWindowAckAt >= this.zeroWindowAckGapMs) this.sendZeroWindowAck(t, now);
+  }
+
+  /**
+   * A zero-window ACK at stable-seq (FT-TCP 2.3.1): it acknowledges nothing
+   * the buffer does not hold (invariant 1) and lets no new data in. A Linux
+   * client that takes it as a window update (`tcp_may_update_window`)
+   * retransmits as zero-window probes and does not time out the connection
+   * while ACKs keep arriving (`tcp_retransmit_timer`); one that does not
+   * (its last window came from a segment at our seq) keeps its ordinary
+   * retransmission timer, which gives up only after `tcp_retries2`, about
+   * 15 minutes. Either way it never sees its bytes acknowledged unlogged.
+   * Measured on Linux 6.18, the ACKs do not change when it retransmits.
+   */
+  private sendZeroWindowAck(t: Tracked, now: number): void {
+    t.lastZeroWindowAckAt = now;
+    if (this.inject(craftAck(t.conn, { zeroWindow: true }))) this.counters.zeroWindowAcks++;
+  }
+
+  private startKeepalive(): void {
+    if (this.keepaliveTimer || this.closed) return;
+    this.keepaliveTimer = setInterval(() => this.keepPendingAlive(), this.pendingKeepaliveMs);
+    // The queue keeps the process alive; this timer alone must not.
+    this.keepaliveTimer.unref();
+  }
+
+  /** One zero-window keep-alive to every pending client not answered within the gap; stops when none is left. */
+  private keepPendingAlive(): void {
+    const now = this.opts.wrap.table.now();
+    let pending = 0;
+    for (const t of [...this.tracked.values()]) {
+      if (t.conn.mode !== 'pending') continue;
+      if (this.opts.wrap.table.get(t.conn.key) !== t.conn) {
+        // The table collected it (idle timeout): nothing is left to keep alive.
+        this.forget(t.conn.id);
+        continue;
+      }
+      pending++;
+      if (now - t.lastZeroWindowAckAt >= this.zeroWindowAckGapMs) this.sendZeroWindowAck(t, now);
+    }
+    if (pending === 0 && this.keepaliveTimer) {
+      clearInterval(this.keepaliveTimer);
+      this.keepaliveTimer = null;
+    }
+  }
+
+  /**
+   * The rebuilt socket of `c` has sent its first segment. Our zero-window
+   * ACKs may have closed the client's window; a window update (an ACK at
+   * stable-seq whose window reaches the kernel's right edge, learnt from that
+   * segment) opens it, so the client sends again at once instead of waiting
+   * for its persist timer, which backs off like the RTO. Then duplicates of
+   * it, for the client to resend what the dead primary never logged (see
+   * {@link GO_LIVE_DUPLICATE_ACKS} for when Linux acts on them). Their seq is
+   * the client's receive edge, so Linux accepts them however far the new
+   * socket lags (`craftedSeqNumber`).
+   */
+  private sendGoLiveAcks(c: Connection): void {
+    if (c.sndNxt === undefined) return;
+    const ack = craftAck(c);
+    for (let i = 0; i <= GO_LIVE_DUPLICATE_ACKS; i++) {
+      if (this.inject(ack)) this.counters.goLiveAcks++;
+    }
+  }
+
+  /** Logs the client's ack, window and TSecr high-water marks, at most every `clientAckEveryMs`. */
   private noteClientAck(t: Tracked): void {
     if (t.clientAckTimer || t.conn.clientAckHigh === undefined) return;
     t.clientAckTimer = setTimeout(() => {
       t.clientAckTimer = null;
-      const c = t.conn;
-      if (this.closed || c.clientAckHigh === undefined || c.serverIsn === undefined) return;
-      const ackOffset = seqToOffset(c.clientAckHigh, c.serverIsn, t.clientAckLogged);
-      if (ackOffset <= t.clientAckLogged) return;
-      t.clientAckLogged = ackOffset;
-      const window = c.clientRightEdgeHigh === undefined ? 0 : seqForward(c.clientAckHigh, c.clientRightEdgeHigh);
-      this.opts.buffer.writeClientAck({ connId: t.bufferId, ackOffset, window, tsEcr: 0 }).catch(() => this.counters.logFailures++);
+      this.writeClientAck(t);
     }, this.clientAckEveryMs);
+  }
+
+  /**
+   * Writes a client-ack record when it says something new: the ack moved (a
+   * backup trims its send buffers by it); the TSecr moved (a rebuilt socket
+   * must send TSvals at or past it, or the client's PAWS check drops them,
+   * RFC 7323 5.3, so the logged value must be current); or the window changed
+   * notably (see {@link windowChangedNotably}): a rebuilt socket starts with
+   * it and learns the real one from the client's next segment.
+   */
+  private writeClientAck(t: Tracked): void {
+    const c = t.conn;
+    if (this.closed || c.clientAckHigh === undefined || c.serverIsn === undefined) return;
+    const ackOffset = Math.max(t.clientAckLogged, seqToOffset(c.clientAckHigh, c.serverIsn, t.clientAckLogged));
+    const window = c.clientRightEdgeHigh === undefined ? 0 : seqForward(c.clientRightEdgeHigh, c.clientAckHigh);
+    const tsEcr = c.clientTsEcrHigh;
+    const ackMoved = ackOffset > t.clientAckLogged;
+    const tsEcrMoved = tsEcr !== undefined && (t.tsEcrLogged === undefined || u32Diff(tsEcr, t.tsEcrLogged) > 0);
+    if (!ackMoved && !tsEcrMoved && !windowChangedNotably(t.windowLogged, window)) return;
+    t.clientAckLogged = ackOffset;
+    t.windowLogged = window;
+    if (tsEcr !== undefined) t.tsEcrLogged = tsEcr;
+    this.counters.clientAcksLogged++;
+    this.opts.buffer.writeClientAck({ connId: t.bufferId, ackOffset, window, tsEcr: tsEcr ?? 0 }).catch(() => this.counters.logFailures++);
   }
 
   private afterSegment(c: Connection): void {
@@ -320,9 +598,30 @@ export class Recorder {
     return [...this.tracked.values()].map((t) => ({ connId: t.bufferId, stableOffset: t.stableOffset }));
   }
 
+  /** Connections still waiting for their rebuilt socket. */
+  get pending(): number {
+    let n = 0;
+    for (const t of this.tracked.values()) if (t.conn.mode === 'pending') n++;
+    return n;
+  }
+
   /** Stops: later packets are dropped (fail closed); timers are cleared. */
   close(): void {
     this.closed = true;
+    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = null;
     for (const id of [...this.tracked.keys()]) this.forget(id);
   }
+}
+
+/**
+ * True when the client's window changed enough to log: to or from zero
+ * (a stalled or resumed reader), or by at least a quarter of the last
+ * logged value. Smaller moves happen on nearly every ACK and tell a
+ * rebuilt socket nothing it will not learn from the client's next segment.
+ */
+export function windowChangedNotably(logged: number | undefined, now: number): boolean {
+  if (logged === undefined) return true;
+  if ((logged === 0) !== (now === 0)) return true;
+  return Math.abs(now - logged) * 4 >= logged && now !== logged;
 }

@@ -5,8 +5,12 @@
  * ACKs. Start it, and stop it on every exit path: rules are removed even on
  * process exit, and if the process dies the rules stay and drop the
  * service's packets (fail closed) until the next start removes them.
+ *
+ * A promoted backup starts one with the dead primary's connections
+ * (`adopt`) before it takes the VIP: see {@link Recorder.adopt}.
  */
 import type { StableBufferClient } from '@ftcp/stable-buffer';
+import type { AdoptedConnection } from './conntable.js';
 import { NfQueue, RawInjector } from './nfqueue.js';
 import { ServiceRules } from './netfilter/rules.js';
 import { Recorder, type AckStrategy, type RecorderCounters } from './recorder.js';
@@ -23,11 +27,19 @@ export interface RecordingWrapOptions {
   /** Attached as the writer of the current epoch. */
   buffer: StableBufferClient;
   ack?: AckStrategy;
+  /**
+   * Connections of a dead primary to take over (a promoted backup), adopted
+   * before the rules are installed, so none of their segments can reach the
+   * kernel before the wrap knows them. See {@link Recorder.adopt}.
+   */
+  adopt?: readonly AdoptedConnection[];
 }
 
 /** What `ftcp status` shows of a wrap. */
 export interface RecordingWrapStatus {
   connections: number;
+  /** Adopted connections still waiting for their rebuilt socket. */
+  pending: number;
   stable: { connId: number; stableOffset: number }[];
   wrap: WrapCounters;
   recorder: RecorderCounters;
@@ -59,6 +71,7 @@ export class RecordingWrap {
     try {
       const r = new Recorder({ wrap, buffer: opts.buffer, verdicts: { accept: (id, o) => queue!.accept(id, o), drop: (id) => queue!.drop(id) }, injector, ack: opts.ack ?? 'eager' });
       recorder = r;
+      if (opts.adopt) r.adopt(opts.adopt);
       queue = NfQueue.open({ queue: queueNum, onPackets: (packets) => r.handle(packets) });
       const rules = await ServiceRules.install({ vip: opts.vip, port: opts.port, queueNum, skipMark: mark });
       return new RecordingWrap(wrap, r, queue, injector, rules);
@@ -70,8 +83,21 @@ export class RecordingWrap {
     }
   }
 
+  /**
+   * Take over more connections of a dead primary while running; do it before
+   * their segments can arrive (before the VIP moves). See {@link Recorder.adopt}.
+   */
+  adopt(list: readonly AdoptedConnection[]): void {
+    this.recorder.adopt(list);
+  }
+
+  /** Give up a pending connection whose socket could not be rebuilt; see {@link Recorder.releasePending}. */
+  releasePending(bufferConnId: number): boolean {
+    return this.recorder.releasePending(bufferConnId);
+  }
+
   status(): RecordingWrapStatus {
-    return { connections: this.recorder.connections, stable: this.recorder.stableOffsets(), wrap: this.wrap.counters, recorder: this.recorder.counters, queue: this.stopped ? { enobufs: 0, recvErrors: 0 } : this.queue.stats() };
+    return { connections: this.recorder.connections, pending: this.recorder.pending, stable: this.recorder.stableOffsets(), wrap: this.wrap.counters, recorder: this.recorder.counters, queue: this.stopped ? { enobufs: 0, recvErrors: 0 } : this.queue.stats() };
   }
 
   /**

@@ -6,9 +6,9 @@
  */
 import type { Connection, SynOptions } from './conntable.js';
 import { incomingWindowShift, outgoingWindowShift } from './conntable.js';
-import { seqAdd, seqForward, seqGt, seqLt, seqMax, seqMin, u32Add } from './wire/seq.js';
+import { seqAdd, seqForward, seqGt, seqLt, seqMax, seqMin, u32Add, u32Max } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
-import { segmentLength, setAck, setSackBlock, setSeq, setTsEcr, setTsVal, setWindow, TcpFlag } from './wire/tcp.js';
+import { retainSackBlocks, segmentLength, setAck, setSackBlock, setSeq, setTsEcr, setTsVal, setWindow, TcpFlag } from './wire/tcp.js';
 import type { TcpPacket } from './wire/tcp.js';
 
 /** Largest value of the 16-bit window field. */
@@ -25,20 +25,35 @@ export type OutgoingDecision =
        * and was capped, so the advertised right edge is short of the target.
        */
       readonly windowCapped: boolean;
+      /**
+       * A bare ACK of an adopted connection left with its seq raised to the
+       * client's receive edge (see {@link rewriteOutgoing} step 6).
+       */
+      readonly seqLifted: boolean;
     }
   | { readonly verdict: 'drop'; readonly reason: 'silent' | 'suppressed' }
   | { readonly verdict: 'hold'; readonly reason: 'handshake-unstable' };
 
 /** What to do with an incoming (client to server) segment. */
-export interface IncomingDecision {
-  readonly verdict: 'accept';
-  readonly modified: boolean;
+export type IncomingDecision =
+  | {
+      readonly verdict: 'accept';
+      readonly modified: boolean;
+      /**
+       * The segment carries data, SYN, FIN or RST and must be logged to the
+       * stable buffer (FT-TCP 3.3); a bare ACK need not be.
+       */
+      readonly log: boolean;
+      /** An adopted connection's ack was lowered to the local send edge. */
+      readonly ackClamped: boolean;
+      /** SACK blocks removed because they reach past the local send edge. */
+      readonly sackBlocksDropped: number;
+    }
   /**
-   * The segment carries data, SYN, FIN or RST and must be logged to the
-   * stable buffer (FT-TCP 3.3); a bare ACK need not be.
+   * A `pending` connection has no kernel socket yet: the kernel would answer
+   * the segment with a RST, killing the client's connection.
    */
-  readonly log: boolean;
-}
+  | { readonly verdict: 'drop'; readonly reason: 'pending' };
 
 /** The options a SYN offered, read from its parsed options. */
 export function synOptionsOf(pkt: TcpPacket): SynOptions {
@@ -72,6 +87,19 @@ export function synOptionsOf(pkt: TcpPacket): SynOptions {
  *    send edge, that acknowledges nothing new and opens no window, is
  *    suppressed (FT-TCP 3.11). Keep-alives (seq below the send edge) and
  *    duplicate ACKs carrying SACK information still go out.
+ *
+ * 6. Adopted connections only: a bare ACK at or past the local send edge
+ *    whose seq is behind the client's receive edge (the highest ack the
+ *    client sent) leaves with seq raised to that edge. The rebuilt socket
+ *    may not yet have re-sent bytes the old primary sent; until it has, its
+ *    ACKs carry a seq the client has passed, and Linux drops such a segment
+ *    whole, ack and window included (`tcp_sequence`: end_seq before
+ *    rcv_wup), so the client would never hear that its bytes arrived. A bare
+ *    ACK's seq only decides whether it is acceptable (RFC 9293 3.10.7.4).
+ *    Keep-alives and window probes (seq below the send edge) keep theirs:
+ *    they are meant to be unacceptable, to draw an ACK.
+ *
+ * Call `goLive` first for a `pending` connection (the wrap does).
  *
  * The state tracks the highest ack, right edge, send edge and TSval sent.
  */
@@ -160,13 +188,30 @@ export function rewriteOutgoing(c: Connection, pkt: TcpPacket): OutgoingDecision
     return { verdict: 'drop', reason: 'suppressed' };
   }
 
+  // 6. Raise an adopted connection's bare ACK to the client's receive edge.
+  let seqLifted = false;
+  if (
+    c.adopted &&
+    bare &&
+    c.sndNxt !== undefined &&
+    !seqLt(pkt.seq, c.sndNxt) &&
+    c.clientAckHigh !== undefined &&
+    seqLt(pkt.seq, c.clientAckHigh)
+  ) {
+    setSeq(pkt, c.clientAckHigh);
+    modified = true;
+    seqLifted = true;
+  }
+
   if (newAck !== undefined && newRight !== undefined) {
     c.lastAckSent = c.lastAckSent === undefined ? newAck : seqMax(c.lastAckSent, newAck);
     c.lastRightEdge = c.lastRightEdge === undefined ? newRight : seqMax(c.lastRightEdge, newRight);
   }
+  // The send edge is the kernel's (segEnd was taken before step 6): it bounds
+  // the acks an adopted connection's kernel accepts (see rewriteIncoming).
   if ((flags & TcpFlag.RST) === 0) c.sndNxt = c.sndNxt === undefined ? segEnd : seqMax(c.sndNxt, segEnd);
   if (pkt.options.tsVal !== undefined) c.lastTsValSent = pkt.options.tsVal;
-  return { verdict: 'accept', modified, windowCapped };
+  return { verdict: 'accept', modified, windowCapped, seqLifted };
 }
 
 /**
@@ -174,28 +219,47 @@ export function rewriteOutgoing(c: Connection, pkt: TcpPacket): OutgoingDecision
  * inverse of {@link rewriteOutgoing} (FT-TCP 3.3): seq -= ackDelta; with ACK
  * set, ack -= seqDelta and TSecr -= tsOffset (TSecr is only meaningful
  * with ACK, RFC 7323 3.2); SACK edges (server space) -= seqDelta. A client
- * SYN records the client's ISN and options. Tracks the client's highest ack
- * and right edge (client view) and its last TSval, for the recorder and for
- * crafted segments.
+ * SYN records the client's ISN and options. Tracks the client's highest ack,
+ * right edge and TSecr, and its last TSval (see {@link noteClientSegment}).
+ *
+ * A `pending` connection's segment is tracked and dropped: there is no
+ * kernel socket for it yet, and the kernel would answer with a RST.
+ *
+ * An adopted connection's ack is clamped to the local send edge, the
+ * highest sequence number its rebuilt socket has sent: the client may have
+ * acknowledged bytes the old primary sent that the new socket has not sent
+ * yet, and Linux drops a segment that acks unsent data whole (`tcp_ack`,
+ * RFC 9293 3.10.7.4), data included. The window grows by what the clamp
+ * took, rounded down to a whole scaled unit, so the kernel's right edge stays
+ * inside the client's. SACK blocks that reach past the send edge are
+ * removed, as Linux would ignore them anyway (`tcp_is_sackblock_valid`).
  */
 export function rewriteIncoming(c: Connection, pkt: TcpPacket): IncomingDecision {
   const flags = pkt.flags;
   const { seqDelta, ackDelta, tsOffset } = c.deltas;
   let modified = false;
 
-  if (flags & TcpFlag.SYN && !(flags & TcpFlag.ACK)) {
-    c.clientIsn = pkt.seq;
-    c.clientSyn = synOptionsOf(pkt);
-  }
+  noteClientSegment(c, pkt);
+  if (c.mode === 'pending') return { verdict: 'drop', reason: 'pending' };
 
-  if (flags & TcpFlag.ACK) {
-    // Windows in SYN segments are never scaled (RFC 7323 2.2).
-    const shift = flags & TcpFlag.SYN ? 0 : incomingWindowShift(c);
-    const right = seqAdd(pkt.ack, pkt.window * 2 ** shift);
-    c.clientAckHigh = c.clientAckHigh === undefined ? pkt.ack : seqMax(c.clientAckHigh, pkt.ack);
-    c.clientRightEdgeHigh = c.clientRightEdgeHigh === undefined ? right : seqMax(c.clientRightEdgeHigh, right);
+  let ackClamped = false;
+  let sackBlocksDropped = 0;
+  if (c.adopted && c.sndNxt !== undefined && (flags & TcpFlag.SYN) === 0) {
+    const sendEdge = c.sndNxt;
+    if (flags & TcpFlag.ACK && seqGt(pkt.ack, sendEdge)) {
+      const shift = incomingWindowShift(c);
+      const clientRight = seqAdd(pkt.ack, pkt.window * 2 ** shift);
+      setAck(pkt, sendEdge);
+      const units = Math.min(MAX_WINDOW_FIELD, Math.floor(seqForward(clientRight, sendEdge) / 2 ** shift));
+      if (units !== pkt.window) setWindow(pkt, units);
+      ackClamped = true;
+      modified = true;
+    }
+    if (pkt.options.sackBlocks.length > 0) {
+      sackBlocksDropped = retainSackBlocks(pkt, (b) => !seqGt(b.right, sendEdge));
+      if (sackBlocksDropped > 0) modified = true;
+    }
   }
-  if (pkt.options.tsVal !== undefined) c.lastClientTsVal = pkt.options.tsVal;
 
   if (ackDelta !== 0) {
     setSeq(pkt, seqAdd(pkt.seq, -ackDelta));
@@ -218,7 +282,32 @@ export function rewriteIncoming(c: Connection, pkt: TcpPacket): IncomingDecision
     modified = true;
   }
   const log = pkt.payloadLength > 0 || (flags & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST)) !== 0;
-  return { verdict: 'accept', modified, log };
+  return { verdict: 'accept', modified, log, ackClamped, sackBlocksDropped };
+}
+
+/**
+ * Track what an incoming segment tells about the client (client view, before
+ * any rewrite): its ISN and options from its SYN; with ACK set, its highest
+ * ack and right edge (for the recorder and crafted segments) and its highest
+ * TSecr (RFC 7323 5.2 order; TSecr is only meaningful with ACK, 3.2); its
+ * last TSval, which crafted segments echo.
+ */
+export function noteClientSegment(c: Connection, pkt: TcpPacket): void {
+  const flags = pkt.flags;
+  if (flags & TcpFlag.SYN && !(flags & TcpFlag.ACK)) {
+    c.clientIsn = pkt.seq;
+    c.clientSyn = synOptionsOf(pkt);
+  }
+  if (flags & TcpFlag.ACK) {
+    // Windows in SYN segments are never scaled (RFC 7323 2.2).
+    const shift = flags & TcpFlag.SYN ? 0 : incomingWindowShift(c);
+    const right = seqAdd(pkt.ack, pkt.window * 2 ** shift);
+    c.clientAckHigh = c.clientAckHigh === undefined ? pkt.ack : seqMax(c.clientAckHigh, pkt.ack);
+    c.clientRightEdgeHigh = c.clientRightEdgeHigh === undefined ? right : seqMax(c.clientRightEdgeHigh, right);
+    const tsEcr = pkt.options.tsEcr;
+    if (tsEcr !== undefined) c.clientTsEcrHigh = c.clientTsEcrHigh === undefined ? tsEcr : u32Max(c.clientTsEcrHigh, tsEcr);
+  }
+  if (pkt.options.tsVal !== undefined) c.lastClientTsVal = pkt.options.tsVal;
 }
 
 /**

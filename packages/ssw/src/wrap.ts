@@ -5,8 +5,8 @@
  * applies its verdicts; the recorder reads `log` and feeds stable-seq back
  * through {@link advanceStable}.
  */
-import type { ConnKey, ConnMode, Connection, ConnTableOptions } from './conntable.js';
-import { ConnTable } from './conntable.js';
+import type { AdoptedConnection, ConnKey, ConnMode, Connection, ConnTableOptions } from './conntable.js';
+import { ConnTable, goLive } from './conntable.js';
 import { incomingEnd, rewriteIncoming, rewriteOutgoing } from './rewrite.js';
 import { seqForward, seqGt } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
@@ -31,6 +31,7 @@ export interface PacketMeta {
 /** Why the wrap dropped a packet. */
 export type DropReason =
   | 'malformed'
+  | 'pending'
   | 'silent'
   | 'suppressed'
   | 'unknown-connection'
@@ -52,8 +53,24 @@ export type Verdict =
        */
       readonly log: boolean;
       readonly end: SeqNum | undefined;
+      /**
+       * Outgoing only: the first segment of a `pending` connection, sent by
+       * its rebuilt socket; the connection is `record` from now on.
+       */
+      readonly wentLive: boolean;
     }
-  | { readonly verdict: 'drop'; readonly reason: DropReason; readonly malformed?: MalformedReason }
+  | {
+      readonly verdict: 'drop';
+      readonly reason: DropReason;
+      readonly malformed?: MalformedReason;
+      /**
+       * With reason `pending`: the connection, whose client waits for an
+       * answer. Outgoing, when `wentLive`: the connection.
+       */
+      readonly conn?: Connection;
+      /** Outgoing: as in `accept`; the going-live segment itself was dropped (suppressed or truncated). */
+      readonly wentLive?: boolean;
+    }
   | { readonly verdict: 'hold'; readonly reason: 'handshake-unstable'; readonly conn: Connection; readonly packet: TcpPacket };
 
 /** Counters of the wrap, all monotonic. */
@@ -74,6 +91,18 @@ export interface WrapCounters {
   held: number;
   opened: number;
   collected: number;
+  /** Connections adopted from a dead primary (see {@link SouthSideWrap.adopt}). */
+  adopted: number;
+  /** Adopted connections whose rebuilt socket sent its first segment. */
+  wentLive: number;
+  /** Incoming segments of pending connections, dropped. */
+  pendingDropped: number;
+  /** Incoming acks of adopted connections lowered to the local send edge. */
+  acksClamped: number;
+  /** Incoming SACK blocks of adopted connections removed for reaching past the send edge. */
+  sackBlocksDropped: number;
+  /** Outgoing bare ACKs of adopted connections raised to the client's receive edge. */
+  seqsLifted: number;
 }
 
 /** What {@link SouthSideWrap.status} reports. */
@@ -107,9 +136,13 @@ export interface WrapOptions extends ConnTableOptions {
  * are mapped to the kernel's view and accepted; ones for unknown
  * connections pass unchanged (the kernel answers them with RST, which is
  * then let out). Outgoing packets of unknown connections are dropped unless
- * they are RSTs. Malformed packets are dropped and counted, never thrown
- * (DESIGN invariant 6). A rewritten packet always leaves with a full TCP
- * checksum, even if it came with a partial one (see `completeTcpChecksum`).
+ * they are RSTs. Connections adopted from a dead primary ({@link SouthSideWrap.adopt}) are
+ * `pending` until their rebuilt socket sends: their incoming segments are
+ * dropped (`pending`, with the connection, so the caller can answer the
+ * client), and the first outgoing one says `wentLive`. Malformed packets
+ * are dropped and counted, never thrown (DESIGN invariant 6). A rewritten
+ * packet always leaves with a full TCP checksum, even if it came with a
+ * partial one (see `completeTcpChecksum`).
  */
 export class SouthSideWrap {
   readonly table: ConnTable;
@@ -128,6 +161,12 @@ export class SouthSideWrap {
     held: 0,
     opened: 0,
     collected: 0,
+    adopted: 0,
+    wentLive: 0,
+    pendingDropped: 0,
+    acksClamped: 0,
+    sackBlocksDropped: 0,
+    seqsLifted: 0,
   };
   private readonly mode: ConnMode;
   private readonly sweepIntervalMs: number;
@@ -140,6 +179,22 @@ export class SouthSideWrap {
     this.sweepIntervalMs = opts.sweepIntervalMs ?? 1000;
     this.onOpen = opts.onOpen;
     this.lastSweep = this.table.now();
+  }
+
+  /**
+   * Take over a connection of a dead primary (a promoted backup, before the
+   * VIP moves): it is opened `pending` (see `ConnMode`), replacing any
+   * connection with its four-tuple. Returns undefined, counting `tableFull`,
+   * when the table is full. Validate the input with `checkAdoptedConnection`.
+   */
+  adopt(a: AdoptedConnection): Connection | undefined {
+    const conn = this.table.adopt(a);
+    if (conn === undefined) {
+      this.counters.tableFull++;
+      return undefined;
+    }
+    this.counters.adopted++;
+    return conn;
   }
 
   /** Decide on a packet from the client to the server. Rewrites `buf` in place. */
@@ -160,7 +215,7 @@ export class SouthSideWrap {
     if (conn === undefined) {
       if (!isSyn) {
         this.counters.unknownConnection++;
-        return { verdict: 'accept', modified: false, packet: pkt, conn: undefined, log: false, end: undefined };
+        return { verdict: 'accept', modified: false, packet: pkt, conn: undefined, log: false, end: undefined, wentLive: false };
       }
       conn = this.table.open(key, { mode: this.mode, clientIsn: pkt.seq });
       if (conn === undefined) {
@@ -173,6 +228,15 @@ export class SouthSideWrap {
     const clientSeq = pkt.seq; // before rewriteIncoming maps it to the kernel's view
     const end = incomingEnd(pkt);
     const d = rewriteIncoming(conn, pkt);
+    if (d.verdict === 'drop') {
+      // A pending connection: no FIN, RST or close is noted, as the kernel
+      // never sees the segment; the client sends it again once we listen.
+      this.table.touch(conn);
+      this.counters.pendingDropped++;
+      return { verdict: 'drop', reason: d.reason, conn };
+    }
+    if (d.ackClamped) this.counters.acksClamped++;
+    this.counters.sackBlocksDropped += d.sackBlocksDropped;
     if (d.modified && (pkt.truncated || !completeTcpChecksum(pkt))) {
       this.counters.truncatedDropped++;
       return { verdict: 'drop', reason: 'truncated' };
@@ -186,7 +250,7 @@ export class SouthSideWrap {
     if (pkt.flags & TcpFlag.RST && (conn.kernelAckHigh === undefined || clientSeq === conn.kernelAckHigh)) {
       this.table.noteReset(conn);
     }
-    return { verdict: 'accept', modified: d.modified, packet: pkt, conn, log: d.log, end };
+    return { verdict: 'accept', modified: d.modified, packet: pkt, conn, log: d.log, end, wentLive: false };
   }
 
   /** Decide on a packet from the server to the client. Rewrites `buf` in place. */
@@ -199,10 +263,12 @@ export class SouthSideWrap {
     const key: ConnKey = { clientAddr: pkt.ip.dst, clientPort: pkt.dstPort, serverAddr: pkt.ip.src, serverPort: pkt.srcPort };
     const conn = this.table.get(key);
     if (conn === undefined) {
-      if (pkt.flags & TcpFlag.RST) return { verdict: 'accept', modified: false, packet: pkt, conn: undefined, log: false, end: undefined };
+      if (pkt.flags & TcpFlag.RST) return { verdict: 'accept', modified: false, packet: pkt, conn: undefined, log: false, end: undefined, wentLive: false };
       this.counters.unknownConnection++;
       return { verdict: 'drop', reason: 'unknown-connection' };
     }
+    const wentLive = goLive(conn);
+    if (wentLive) this.counters.wentLive++;
     const d = rewriteOutgoing(conn, pkt);
     this.table.touch(conn);
     if (d.verdict === 'hold') {
@@ -214,17 +280,18 @@ export class SouthSideWrap {
       // on (a silent backup's kernel must not end a replicated connection).
       if (d.reason === 'silent') this.counters.silentDropped++;
       else this.counters.suppressed++;
-      return { verdict: 'drop', reason: d.reason };
+      return wentLive ? { verdict: 'drop', reason: d.reason, conn, wentLive } : { verdict: 'drop', reason: d.reason };
     }
     if (d.modified && (pkt.truncated || !completeTcpChecksum(pkt))) {
       this.counters.truncatedDropped++;
-      return { verdict: 'drop', reason: 'truncated' };
+      return wentLive ? { verdict: 'drop', reason: 'truncated', conn, wentLive } : { verdict: 'drop', reason: 'truncated' };
     }
     if (pkt.flags & TcpFlag.FIN) this.table.noteFin(conn, false);
     if (pkt.flags & TcpFlag.RST) this.table.noteReset(conn);
     if (d.modified) this.counters.rewritten++;
     if (d.windowCapped) this.counters.windowCapped++;
-    return { verdict: 'accept', modified: d.modified, packet: pkt, conn, log: false, end: undefined };
+    if (d.seqLifted) this.counters.seqsLifted++;
+    return { verdict: 'accept', modified: d.modified, packet: pkt, conn, log: false, end: undefined, wentLive };
   }
 
   /**
@@ -234,7 +301,7 @@ export class SouthSideWrap {
    * acknowledged) summed and at its worst.
    */
   status(): WrapStatus {
-    const byMode: Record<ConnMode, number> = { record: 0, silent: 0 };
+    const byMode: Record<ConnMode, number> = { record: 0, silent: 0, pending: 0 };
     let lagTotal = 0;
     let lagMax = 0;
     for (const c of this.table.values()) {

@@ -209,6 +209,6 @@ describe('SouthSideWrap.status', () => {
     wrap.outgoing(buildPacket(fromServer({ seq: 5001, ack: 1501, window: 1000 })));
     const other = wrap.table.open(key(7), { mode: 'silent', clientIsn: seq(1) });
     expect(other).to.not.equal(undefined);
-    expect(wrap.status()).to.deep.equal({ connections: 2, byMode: { record: 1, silent: 1 }, stableLagBytes: 400, maxStableLagBytes: 400 });
+    expect(wrap.status()).to.deep.equal({ connections: 2, byMode: { record: 1, silent: 1, pending: 0 }, stableLagBytes: 400, maxStableLagBytes: 400 });
   });
 });

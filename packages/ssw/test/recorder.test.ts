@@ -2,10 +2,13 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { StableBufferClient, StableBufferServer } from '@ftcp/stable-buffer';
-import { Recorder, type AckStrategy, type RecordedPacket } from '../src/recorder.js';
+import { ErrorCode, isFtcpError, ReplicaFeed, StableBufferClient, StableBufferServer } from '@ftcp/stable-buffer';
+import type { AdoptedConnection } from '../src/conntable.js';
+import { SswErrorCode } from '../src/errors.js';
+import { GO_LIVE_DUPLICATE_ACKS, Recorder, windowChangedNotably, type AckStrategy, type RecordedPacket, type RecorderOptions } from '../src/recorder.js';
 import { SouthSideWrap } from '../src/wrap.js';
 import { parseTcpPacket } from '../src/wire/tcp.js';
+import type { TcpPacket } from '../src/wire/tcp.js';
 import { buildPacket, fromServer, opt, CLIENT, SERVER } from './support/builder.js';
 
 const IN = 0; // PRE_ROUTING
@@ -41,15 +44,21 @@ describe('Recorder', function () {
   let injected: Buffer[];
   let nextId: number;
 
-  async function setup(ack: AckStrategy): Promise<void> {
+  let others: StableBufferClient[];
+  let replicaFeed: ReplicaFeed | undefined;
+
+  async function startBuffer(): Promise<void> {
     dir = mkdtempSync(join(tmpdir(), 'ftcp-rec-'));
     server = await StableBufferServer.start({ listen: 'tcp://127.0.0.1:0', dataDir: dir, durability: 'memory' });
-    client = StableBufferClient.connect({ endpoint: server.endpoint, node: 'primary' });
-    await client.attachAsWriter();
     seen = [];
     injected = [];
     nextId = 1;
-    recorder = new Recorder({
+    others = [];
+    replicaFeed = undefined;
+  }
+
+  function makeRecorder(ack: AckStrategy, extra: Partial<RecorderOptions> = {}): Recorder {
+    return new Recorder({
       wrap: new SouthSideWrap({ mode: 'record' }),
       buffer: client,
       ack,
@@ -59,11 +68,35 @@ describe('Recorder', function () {
       },
       injector: { send: (p) => injected.push(Buffer.from(p)) },
       clientAckEveryMs: 1,
+      ...extra,
     });
+  }
+
+  async function setup(ack: AckStrategy): Promise<void> {
+    await startBuffer();
+    client = StableBufferClient.connect({ endpoint: server.endpoint, node: 'primary' });
+    await client.attachAsWriter();
+    recorder = makeRecorder(ack);
+  }
+
+  /** A client of the buffer besides the writer, closed after the test. */
+  function otherClient(node: string): StableBufferClient {
+    const c = StableBufferClient.connect({ endpoint: server.endpoint, node });
+    others.push(c);
+    return c;
+  }
+
+  /** What a backup would read from the buffer. */
+  function observe(): ReplicaFeed {
+    const o = otherClient('observer');
+    replicaFeed = new ReplicaFeed(o, o.subscribe({ mode: 'observer' }));
+    return replicaFeed;
   }
 
   afterEach(async () => {
     recorder?.close();
+    await replicaFeed?.close();
+    for (const o of others ?? []) o.close();
     client?.close();
     await server?.close();
     rmSync(dir, { recursive: true, force: true });
@@ -164,10 +197,230 @@ describe('Recorder', function () {
     expect(c.stableOffset).to.equal(1); // the FIN's one sequence number
   });
 
+  it("logs the client's highest TSecr and its window in bytes with its ack, and a TSecr that moved alone", async () => {
+    await setup('eager');
+    await handshake();
+    const f = observe();
+    const connId = ((await client.status()).connections as { connId: number }[])[0]!.connId;
+    feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 1) >>> 0, flags: ACK | PSH, payload: 'reply', options: [opt.nop(), opt.nop(), opt.timestamps(906, 101)] })));
+    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 6, flags: ACK, window: 300, options: [opt.nop(), opt.nop(), opt.timestamps(102, 906)] }));
+    await until(() => f.connection(connId)?.clientAckOffset === 5, 5000, 'the client ack record');
+    expect(f.connection(connId)!.clientTsEcr).to.equal(906);
+    // The window reaches the highest right edge the client advertised (its
+    // handshake ACK: 65535 units of 128 from the SYN-ACK's ack), in bytes.
+    expect(f.connection(connId)!.clientWindow).to.equal(65535 * 128 - 5);
+    // The server sends a bare ACK with a newer TSval; the client's next segment echoes it, acking nothing new.
+    feed(OUT, buildPacket(fromServer({ seq: SISN + 6, ack: (CISN + 1) >>> 0, flags: ACK, window: 600, options: [opt.nop(), opt.nop(), opt.timestamps(950, 102)] })));
+    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 6, flags: ACK, window: 301, options: [opt.nop(), opt.nop(), opt.timestamps(103, 950)] }));
+    await until(() => f.connection(connId)?.clientTsEcr === 950, 5000, 'the TSecr-only client ack record');
+    const logged = recorder.counters.clientAcksLogged;
+    // A window that moved by one unit and an older TSecr say nothing new.
+    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 6, flags: ACK, window: 302, options: [opt.nop(), opt.nop(), opt.timestamps(104, 940)] }));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(recorder.counters.clientAcksLogged).to.equal(logged);
+    expect(f.connection(connId)!.clientTsEcr).to.equal(950);
+  });
+
   it('drops every packet once closed, failing closed', async () => {
     await setup('lazy');
     recorder.close();
     const id = feed(IN, buildPacket({ seq: CISN, flags: SYN, options: synOpts }));
     expect(verdictOf(id)!.verdict).to.equal('drop');
+  });
+});
+
+describe('windowChangedNotably', () => {
+  const cases: Array<[number | undefined, number, boolean]> = [
+    [undefined, 1000, true],
+    [1000, 1000, false],
+    [1000, 1200, false],
+    [1000, 1250, true],
+    [1000, 700, true],
+    [1000, 0, true],
+    [0, 1, true],
+    [0, 0, false],
+  ];
+  for (const [logged, now, notable] of cases) {
+    it(`${notable ? 'logs' : 'skips'} a window of ${now} after ${logged ?? 'none'}`, () => {
+      expect(windowChangedNotably(logged, now)).to.equal(notable);
+    });
+  }
+});
+
+describe('Recorder with adopted connections', function () {
+  this.timeout(20_000);
+  const CONN = 7;
+  const A_CISN = 0xfffffffa; // the client's stream crosses 2^32 at offset 5
+  const A_SISN = 0x10000;
+  let dir: string;
+  let server: StableBufferServer;
+  let oldPrimary: StableBufferClient;
+  let backup: StableBufferClient;
+  let recorder: Recorder;
+  let wrap: SouthSideWrap;
+  let seen: Seen[];
+  let injected: Buffer[];
+  let nextId: number;
+
+  const ts = (val: number, ecr: number): number[][] => [opt.nop(), opt.nop(), opt.timestamps(val, ecr)];
+  const cseq = (offset: number): number => (A_CISN + 1 + offset) >>> 0;
+  const sseq = (offset: number): number => (A_SISN + 1 + offset) >>> 0;
+
+  /** The old primary logs a connection and 'hello'; the backup takes the next epoch. */
+  async function promoted(extra: Partial<RecorderOptions> = {}, wrapOpts: { maxEntries?: number } = {}): Promise<AdoptedConnection> {
+    dir = mkdtempSync(join(tmpdir(), 'ftcp-adopt-'));
+    server = await StableBufferServer.start({ listen: 'tcp://127.0.0.1:0', dataDir: dir, durability: 'memory' });
+    oldPrimary = StableBufferClient.connect({ endpoint: server.endpoint, node: 'primary' });
+    await oldPrimary.attachAsWriter();
+    const rec = {
+      connId: CONN,
+      clientIp: CLIENT.addr,
+      serverIp: SERVER.addr,
+      clientPort: CLIENT.port,
+      serverPort: SERVER.port,
+      clientIsn: A_CISN,
+      serverIsn: A_SISN,
+      mss: 1460,
+      clientWscale: 7,
+      serverWscale: 7,
+      sackOk: true,
+      timestamps: true,
+      clientTsval: 100,
+      serverTsval: 900,
+    };
+    await oldPrimary.writeConn(rec);
+    await oldPrimary.writeSegment({ connId: CONN, offset: 0, flags: 0, payload: Buffer.from('hello') });
+    backup = StableBufferClient.connect({ endpoint: server.endpoint, node: 'backup' });
+    const { epoch } = await backup.promote();
+    await backup.attachAsWriter(epoch);
+    seen = [];
+    injected = [];
+    nextId = 1;
+    wrap = new SouthSideWrap({ mode: 'record', ...wrapOpts });
+    recorder = new Recorder({
+      wrap,
+      buffer: backup,
+      ack: 'eager',
+      verdicts: {
+        accept: (id, o) => seen.push({ id, verdict: 'accept', ...(o?.payload ? { payload: Buffer.from(o.payload) } : {}) }),
+        drop: (id) => seen.push({ id, verdict: 'drop' }),
+      },
+      injector: { send: (p) => injected.push(Buffer.from(p)) },
+      clientAckEveryMs: 1,
+      ...extra,
+    });
+    return { rec, stableOffset: 5, clientAckOffset: 0, clientWindow: 500 * 128, clientTsEcr: 900 };
+  }
+
+  afterEach(async () => {
+    recorder?.close();
+    oldPrimary?.close();
+    backup?.close();
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function feed(hook: number, payload: Buffer): number {
+    const p: RecordedPacket = { id: nextId++, hook, payload, checksumPartial: false, truncatedOk: true };
+    recorder.handle([p]);
+    return p.id;
+  }
+  const verdictOf = (id: number): Seen | undefined => seen.find((s) => s.id === id);
+  const parsed = (b: Buffer): TcpPacket => {
+    const r = parseTcpPacket(b);
+    if (!r.ok) throw new Error(r.reason);
+    return r.packet;
+  };
+
+  it('answers a pending connection with zero-window ACKs, rate-limited, and keeps a silent client alive', async () => {
+    const a = await promoted({ zeroWindowAckGapMs: 40, pendingKeepaliveMs: 60 });
+    recorder.adopt([a]);
+    expect(recorder.pending).to.equal(1);
+    const world = buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(120, 905) });
+    const first = feed(IN, world);
+    const second = feed(IN, Buffer.from(world));
+    expect(verdictOf(first)!.verdict).to.equal('drop');
+    expect(verdictOf(second)!.verdict).to.equal('drop');
+    expect(injected).to.have.length(1);
+    const z = parsed(injected[0]!);
+    expect(z.window).to.equal(0);
+    expect(z.ack).to.equal(cseq(5));
+    expect(z.seq).to.equal(sseq(0));
+    expect(z.options.tsVal).to.equal(905);
+    expect(z.options.tsEcr).to.equal(120);
+    // Nothing was logged: the kernel never saw the bytes, the client sends them again.
+    expect(recorder.counters.segmentsLogged).to.equal(0);
+    await until(() => injected.length >= 3, 2000, 'keep-alives to a silent client');
+    for (const k of injected) expect(parsed(k).window).to.equal(0);
+    expect(recorder.counters.zeroWindowAcks).to.equal(injected.length);
+  });
+
+  it('goes live at the rebuilt socket\'s first segment: a window update and duplicates, then logs to the old buffer connection', async () => {
+    const a = await promoted({ pendingKeepaliveMs: 60_000 });
+    recorder.adopt([a]);
+    feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(120, 905) }));
+    expect(injected).to.have.length(1);
+    // Leaving TCP_REPAIR, the rebuilt socket probes: seq snd_una - 1.
+    const probe = feed(OUT, buildPacket(fromServer({ seq: sseq(-1), ack: cseq(5), window: 400, options: ts(1000, 120) })));
+    expect(verdictOf(probe)!.verdict).to.equal('accept');
+    expect(recorder.pending).to.equal(0);
+    const burst = injected.slice(1);
+    expect(burst).to.have.length(1 + GO_LIVE_DUPLICATE_ACKS);
+    for (const b of burst) expect(b.equals(burst[0]!), 'identical duplicates').to.equal(true);
+    const w = parsed(burst[0]!);
+    expect(w.ack).to.equal(cseq(5));
+    expect(w.window).to.be.at.least(400);
+    expect(w.options.tsVal).to.equal(1000);
+    expect(recorder.counters.goLiveAcks).to.equal(1 + GO_LIVE_DUPLICATE_ACKS);
+    // The client resends; the bytes go to the rebuilt socket and to the old primary's buffer connection.
+    const resent = feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(121, 1000) }));
+    expect(verdictOf(resent)!.verdict).to.equal('accept');
+    // The rebuilt kernel acknowledges at once; the client hears it once the buffer holds the bytes.
+    feed(OUT, buildPacket(fromServer({ seq: sseq(0), ack: cseq(10), window: 400, options: ts(1001, 121) })));
+    await until(() => recorder.counters.segmentsLogged === 1 && injected.length > 1 + burst.length, 5000, 'the segment logged and acknowledged');
+    expect((await backup.readInstream(CONN, 0, 10)).toString()).to.equal('helloworld');
+    expect(parsed(injected.at(-1)!).ack).to.equal(cseq(10));
+    expect(recorder.stableOffsets()).to.deep.equal([{ connId: CONN, stableOffset: 10 }]);
+  });
+
+  it('gives up a pending connection: forgotten, logged closed, its next segment left to the kernel', async () => {
+    const a = await promoted();
+    recorder.adopt([a]);
+    expect(recorder.releasePending(CONN)).to.equal(true);
+    expect(recorder.releasePending(CONN)).to.equal(false);
+    expect(wrap.table.size).to.equal(0);
+    const id = feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK, options: ts(120, 905) }));
+    expect(verdictOf(id)!.verdict).to.equal('accept');
+    expect(wrap.counters.unknownConnection).to.equal(1);
+    await until(() => ((server.status().connections as { connId: number; closed: boolean }[]).find((c) => c.connId === CONN)?.closed ?? false), 2000, 'the close record');
+  });
+
+  it('refuses to adopt a four-tuple twice, with FTCP_ERR_CONFLICT, and changes nothing', async () => {
+    const a = await promoted();
+    let caught: unknown;
+    try {
+      recorder.adopt([a, { ...a, rec: { ...a.rec, connId: CONN + 1 } }]);
+    } catch (err) {
+      caught = err;
+    }
+    expect(isFtcpError(caught, ErrorCode.CONFLICT), String(caught)).to.equal(true);
+    expect(wrap.table.size).to.equal(0);
+    recorder.adopt([a]);
+    expect(() => recorder.adopt([a])).to.throw().with.property('code', ErrorCode.CONFLICT);
+  });
+
+  it('refuses more connections than the table holds, with FTCP_ERR_TABLE_FULL, and adopts none', async () => {
+    const a = await promoted({}, { maxEntries: 1 });
+    const other = { ...a, rec: { ...a.rec, connId: CONN + 1, clientPort: CLIENT.port + 1 } };
+    expect(() => recorder.adopt([a, other])).to.throw().with.property('code', SswErrorCode.TABLE_FULL);
+    expect(wrap.table.size).to.equal(0);
+    expect(recorder.counters.adopted).to.equal(0);
+  });
+
+  it('refuses to adopt without an injector, with FTCP_ERR_BAD_CONFIG', async () => {
+    const a = await promoted();
+    const lazy = new Recorder({ wrap: new SouthSideWrap(), buffer: backup, ack: 'lazy', verdicts: { accept: () => undefined, drop: () => undefined } });
+    expect(() => lazy.adopt([a])).to.throw().with.property('code', ErrorCode.BAD_CONFIG);
+    lazy.close();
   });
 });

@@ -3,20 +3,22 @@
  * by the south-side wrap (client segments) and the north-side agent (call
  * records); the unmodified server runs under the NSW shim in record mode.
  *
- * It steps down when it has heard nothing from the buffer for longer than the
- * failure timeout (DESIGN invariant 4): it can get nothing acknowledged, so
- * it must not speak; it freezes and kills its server while the wrap's rules
- * still drop everything the kernel would send (fail closed, so no FIN or RST
- * reaches a client the backup is about to serve), gives up the VIP, and exits.
+ * When it hears nothing from the buffer for longer than the failure timeout
+ * it goes quiet, and it steps down once it learns a backup took over (see
+ * {@link Reign}): the server is killed while the wrap's rules still drop
+ * everything its kernel would send (fail closed, so no FIN or RST reaches a
+ * client the backup serves), and the VIP is given up.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NswAgent, shimPath } from '@ftcp/nsw';
+import { NswAgent } from '@ftcp/nsw';
 import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
 import { CallWriter, StableBufferClient, type Logger } from '@ftcp/stable-buffer';
-import { capOffloadSizes, dropVip, type Service } from './service.js';
+import { Reign } from './reign.js';
+import { capOffloadSizes, type Service } from './service.js';
+import { spawnWrappedServer } from './wrapped-server.js';
 
 export interface PrimaryOptions {
   service: Service;
@@ -41,6 +43,7 @@ export class Primary {
   private readonly client: StableBufferClient;
   private readonly stateDir = mkdtempSync(join(tmpdir(), 'ftcp-primary-'));
   private timers: NodeJS.Timeout[] = [];
+  private reign: Reign | null = null;
   private finish!: (e: PrimaryExit) => void;
   /** Settles once, with why the primary ended. */
   readonly done: Promise<PrimaryExit>;
@@ -62,11 +65,7 @@ export class Primary {
       await this.agent.listen();
       if (this.opts.iface) await capOffloadSizes(this.opts.iface);
       this.wrap = await RecordingWrap.start({ vip: service.vip, port: service.port, buffer: this.client, ack: this.opts.ack ?? 'eager', ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}) });
-      const [cmd, ...args] = this.opts.command;
-      this.server = spawn(cmd!, args, {
-        stdio: 'inherit',
-        env: { ...process.env, LD_PRELOAD: shimPath(), FTCP_NSW_MODE: 'record', FTCP_NSW_SOCKET: socketPath, FTCP_NSW_NAME: this.opts.node ?? hostname(), FTCP_NSW_PORT: String(service.port) },
-      });
+      this.server = spawnWrappedServer(this.opts.command, { mode: 'record', socketPath, port: service.port });
       this.server.once('error', (err) => {
         logger.log('error', 'server-failed-to-start', { command: this.opts.command.join(' '), error: String(err) });
         void this.end({ reason: 'server-exited', code: null });
@@ -76,17 +75,18 @@ export class Primary {
       await this.cleanup(false);
       throw err;
     }
-    const failureTimeoutMs = this.opts.failureTimeoutMs ?? 30;
-    this.timers.push(
-      setInterval(() => {
-        const silent = this.client.silentForMs();
-        if (silent > failureTimeoutMs) void this.stepDown(silent);
-        // Do not rely on the buffer's probes (their interval is the buffer's
-        // setting): when things go quiet, ask. Any answer resets the silence.
-        else if (silent > failureTimeoutMs / 3) this.client.ping().catch(() => {});
-      }, Math.max(1, Math.floor(failureTimeoutMs / 5))),
-      setInterval(() => this.client.report('primary', this.status()), 500),
-    );
+    this.reign = new Reign({
+      client: this.client,
+      epoch: this.epoch,
+      service,
+      ...(this.opts.iface ? { iface: this.opts.iface } : {}),
+      failureTimeoutMs: this.opts.failureTimeoutMs ?? 30,
+      server: () => this.server,
+      logger,
+      onSteppedDown: (silentMs) => void this.steppedDown(silentMs),
+    });
+    this.reign.start();
+    this.timers.push(setInterval(() => this.client.report('primary', this.status()), 500));
     logger.log('info', 'primary-started', { epoch: this.epoch, service: `${service.vip}:${service.port}`, pid: this.server?.pid });
   }
 
@@ -94,7 +94,7 @@ export class Primary {
   status(): Record<string, unknown> {
     const w = this.wrap?.status();
     return {
-      mode: 'record',
+      mode: this.reign?.quiet ? 'quiet' : 'record',
       epoch: this.epoch,
       connections: w?.connections ?? 0,
       unstableRecords: this.agent?.counters.unstable ?? 0,
@@ -107,22 +107,11 @@ export class Primary {
     };
   }
 
-  private async stepDown(silentMs: number): Promise<void> {
+  /** The reign ended (see Reign): the server is dead and the VIP gone; the rules stay and drop what is left. */
+  private async steppedDown(silentMs: number): Promise<void> {
     if (this.ending) return;
     this.ending = true;
-    this.opts.logger.log('warn', 'stepping-down', { silentMs: Math.round(silentMs), epoch: this.epoch });
-    // Freeze first: from here the server produces nothing, and what its kernel
-    // still sends (FIN, RST on kill) is dropped by the rules we keep.
-    if (this.server?.pid) {
-      try {
-        process.kill(this.server.pid, 'SIGSTOP');
-        process.kill(this.server.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
     this.wrap?.abandon();
-    if (this.opts.iface) await dropVip(this.opts.iface, this.opts.service.vip).catch(() => {});
     await this.cleanup(true);
     this.finish({ reason: 'stepped-down', silentMs });
   }
@@ -149,6 +138,7 @@ export class Primary {
   private async cleanup(keepRules: boolean): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.reign?.stop();
     if (!keepRules) await this.wrap?.stop().catch((err: unknown) => this.opts.logger.log('error', 'rules-removal-failed', { error: String(err) }));
     await this.agent?.close().catch(() => {});
     this.client.close();

@@ -3,6 +3,7 @@
  * `ftcp primary` and `ftcp backup`.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { ErrorCode, FtcpError } from '@ftcp/stable-buffer';
 
@@ -49,4 +50,23 @@ export async function dropVip(iface: string, vip: string): Promise<void> {
  */
 export async function capOffloadSizes(iface: string, bytes = 32768): Promise<void> {
   await ip(['link', 'set', 'dev', iface, 'gso_max_size', String(bytes), 'gro_max_size', String(bytes)]);
+}
+
+/** Adds the VIP to `iface` as a /32 unless it is there: a promoted backup takes the address. */
+export async function addVip(iface: string, vip: string): Promise<void> {
+  if (!(await hasVip(iface, vip))) await ip(['addr', 'add', `${vip}/32`, 'dev', iface]);
+}
+
+/**
+ * Lets the backup's copy of the server bind the VIP before this host owns it
+ * (the issue's "the server may bind the VIP before the backup owns it"):
+ * `net.ipv4.ip_nonlocal_bind`, which is per network namespace.
+ */
+export function allowNonlocalBind(): void {
+  const path = '/proc/sys/net/ipv4/ip_nonlocal_bind';
+  try {
+    if (readFileSync(path, 'utf8').trim() !== '1') writeFileSync(path, '1\n');
+  } catch (err) {
+    throw new FtcpError(ErrorCode.BAD_CONFIG, `cannot set net.ipv4.ip_nonlocal_bind=1 (${String(err)}): run as root`, { cause: err });
+  }
 }

@@ -1,4 +1,5 @@
-// ftcp_ssw native part: NFQUEUE and raw-socket I/O for the south-side wrap.
+// ftcp_ssw native part: NFQUEUE, raw-socket and link-layer I/O for the
+// south-side wrap.
 //
 // Rules of this file:
 // - It moves bytes and nothing else. Every decision (what to rewrite, what
@@ -14,10 +15,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_packet.h>
 #include <linux/netfilter.h>
 #include <linux/netlink.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -341,9 +345,64 @@ class RawSocket : public Napi::ObjectWrap<RawSocket> {
   int fd_ = -1;
 };
 
+// linkAddress(ifname) -> { index, hwType, address }: the device's index, its
+// ARPHRD_* type and its hardware address (the first 6 bytes; what a
+// non-Ethernet type means is the caller's business).
+Napi::Value LinkAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "linkAddress(ifname)");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  // A name that does not fit ifr_name names no device.
+  if (name.empty() || name.size() >= IFNAMSIZ) throw SysError(env, "if_nametoindex", ENODEV);
+  const unsigned index = if_nametoindex(name.c_str());
+  if (index == 0) throw SysError(env, "if_nametoindex", errno);
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw SysError(env, "socket", errno);
+  ifreq ifr{};
+  memcpy(ifr.ifr_name, name.c_str(), name.size());
+  if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
+    const int e = errno;
+    close(fd);
+    throw SysError(env, "ioctl(SIOCGIFHWADDR)", e);
+  }
+  close(fd);
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("index", Napi::Number::New(env, index));
+  r.Set("hwType", Napi::Number::New(env, ifr.ifr_hwaddr.sa_family));
+  r.Set("address", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(ifr.ifr_hwaddr.sa_data), 6));
+  return r;
+}
+
+// sendFrame(ifindex, frame) -> bytes sent: one whole Ethernet frame (header
+// included) out of device `ifindex` through an AF_PACKET raw socket opened
+// for this call only (protocol 0: it receives nothing). For rare frames such
+// as gratuitous ARPs; the destination address is the frame's own.
+Napi::Value SendFrame(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) throw Napi::TypeError::New(env, "sendFrame(ifindex, frame)");
+  const int index = static_cast<int>(info[0].As<Napi::Number>().Int32Value());
+  Napi::Uint8Array frame = info[1].As<Napi::Uint8Array>();
+  if (frame.ByteLength() < 14) throw Napi::RangeError::New(env, "frame shorter than an Ethernet header");
+  const int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw SysError(env, "socket(AF_PACKET)", errno);
+  sockaddr_ll to{};
+  to.sll_family = AF_PACKET;
+  to.sll_ifindex = index;
+  memcpy(&to.sll_protocol, frame.Data() + 12, 2);  // the EtherType, already in network order
+  to.sll_halen = 6;
+  memcpy(to.sll_addr, frame.Data(), 6);
+  const ssize_t n = sendto(fd, frame.Data(), frame.ByteLength(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  const int e = errno;
+  close(fd);
+  if (n < 0) throw SysError(env, "sendto(AF_PACKET)", e);
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("Queue", Queue::Init(env));
   exports.Set("RawSocket", RawSocket::Init(env));
+  exports.Set("linkAddress", Napi::Function::New(env, LinkAddress, "linkAddress"));
+  exports.Set("sendFrame", Napi::Function::New(env, SendFrame, "sendFrame"));
   exports.Set("NF_DROP", Napi::Number::New(env, NF_DROP));
   exports.Set("NF_ACCEPT", Napi::Number::New(env, NF_ACCEPT));
   exports.Set("NF_REPEAT", Napi::Number::New(env, NF_REPEAT));

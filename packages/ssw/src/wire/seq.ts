@@ -139,3 +139,11 @@ export function u32Add(a: number, d: number): number {
 export function u32Diff(a: number, b: number): number {
   return (a - b) | 0;
 }
+
+/**
+ * The later of two timestamp values (RFC 7323 5.2: `a` is later when it is
+ * ahead of `b` by less than 2^31), for high-water marks of TSvals and TSecrs.
+ */
+export function u32Max(a: number, b: number): number {
+  return u32Diff(a, b) < 0 ? b >>> 0 : a >>> 0;
+}

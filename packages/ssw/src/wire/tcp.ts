@@ -388,6 +388,47 @@ export function setSackBlock(pkt: TcpPacket, index: number, block: SackBlock): v
   blocks[index] = { left: block.left, right: block.right };
 }
 
+/**
+ * Remove the SACK blocks `keep` rejects, in place, updating the checksum:
+ * the kept blocks move to the front of the option, its length byte shrinks,
+ * and the freed bytes become NOPs (RFC 9293 3.2), so the header keeps its
+ * length; with no block left the whole option becomes NOPs. Returns how
+ * many blocks were removed.
+ */
+export function retainSackBlocks(pkt: TcpPacket, keep: (block: SackBlock) => boolean): number {
+  const blocks = pkt.options.sackBlocks;
+  const kept = blocks.filter(keep);
+  if (kept.length === blocks.length) return 0;
+  const buf = pkt.buf;
+  const first = pkt.options.sackOffset;
+  const kindOff = first - 2;
+  const end = first + 8 * blocks.length;
+  // The checksum counts 16-bit words from the TCP header, which starts at an
+  // even offset: widen the changed bytes to whole words.
+  const lo = kindOff - (kindOff & 1);
+  const hi = end + (end & 1);
+  const oldSum = pkt.checksumPartial ? 0 : onesSum(buf, lo, hi);
+  let o = kindOff;
+  if (kept.length > 0) {
+    buf[kindOff + 1] = 2 + 8 * kept.length;
+    o = first;
+    for (const b of kept) {
+      writeU32(buf, o, b.left);
+      writeU32(buf, o + 4, b.right);
+      o += 8;
+    }
+  }
+  buf.fill(TcpOptionKind.NOP, o, end);
+  if (!pkt.checksumPartial) {
+    const coff = pkt.tcpOffset + TCP.CHECKSUM;
+    writeU16(buf, coff, csumReplace(readU16(buf, coff), oldSum, onesSum(buf, lo, hi)));
+  }
+  const removed = blocks.length - kept.length;
+  blocks.splice(0, blocks.length, ...kept);
+  if (kept.length === 0) pkt.options.sackOffset = -1;
+  return removed;
+}
+
 /** Set TSval; the packet must carry a timestamps option. Updates the checksum. */
 export function setTsVal(pkt: TcpPacket, value: number): void {
   if (pkt.options.timestampsOffset < 0) throw new RangeError('no timestamps option');

@@ -16,6 +16,7 @@ import {
   seqToOffset,
   u32Add,
   u32Diff,
+  u32Max,
 } from '../../src/wire/seq.js';
 import { Prng } from '../support/prng.js';
 
@@ -172,5 +173,18 @@ describe('u32Add and u32Diff', () => {
     expect(u32Add(0xfffffff0, 0x20)).to.equal(0x10);
     expect(u32Diff(0x10, 0xfffffff0)).to.equal(0x20);
     expect(u32Add(5, -10)).to.equal(0xfffffffb);
+  });
+});
+
+describe('u32Max', () => {
+  it('takes a timestamp just past the wrap as later than one just before it', () => {
+    expect(u32Max(0xfffffff0, 0x10)).to.equal(0x10);
+    expect(u32Max(0x10, 0xfffffff0)).to.equal(0x10);
+  });
+
+  it('returns the later of two values less than 2^31 apart, as unsigned', () => {
+    expect(u32Max(5, 7)).to.equal(7);
+    expect(u32Max(-1, 3)).to.equal(3);
+    expect(u32Max(0x7fffffff, 0x80000000)).to.equal(0x80000000);
   });
 });

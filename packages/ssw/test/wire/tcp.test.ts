@@ -6,6 +6,7 @@ import {
   parseTcpOptions,
   parseTcpPacket,
   parseTcpPacketOrThrow,
+  retainSackBlocks,
   segmentLength,
   setAck,
   setSackBlock,
@@ -19,6 +20,7 @@ import type { TcpPacket } from '../../src/wire/tcp.js';
 import { seq } from '../../src/wire/seq.js';
 import { buildPacket, opt } from '../support/builder.js';
 import { fixture } from '../support/fixture.js';
+import { Prng } from '../support/prng.js';
 
 function parsed(buf: Buffer, checksumPartial = false, allowTruncated = false): TcpPacket {
   const r = parseTcpPacket(buf, { checksumPartial, allowTruncated });
@@ -223,5 +225,74 @@ describe('parseTcpPacket with allowTruncated', () => {
     expect(verifyTcpChecksum(p)).to.equal(false); // cannot be summed from a capture
     cut.copy(full, 0, 0, p.payloadOffset);
     expect(verifyTcpChecksum(parsed(full))).to.equal(true);
+  });
+});
+
+describe('retainSackBlocks', () => {
+  const four: Array<[number, number]> = [
+    [1000, 2000],
+    [3000, 4000],
+    [5000, 6000],
+    [0xfffffff0, 0x10],
+  ];
+
+  it('moves the kept blocks to the front, shortens the option and pads it with NOPs', () => {
+    const p = parsed(buildPacket({ options: [opt.nop(), opt.nop(), opt.sack(four)] }));
+    const removed = retainSackBlocks(p, (b) => b.left !== 3000 && b.left !== 0xfffffff0);
+    expect(removed).to.equal(2);
+    expect(verifyTcpChecksum(p)).to.equal(true);
+    const again = parsed(Buffer.from(p.buf));
+    expect(again.options.sackBlocks).to.deep.equal([
+      { left: 1000, right: 2000 },
+      { left: 5000, right: 6000 },
+    ]);
+    expect(p.options.sackBlocks).to.deep.equal(again.options.sackBlocks);
+    expect(again.tcpHeaderLength).to.equal(p.tcpHeaderLength);
+    // Option length 2 + 8 * 2, then 16 NOPs where the two removed blocks were.
+    const kind = p.options.sackOffset - 2;
+    expect(p.buf[kind + 1]).to.equal(18);
+    expect([...p.buf.subarray(kind + 18, kind + 34)]).to.deep.equal(Array(16).fill(1));
+  });
+
+  it('turns the whole option into NOPs when no block is kept, leaving the timestamps option intact', () => {
+    const p = parsed(buildPacket({ options: [opt.nop(), opt.nop(), opt.timestamps(7, 9), opt.nop(), opt.nop(), opt.sack([[1, 2]])] }));
+    expect(retainSackBlocks(p, () => false)).to.equal(1);
+    expect(verifyTcpChecksum(p)).to.equal(true);
+    const again = parsed(Buffer.from(p.buf));
+    expect(again.options.sackBlocks).to.deep.equal([]);
+    expect(again.options.tsVal).to.equal(7);
+    expect(again.options.tsEcr).to.equal(9);
+    expect(p.options.sackOffset).to.equal(-1);
+  });
+
+  it('changes nothing when every block is kept', () => {
+    const b = buildPacket({ options: [opt.nop(), opt.nop(), opt.sack(four)] });
+    const before = Buffer.from(b);
+    expect(retainSackBlocks(parsed(b), () => true)).to.equal(0);
+    expect(b.equals(before)).to.equal(true);
+  });
+
+  it('leaves a partial checksum untouched', () => {
+    const p = parsed(buildPacket({ partial: true, options: [opt.nop(), opt.sack(four.slice(0, 3))] }), true);
+    const before = p.buf[p.tcpOffset + 16]! * 256 + p.buf[p.tcpOffset + 17]!;
+    retainSackBlocks(p, (b) => b.left === 5000);
+    expect(p.buf[p.tcpOffset + 16]! * 256 + p.buf[p.tcpOffset + 17]!).to.equal(before);
+    expect(verifyTcpChecksum(p)).to.equal(true);
+  });
+
+  it('keeps the incremental checksum equal to a full recompute at every option alignment', () => {
+    const rng = new Prng(0x5ac4);
+    for (let i = 0; i < 300; i++) {
+      const n = rng.between(1, 3);
+      const blocks = Array.from({ length: n }, (): [number, number] => [rng.u32(), rng.u32()]);
+      // 0 to 3 NOPs before the option put it at every alignment.
+      const lead = Array.from({ length: rng.between(0, 3) }, () => opt.nop());
+      const p = parsed(buildPacket({ options: [...lead, opt.sack(blocks)], payload: rng.bytes(rng.between(0, 9)) }));
+      const keep = blocks.map(() => rng.chance(0.5));
+      let k = 0;
+      retainSackBlocks(p, () => keep[k++] ?? false);
+      expect(verifyTcpChecksum(p), `seed ${rng.seed} case ${i}`).to.equal(true);
+      expect(parsed(Buffer.from(p.buf)).options.sackBlocks.length).to.equal(keep.filter(Boolean).length);
+    }
   });
 });

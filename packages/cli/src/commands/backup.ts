@@ -1,0 +1,99 @@
+import { hostname } from 'node:os';
+import { Args, Command, Flags } from '@oclif/core';
+import { jsonLogger, type LogLevel } from '@ftcp/stable-buffer';
+import { ExitCode, fail } from '../flags.js';
+import { Backup } from '../runtime/backup.js';
+import { parseService } from '../runtime/service.js';
+
+export default class BackupCommand extends Command {
+  static override summary = 'Follow a primary through the stable buffer and take over its live connections when it fails.';
+
+  static override description = `Runs the backup of a replicated service. CMD is the same server command the
+primary runs; it runs here under the north-side wrap in playback.
+
+--mode hot starts the replica at once: it replays the primary's calls as the
+buffer logs them (a backup started late catches up from the log first), so a
+takeover only has to finish the last records. --mode cold runs nothing until
+the failure: then the replica starts and rolls forward from the whole log,
+which takes longer but costs nothing while the primary is healthy; clients
+are held with zero-window ACKs meanwhile (FT-TCP 2.3.1).
+
+When the buffer declares the primary failed, the backup takes the next epoch
+(the old primary can write nothing more), wraps the service in record mode,
+adds the VIP to --iface and announces it with gratuitous ARP, and lets the
+replica go live: each of the primary's connections is rebuilt with
+TCP_REPAIR as a real socket at the same descriptor number, and the bytes the
+client has not acknowledged are sent again at once. From then on this node is
+the primary: it records, so a new backup can join, and it steps down like
+\`ftcp primary\` if it loses the buffer.
+
+The replica binds the VIP before this host owns it, so the backup sets
+net.ipv4.ip_nonlocal_bind=1 in its network namespace. Needs root (NFQUEUE,
+iptables, TCP_REPAIR). Exit codes: the server's own when it exits (86: the
+replica diverged from the primary), 0 on SIGINT/SIGTERM, 2 bad flags, 3 could
+not start, 4 stepped down (after a takeover), 5 the takeover failed.`;
+
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --mode hot --service 10.0.0.100:6379 --buffer tcp://10.0.1.2:7400 --iface eth0 -- redis-server --port 6379 --save ""',
+    '<%= config.bin %> <%= command.id %> --mode cold --service 10.0.0.100:8000 --buffer tcp://10.0.1.2:7400 --iface eth0 -- python3 -m http.server 8000',
+  ];
+
+  static override strict = false;
+
+  static override args = {
+    command: Args.string({ description: 'The server command and its arguments, after --: the same as the primary\'s.', required: true }),
+  };
+
+  static override flags = {
+    mode: Flags.option({ summary: 'hot: replay as the primary runs; cold: start the replica only after a failure.', options: ['hot', 'cold'] as const, required: true })(),
+    service: Flags.string({ summary: 'The service: VIP:PORT that clients connect to.', required: true }),
+    buffer: Flags.string({ summary: 'The stable buffer\'s ZeroMQ endpoint.', required: true, env: 'FTCP_BUFFER' }),
+    iface: Flags.string({ summary: 'Interface that takes the VIP on takeover (and its GSO/GRO sizes capped for NFQUEUE).' }),
+    ack: Flags.option({ summary: 'After a takeover: when the client hears its bytes are logged (FT-TCP 3.11).', options: ['eager', 'delayed', 'lazy'] as const, default: 'eager' })(),
+    node: Flags.string({ summary: 'This node\'s name in the buffer and in ftcp status.', default: hostname() }),
+    queue: Flags.integer({ summary: 'NFQUEUE queue number after a takeover.', default: 7400, min: 0, max: 65535 }),
+    'failure-timeout': Flags.integer({ summary: 'After a takeover: milliseconds of silence from the buffer before stepping down; match the buffer\'s.', default: 30, min: 1 }),
+    'log-level': Flags.option({ summary: 'Least severe log level written to stderr.', options: ['debug', 'info', 'warn', 'error'] as const, default: 'info' })(),
+  };
+
+  async run(): Promise<void> {
+    const { flags, argv } = await this.parse(BackupCommand);
+    // As for `ftcp primary`: what follows `--` passes through verbatim.
+    const dashes = process.argv.indexOf('--');
+    const command = dashes >= 0 ? process.argv.slice(dashes + 1) : (argv as string[]);
+    if (command.length === 0) this.error('give the server command after --, the same as the primary\'s, like: -- redis-server --port 6379', { exit: ExitCode.BAD_USAGE });
+    let service;
+    try {
+      service = parseService(flags.service);
+    } catch (err) {
+      fail(err, ['give --service as VIP:PORT, like 10.0.0.100:6379: the same as the primary\'s']);
+    }
+    let backup: Backup;
+    try {
+      backup = new Backup({
+        mode: flags.mode,
+        service,
+        buffer: flags.buffer,
+        command,
+        ...(flags.iface ? { iface: flags.iface } : {}),
+        ack: flags.ack,
+        node: flags.node,
+        queue: flags.queue,
+        failureTimeoutMs: flags['failure-timeout'],
+        logger: jsonLogger('backup', flags['log-level'] as LogLevel),
+      });
+      await backup.start();
+    } catch (err) {
+      fail(err, ['run as root: the backup needs NFQUEUE, iptables and TCP_REPAIR', 'check --buffer, and that `ftcp buffer serve` runs there']);
+    }
+    const stop = (): void => void backup.stop();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    process.stdout.write(JSON.stringify({ event: 'ready', mode: flags.mode }) + '\n');
+    const e = await backup.done;
+    if (e.reason === 'stepped-down') this.exit(4);
+    if (e.reason === 'takeover-failed') this.exit(5);
+    if (e.reason === 'server-exited') this.exit(e.code ?? 1);
+    this.exit(ExitCode.OK);
+  }
+}

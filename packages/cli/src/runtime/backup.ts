@@ -1,0 +1,383 @@
+/**
+ * A backup node (FT-TCP 2.3, 3.9; DESIGN.md "Failover, in order"). It follows
+ * the primary through the stable buffer and, when the buffer declares the
+ * primary failed, takes over: the next epoch (fencing the old primary), the
+ * service's rules in record mode with the old connections adopted, the VIP,
+ * and the replica going live, each replicated connection rebuilt as a real
+ * socket at its descriptor number. From then on it is the primary.
+ *
+ * `hot`: the replica runs from the start, in playback, as records arrive; a
+ * backup started late catches up from the log first. `cold`: nothing runs
+ * until the failure; then the replica starts and rolls forward from the log
+ * while the wrap keeps the clients waiting with zero-window ACKs.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
+import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
+import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
+import { planRebuild } from './rebuild-plan.js';
+import { Reign } from './reign.js';
+import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
+import { spawnWrappedServer } from './wrapped-server.js';
+
+export type BackupMode = 'hot' | 'cold';
+
+export interface BackupOptions {
+  mode: BackupMode;
+  service: Service;
+  buffer: string;
+  command: string[];
+  iface?: string;
+  ack?: AckStrategy;
+  node?: string;
+  queue?: number;
+  /** Silence from the buffer (ms) after which this node, once primary, steps down. */
+  failureTimeoutMs?: number;
+  /** How long a takeover may wait for the replica's connections to be rebuilt before it reports what it has. */
+  rebuildTimeoutMs?: number;
+  logger: Logger;
+}
+
+/** How a backup ended. */
+export type BackupExit =
+  | { reason: 'server-exited'; code: number | null }
+  | { reason: 'stopped' }
+  | { reason: 'stepped-down'; silentMs: number }
+  | { reason: 'takeover-failed'; error: string };
+
+/** Millisecond marks of one takeover, from the failure event. */
+export interface TakeoverTimeline {
+  detectedAt: number;
+  promotedMs: number;
+  wrapMs: number;
+  vipMs: number;
+  /** Every replicated connection rebuilt (or the rebuild timeout). */
+  rebuiltMs: number;
+  connections: number;
+  rebuilt: number;
+  failed: number;
+}
+
+/** Client bytes and TCP facts of the old primary's connections, for the rebuilds. */
+class FeedRebuildSource implements RebuildSource {
+  constructor(private readonly feed: ReplicaFeed) {}
+
+  async plan(conn: ReplicatedConnection): Promise<RebuildPlan> {
+    const logged = this.find(conn.peer);
+    if (!logged) throw new FtcpError(ErrorCode.UNKNOWN_CONNECTION, `no connection record for client ${conn.peer.address}:${conn.peer.port}`);
+    const end = logged.finOffset === null ? logged.coverage.contiguousEnd : Math.min(logged.coverage.contiguousEnd, logged.finOffset);
+    const unread = Math.max(0, end - conn.instreamOffset);
+    const inq = unread > 0 ? await this.feed.readInstream(logged.rec.connId, conn.instreamOffset, unread) : Buffer.alloc(0);
+    return planRebuild(conn, { rec: logged.rec, stableDataEnd: end, clientAckOffset: logged.clientAckOffset, clientWindow: logged.clientWindow, clientTsEcr: logged.clientTsEcr }, inq);
+  }
+
+  private find(peer: PeerAddress): ReturnType<ReplicaFeed['connections']>[number] | undefined {
+    const ip = peer.address.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+    let found: ReturnType<ReplicaFeed['connections']>[number] | undefined;
+    for (const c of this.feed.connections()) {
+      if (c.rec.clientIp === ip && c.rec.clientPort === peer.port && (!found || !c.closed)) found = c;
+    }
+    return found;
+  }
+}
+
+export class Backup {
+  private server: ChildProcess | null = null;
+  private agent: NswAgent | null = null;
+  private feed: ReplicaFeed | null = null;
+  private standby: Subscription | null = null;
+  private wrap: RecordingWrap | null = null;
+  private writer: StableBufferClient | null = null;
+  /** A cold backup's second client, for the roll-forward's subscription (one per client). */
+  private reader: StableBufferClient | null = null;
+  private readonly follower: StableBufferClient;
+  private readonly stateDir = mkdtempSync(join(tmpdir(), 'ftcp-backup-'));
+  private readonly node: string;
+  private timers: NodeJS.Timeout[] = [];
+  private reign: Reign | null = null;
+  private finish!: (e: BackupExit) => void;
+  private ending = false;
+  private takingOver = false;
+  private vipAdded = false;
+  /** Settles once, with why the backup ended. */
+  readonly done: Promise<BackupExit>;
+  /** Set once this node took over. */
+  timeline: TakeoverTimeline | null = null;
+  epoch = 0;
+
+  constructor(private readonly opts: BackupOptions) {
+    this.node = opts.node ?? hostname();
+    this.follower = StableBufferClient.connect({ endpoint: opts.buffer, node: this.node, requestTimeoutMs: 5000 });
+    this.done = new Promise((r) => (this.finish = r));
+  }
+
+  private get logger(): Logger {
+    return this.opts.logger;
+  }
+
+  /** Hot: starts the replica in playback. Cold: registers as a standby. Both then wait for the failure event. */
+  async start(): Promise<void> {
+    try {
+      allowNonlocalBind();
+      // Any answer proves the buffer is there; a wrong endpoint fails here, not at the failure.
+      await this.follower.ping();
+      if (this.opts.mode === 'hot') {
+        this.feed = new ReplicaFeed(this.follower, this.follower.subscribe({ fromLsn: 0, mode: 'hot' }));
+        this.feed.once('failed', () => void this.takeOver());
+        this.feed.on('end', (err: Error) => {
+          if (!this.takingOver && !this.ending) this.logger.log('error', 'feed-ended', { error: String(err) });
+        });
+        await this.startReplica(this.feed);
+      } else {
+        this.standby = this.follower.subscribe({ fromLsn: 0, mode: 'cold' });
+        void this.waitInStandby(this.standby);
+      }
+    } catch (err) {
+      await this.cleanup();
+      throw err;
+    }
+    this.timers.push(setInterval(() => this.follower.report(this.timeline ? 'primary' : 'backup', this.status()), 500));
+    this.logger.log('info', 'backup-started', { mode: this.opts.mode, service: `${this.opts.service.vip}:${this.opts.service.port}`, pid: this.server?.pid });
+  }
+
+  /**
+   * A cold standby reads the subscription only for the failure event: the
+   * buffer keeps every record while a cold backup is registered, and the
+   * roll-forward reads them from the start.
+   */
+  private async waitInStandby(sub: Subscription): Promise<void> {
+    try {
+      for await (const ev of sub) {
+        if (ev.kind === 'failed') {
+          void this.takeOver();
+          return;
+        }
+      }
+    } catch (err) {
+      if (!this.ending) this.logger.log('error', 'standby-subscription-failed', { error: String(err) });
+    }
+  }
+
+  private async startReplica(feed: ReplicaFeed): Promise<void> {
+    const socketPath = join(this.stateDir, 'nsw.sock');
+    const agent = new NswAgent({
+      socketPath,
+      mode: 'playback',
+      source: feed,
+      instream: { readInstream: (peer, offset, length, signal) => feed.readClientBytes(peer, offset, length, signal) },
+      rebuild: new FeedRebuildSource(feed),
+      logger: this.logger,
+    });
+    this.agent = agent;
+    agent.on('divergence', (d: { stream: string; callNo: number; reason: string }) => this.logger.log('error', 'replica-diverged', { stream: d.stream, callNo: d.callNo, reason: d.reason }));
+    // The client's acknowledgements trim the replica's send buffers (FT-TCP 3.7).
+    feed.on('client-ack', (connId: number, ackOffset: number) => {
+      const rec = feed.connection(connId)?.rec;
+      if (!rec) return;
+      for (const c of agent.replicatedConnections()) {
+        if (c.peer.port === rec.clientPort && c.peer.address.split('.').reduce((a, o) => a * 256 + Number(o), 0) === rec.clientIp) agent.clientAcked(c.key, ackOffset);
+      }
+    });
+    await agent.listen();
+    const server = spawnWrappedServer(this.opts.command, { mode: 'playback', socketPath, port: this.opts.service.port });
+    this.server = server;
+    server.once('error', (err) => {
+      this.logger.log('error', 'server-failed-to-start', { command: this.opts.command.join(' '), error: String(err) });
+      void this.end({ reason: 'server-exited', code: null });
+    });
+    server.once('exit', (code, signal) => {
+      if (code === 86) this.logger.log('error', 'replica-stopped-diverged', { code });
+      void this.end({ reason: 'server-exited', code: code ?? (signal ? 128 : null) });
+    });
+  }
+
+  /** The failover sequence. Any step that fails leaves this node unable to serve: it says so and ends. */
+  private async takeOver(): Promise<void> {
+    if (this.takingOver || this.ending) return;
+    this.takingOver = true;
+    const t0 = Date.now();
+    const since = (): number => Date.now() - t0;
+    this.logger.log('warn', 'failure-detected', { mode: this.opts.mode });
+    try {
+      if (this.agent && !this.agent.canTakeOver) throw new FtcpError(ErrorCode.CONFLICT, 'the replica diverged from the primary; it cannot take over');
+      const writer = StableBufferClient.connect({ endpoint: this.opts.buffer, node: this.node, requestTimeoutMs: 5000 });
+      this.writer = writer;
+      const { epoch, positions } = await writer.promote();
+      await writer.attachAsWriter(epoch);
+      this.epoch = epoch;
+      const promotedMs = since();
+      this.logger.log('warn', 'promoted', { epoch, ms: promotedMs, headLsn: positions.headLsn });
+
+      let feed = this.feed;
+      if (!feed) {
+        // Cold: the replica starts now and rolls forward from the first record.
+        this.standby?.end();
+        const reader = StableBufferClient.connect({ endpoint: this.opts.buffer, node: `${this.node}/roll-forward`, requestTimeoutMs: 5000 });
+        this.reader = reader;
+        feed = new ReplicaFeed(reader, reader.subscribe({ fromLsn: 0, mode: 'observer' }));
+        this.feed = feed;
+        await this.startReplica(feed);
+      }
+      await this.caughtUp(feed, positions.headLsn);
+
+      const adopt = this.adoptable(feed, positions);
+      if (this.opts.iface) await capOffloadSizes(this.opts.iface);
+      this.wrap = await RecordingWrap.start({
+        vip: this.opts.service.vip,
+        port: this.opts.service.port,
+        buffer: writer,
+        ack: this.opts.ack ?? 'eager',
+        adopt,
+        ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}),
+      });
+      const wrapMs = since();
+      if (this.opts.iface) {
+        await addVip(this.opts.iface, this.opts.service.vip);
+        this.vipAdded = true;
+        await sendGratuitousArp(this.opts.iface, this.opts.service.vip);
+      }
+      const vipMs = since();
+      this.logger.log('warn', 'vip-moved', { iface: this.opts.iface ?? null, ms: vipMs, adopted: adopt.length });
+
+      const rebuilt = this.awaitRebuilds(adopt.length);
+      this.agent!.goLive(new Map(positions.streams.map((s) => [s.stream, s.lastCallNo])), new CallWriter(writer));
+      const { ok, failed } = await rebuilt;
+      this.timeline = { detectedAt: t0, promotedMs, wrapMs, vipMs, rebuiltMs: since(), connections: adopt.length, rebuilt: ok, failed };
+      this.logger.log('warn', 'takeover-complete', { epoch, connections: adopt.length, rebuilt: ok, failed, ms: this.timeline.rebuiltMs, promotedMs, wrapMs, vipMs });
+      this.reign = new Reign({
+        client: writer,
+        epoch,
+        service: this.opts.service,
+        ...(this.opts.iface ? { iface: this.opts.iface } : {}),
+        failureTimeoutMs: this.opts.failureTimeoutMs ?? 30,
+        server: () => this.server,
+        logger: this.logger,
+        onSteppedDown: (silentMs) => void this.steppedDown(silentMs),
+      });
+      this.reign.start();
+      // The replica is live: the feed's records are this node's own from here.
+      await this.feed?.close().catch(() => {});
+    } catch (err) {
+      this.logger.log('error', 'takeover-failed', { error: String(err), ms: since() });
+      await this.end({ reason: 'takeover-failed', error: String(err) });
+    }
+  }
+
+  /** Waits until the feed has applied every record the log held at the promotion. */
+  private async caughtUp(feed: ReplicaFeed, headLsn: number): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while (feed.appliedUpTo < headLsn) {
+      if (Date.now() > deadline) throw new FtcpError(ErrorCode.TIMEOUT, `the log's records up to ${headLsn} did not arrive within 60 s (at ${feed.appliedUpTo})`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  /** The old primary's open connections, as the wrap adopts them. */
+  private adoptable(feed: ReplicaFeed, positions: Positions): AdoptedConnection[] {
+    const closed = new Set(positions.conns.filter((c) => c.closed).map((c) => c.connId));
+    return feed
+      .connections()
+      .filter((c) => !c.closed && !closed.has(c.rec.connId))
+      .map((c) => ({
+        rec: c.rec,
+        stableOffset: c.finOffset === null ? c.coverage.contiguousEnd : Math.min(c.coverage.contiguousEnd, c.finOffset),
+        clientAckOffset: c.clientAckOffset,
+        clientWindow: c.clientWindow,
+        clientTsEcr: c.clientTsEcr,
+      }));
+  }
+
+  /**
+   * Resolves once `expected` rebuilds were reported, or after the rebuild
+   * timeout: a connection the replica had already closed is never rebuilt.
+   */
+  private awaitRebuilds(expected: number): Promise<{ ok: number; failed: number }> {
+    const agent = this.agent!;
+    let ok = 0;
+    let failed = 0;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        agent.off('rebuilt', onRebuilt);
+        resolve({ ok, failed });
+      };
+      const onRebuilt = (r: { ok: boolean; stream: string; fd: number; error?: string }): void => {
+        if (r.ok) ok++;
+        else {
+          failed++;
+          this.logger.log('error', 'rebuild-failed', { stream: r.stream, fd: r.fd, error: r.error });
+        }
+        if (ok + failed >= Math.min(expected, agent.replicatedConnections().length)) done();
+      };
+      const timer = setTimeout(done, this.opts.rebuildTimeoutMs ?? 30_000);
+      agent.on('rebuilt', onRebuilt);
+      if (expected === 0 || agent.replicatedConnections().length === 0) done();
+    });
+  }
+
+  /** What `ftcp status` shows of this node. */
+  status(): Record<string, unknown> {
+    const w = this.wrap?.status();
+    return {
+      mode: this.reign?.quiet ? 'quiet' : this.timeline ? 'record' : this.opts.mode === 'hot' ? 'playback' : 'standby',
+      epoch: this.epoch,
+      connections: w?.connections ?? this.agent?.replicatedConnections().length ?? 0,
+      replicaLagRecords: this.feed ? this.feed.held : 0,
+      callsPlayed: this.agent?.counters.played ?? 0,
+      callsRecorded: this.agent?.counters.recorded ?? 0,
+      divergences: this.agent?.counters.divergences ?? 0,
+      unstableRecords: this.agent?.counters.unstable ?? 0,
+      ...(this.timeline ? { takeover: this.timeline } : {}),
+    };
+  }
+
+  /** As the primary, the reign ended (see Reign): the rules stay and drop what is left. */
+  private async steppedDown(silentMs: number): Promise<void> {
+    if (this.ending) return;
+    this.ending = true;
+    this.wrap?.abandon();
+    this.vipAdded = false;
+    await this.cleanup(true);
+    this.finish({ reason: 'stepped-down', silentMs });
+  }
+
+  /** Clean shutdown. */
+  async stop(): Promise<void> {
+    await this.end({ reason: 'stopped' });
+  }
+
+  private async end(e: BackupExit): Promise<void> {
+    if (this.ending) return;
+    this.ending = true;
+    if (this.server && this.server.exitCode === null && this.server.signalCode === null) {
+      const gone = new Promise((r) => this.server!.once('exit', r));
+      this.server.kill('SIGTERM');
+      const t = setTimeout(() => this.server?.kill('SIGKILL'), 5000);
+      await gone;
+      clearTimeout(t);
+    }
+    await this.cleanup();
+    this.finish(e);
+  }
+
+  private async cleanup(keepRules = false): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.reign?.stop();
+    if (!keepRules) {
+      await this.wrap?.stop().catch((err: unknown) => this.logger.log('error', 'rules-removal-failed', { error: String(err) }));
+      // A backup that took the VIP and ends cleanly gives it back: no address without its service.
+      if (this.vipAdded && this.opts.iface) await dropVip(this.opts.iface, this.opts.service.vip).catch(() => {});
+    }
+    this.standby?.end();
+    await this.feed?.close().catch(() => {});
+    await this.agent?.close().catch(() => {});
+    this.writer?.close();
+    this.reader?.close();
+    this.follower.close();
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+}
