@@ -46,4 +46,21 @@ export {
   type Neighbor,
 } from './testbed.js';
 export { PEER_TOOL, startPeer } from './peer-path.js';
-export { STREAM_TOOL, SSW_RECORD_TOOL, FTCP_BIN } from './tool-paths.js';
+export { STREAM_TOOL, SSW_RECORD_TOOL, FTCP_BIN, ECHO_CLIENT_TOOL, ECHOD_BIN } from './tool-paths.js';
+export {
+  runFailover,
+  describeReport,
+  reportLogs,
+  summarizeCapture,
+  mulberry32,
+  scenarioSeed,
+  type BackupMode,
+  type FailoverOptions,
+  type FailoverReport,
+  type EchoClientDone,
+  type EchoClientError,
+  type TakeoverTimes,
+  type Speaker,
+  type CaptureSummary,
+  type StallSnapshot,
+} from './failover.js';

@@ -5,5 +5,9 @@ import { fileURLToPath } from 'node:url';
 export const STREAM_TOOL: string = fileURLToPath(new URL('./tools/stream.js', import.meta.url));
 /** A primary's south-side wrap alone, in record mode (see tools/ssw-record.ts). */
 export const SSW_RECORD_TOOL: string = fileURLToPath(new URL('./tools/ssw-record.js', import.meta.url));
+/** Client of an echo server checking both directions and the failover gap (see tools/echo-client.ts). */
+export const ECHO_CLIENT_TOOL: string = fileURLToPath(new URL('./tools/echo-client.js', import.meta.url));
+/** The epoll echo server in C, `echod ADDR PORT [-v]` (native/echod.c; built by scripts/build-native.mjs). */
+export const ECHOD_BIN: string = fileURLToPath(new URL('../../native/build/echod', import.meta.url));
 /** The `ftcp` launcher of this checkout. */
 export const FTCP_BIN: string = fileURLToPath(new URL('../../../bin/ftcp', import.meta.url));

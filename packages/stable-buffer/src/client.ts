@@ -62,6 +62,9 @@ export type SubscriptionEvent =
 
 type Fields<T> = Omit<T, 'kind' | 'epoch'>;
 
+/** Largest instream read in one request: its reply must fit one frame (MAX_FRAME_SIZE) with room to spare. */
+const READ_PIECE = 1024 * 1024;
+
 /** A live subscription; iterate it with `for await`. Consumption is acknowledged as you pull. */
 export class Subscription implements AsyncIterable<SubscriptionEvent> {
   private readonly queue: SubscriptionEvent[] = [];
@@ -437,7 +440,11 @@ export class StableBufferClient extends EventEmitter {
 
   /** Exactly `length` stable bytes of a connection's instream from `offset`. */
   async readInstream(connId: number, offset: number, length: number): Promise<Buffer> {
-    return (await this.request({ kind: 'read-instream', connId, offset, length }, 'instream')).data;
+    if (length <= READ_PIECE) return (await this.request({ kind: 'read-instream', connId, offset, length }, 'instream')).data;
+    // One reply must fit one frame: a longer read goes in pieces, all in flight at once.
+    const pieces: Promise<Buffer>[] = [];
+    for (let at = 0; at < length; at += READ_PIECE) pieces.push(this.readInstream(connId, offset + at, Math.min(READ_PIECE, length - at)));
+    return Buffer.concat(await Promise.all(pieces), length);
   }
 
   /** The buffer's status snapshot. */

@@ -15,7 +15,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
+import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
 import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
 import { planRebuild } from './rebuild-plan.js';
@@ -61,6 +61,11 @@ export interface TakeoverTimeline {
   failed: number;
 }
 
+/** Dotted quad to the host-order number the buffer's records carry. */
+function ipv4ToU32(address: string): number {
+  return address.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+}
+
 /** Client bytes and TCP facts of the old primary's connections, for the rebuilds. */
 class FeedRebuildSource implements RebuildSource {
   constructor(private readonly feed: ReplicaFeed) {}
@@ -75,7 +80,7 @@ class FeedRebuildSource implements RebuildSource {
   }
 
   private find(peer: PeerAddress): ReturnType<ReplicaFeed['connections']>[number] | undefined {
-    const ip = peer.address.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+    const ip = ipv4ToU32(peer.address);
     let found: ReturnType<ReplicaFeed['connections']>[number] | undefined;
     for (const c of this.feed.connections()) {
       if (c.rec.clientIp === ip && c.rec.clientPort === peer.port && (!found || !c.closed)) found = c;
@@ -178,7 +183,7 @@ export class Backup {
       const rec = feed.connection(connId)?.rec;
       if (!rec) return;
       for (const c of agent.replicatedConnections()) {
-        if (c.peer.port === rec.clientPort && c.peer.address.split('.').reduce((a, o) => a * 256 + Number(o), 0) === rec.clientIp) agent.clientAcked(c.key, ackOffset);
+        if (c.peer.port === rec.clientPort && ipv4ToU32(c.peer.address) === rec.clientIp) agent.clientAcked(c.key, ackOffset);
       }
     });
     await agent.listen();
@@ -237,14 +242,24 @@ export class Backup {
       if (this.opts.iface) {
         await addVip(this.opts.iface, this.opts.service.vip);
         this.vipAdded = true;
-        await sendGratuitousArp(this.opts.iface, this.opts.service.vip);
+        // The first announcement leaves before this call returns; the repeats
+        // (a lost one must not cost seconds) go on while the replica goes live.
+        sendGratuitousArp(this.opts.iface, this.opts.service.vip).catch((err: unknown) => this.logger.log('warn', 'garp-failed', { error: String(err) }));
       }
       const vipMs = since();
       this.logger.log('warn', 'vip-moved', { iface: this.opts.iface ?? null, ms: vipMs, adopted: adopt.length });
 
       const rebuilt = this.awaitRebuilds(adopt.length);
       this.agent!.goLive(new Map(positions.streams.map((s) => [s.stream, s.lastCallNo])), new CallWriter(writer));
-      const { ok, failed } = await rebuilt;
+      const { ok, failed, rebuiltPeers } = await rebuilt;
+      // A connection the replica no longer holds (closed during the roll-forward)
+      // or could not rebuild has no socket: its client must learn that (the
+      // kernel's RST) instead of waiting on zero-window ACKs for ever.
+      for (const a of adopt) {
+        if (!rebuiltPeers.has(`${a.rec.clientIp}:${a.rec.clientPort}`) && this.wrap.releasePending(a.rec.connId)) {
+          this.logger.log('warn', 'connection-not-rebuilt', { connId: a.rec.connId, client: `${a.rec.clientIp}:${a.rec.clientPort}` });
+        }
+      }
       this.timeline = { detectedAt: t0, promotedMs, wrapMs, vipMs, rebuiltMs: since(), connections: adopt.length, rebuilt: ok, failed };
       this.logger.log('warn', 'takeover-complete', { epoch, connections: adopt.length, rebuilt: ok, failed, ms: this.timeline.rebuiltMs, promotedMs, wrapMs, vipMs });
       this.reign = new Reign({
@@ -255,7 +270,8 @@ export class Backup {
         failureTimeoutMs: this.opts.failureTimeoutMs ?? 30,
         server: () => this.server,
         logger: this.logger,
-        onSteppedDown: (silentMs) => void this.steppedDown(silentMs),
+        silence: () => this.wrap?.abandon(),
+      onSteppedDown: (silentMs) => void this.steppedDown(silentMs),
       });
       this.reign.start();
       // The replica is live: the feed's records are this node's own from here.
@@ -294,18 +310,22 @@ export class Backup {
    * Resolves once `expected` rebuilds were reported, or after the rebuild
    * timeout: a connection the replica had already closed is never rebuilt.
    */
-  private awaitRebuilds(expected: number): Promise<{ ok: number; failed: number }> {
+  private awaitRebuilds(expected: number): Promise<{ ok: number; failed: number; rebuiltPeers: Set<string> }> {
     const agent = this.agent!;
     let ok = 0;
     let failed = 0;
+    const rebuiltPeers = new Set<string>();
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         agent.off('rebuilt', onRebuilt);
-        resolve({ ok, failed });
+        resolve({ ok, failed, rebuiltPeers });
       };
-      const onRebuilt = (r: { ok: boolean; stream: string; fd: number; error?: string }): void => {
-        if (r.ok) ok++;
+      const onRebuilt = (r: RebuildReport): void => {
+        if (r.ok) {
+          ok++;
+          if (r.peer) rebuiltPeers.add(`${ipv4ToU32(r.peer.address)}:${r.peer.port}`);
+        }
         else {
           failed++;
           this.logger.log('error', 'rebuild-failed', { stream: r.stream, fd: r.fd, error: r.error });

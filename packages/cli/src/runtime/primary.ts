@@ -83,6 +83,7 @@ export class Primary {
       failureTimeoutMs: this.opts.failureTimeoutMs ?? 30,
       server: () => this.server,
       logger,
+      silence: () => this.wrap?.abandon(),
       onSteppedDown: (silentMs) => void this.steppedDown(silentMs),
     });
     this.reign.start();

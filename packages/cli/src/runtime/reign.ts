@@ -31,6 +31,12 @@ export interface ReignOptions {
   /** The server now (it may be restarted). */
   server: () => ChildProcess | null;
   logger: Logger;
+  /**
+   * Called once, before the server is killed: from here nothing of the
+   * service may leave (the wrap stops answering its queue, so its rules drop
+   * everything: the RSTs the kernel sends for a killed server's sockets too).
+   */
+  silence: () => void;
   /** Called once, after the server was killed and the VIP given up. */
   onSteppedDown: (silentMs: number) => void;
 }
@@ -94,7 +100,7 @@ export class Reign {
     if (this.ended) return;
     if (this.opts.iface) {
       await addVip(this.opts.iface, this.opts.service.vip);
-      await sendGratuitousArp(this.opts.iface, this.opts.service.vip).catch((err: unknown) => this.opts.logger.log('warn', 'garp-failed', { error: String(err) }));
+      sendGratuitousArp(this.opts.iface, this.opts.service.vip).catch((err: unknown) => this.opts.logger.log('warn', 'garp-failed', { error: String(err) }));
     }
     this.signalServer('SIGCONT');
     const pausedMs = Date.now() - this.quietSince;
@@ -109,9 +115,11 @@ export class Reign {
     this.ended = true;
     this.unwatch();
     this.opts.logger.log('warn', 'stepping-down', { silentMs: Math.round(silentMs), epoch: this.opts.epoch });
-    // Freeze first: from here the server produces nothing, and what its kernel
-    // still sends (FIN, RST on kill) is dropped by the rules the caller keeps.
+    // Freeze first: from here the server produces nothing. Silence the wrap
+    // before the kill: what the kernel sends for the dead server's sockets
+    // (RST for unread data, RFC 9293 3.6) would otherwise pass through it.
     this.signalServer('SIGSTOP');
+    this.opts.silence();
     this.signalServer('SIGKILL');
     if (this.opts.iface) await dropVip(this.opts.iface, this.opts.service.vip).catch(() => {});
     this.opts.onSteppedDown(silentMs);

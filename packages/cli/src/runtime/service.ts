@@ -54,7 +54,8 @@ export async function capOffloadSizes(iface: string, bytes = 32768): Promise<voi
 
 /** Adds the VIP to `iface` as a /32 unless it is there: a promoted backup takes the address. */
 export async function addVip(iface: string, vip: string): Promise<void> {
-  if (!(await hasVip(iface, vip))) await ip(['addr', 'add', `${vip}/32`, 'dev', iface]);
+  // `replace` is idempotent: one `ip` run instead of a check and an add (each costs ~10 ms in a takeover).
+  await ip(['addr', 'replace', `${vip}/32`, 'dev', iface]);
 }
 
 /**

@@ -27,6 +27,22 @@ describe('StableBufferServer over real sockets', function () {
     });
   }
 
+  it('reads an instream longer than one frame holds, in order, from any offset', async () => {
+    h = await new Harness().start();
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(1));
+    const next = prng(7);
+    const all = Buffer.alloc(9 * 1024 * 1024 + 123);
+    for (let i = 0; i < all.length; i++) all[i] = Math.floor(next() * 256);
+    const acks: Promise<unknown>[] = [];
+    for (let at = 0; at < all.length; at += 60_000) acks.push(p.writeSegment({ connId: 1, offset: at, flags: 0, payload: all.subarray(at, at + 60_000) }));
+    await Promise.all(acks);
+    // 9 MiB is more than twice the largest frame: one request could not answer it.
+    const back = await h.client('reader').readInstream(1, 77, all.length - 77);
+    expect(back.equals(all.subarray(77))).to.equal(true);
+  });
+
   it('refuses writes before a writer hello and from an older epoch', async () => {
     h = await new Harness().start();
     const errs: string[] = [];
