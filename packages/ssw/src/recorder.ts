@@ -67,7 +67,7 @@ export interface RecordedPacket {
 
 export interface RecorderOptions {
   wrap: SouthSideWrap;
-  /** Attached as the writer of the current epoch. */
+  /** The writer of the current epoch; a backup may start its wrap first and attach (promote) before the first packet. */
   buffer: StableBufferClient;
   verdicts: PacketVerdicts;
   /** Needed for `eager` and `delayed`. */
@@ -165,7 +165,8 @@ export class Recorder {
     injectFailures: 0,
   };
   private readonly tracked = new Map<string, Tracked>();
-  private nextConnId: number;
+  /** Set at the first new connection: a backup starts its wrap before it is promoted, when its epoch is not known yet. */
+  private nextConnId: number | null;
   private readonly ack: AckStrategy;
   private readonly delayedAckMs: number;
   private readonly clientAckEveryMs: number;
@@ -189,7 +190,7 @@ export class Recorder {
     ] as const) {
       if (!Number.isInteger(v) || v <= 0) throw new FtcpError(ErrorCode.BAD_CONFIG, `${name} must be a positive integer, got ${v}`);
     }
-    this.nextConnId = opts.firstConnId ?? opts.buffer.epoch * 2 ** 32 + 1;
+    this.nextConnId = opts.firstConnId ?? null;
   }
 
   /**
@@ -278,6 +279,11 @@ export class Recorder {
     return true;
   }
 
+  private allocConnId(): number {
+    this.nextConnId ??= this.opts.buffer.epoch * 2 ** 32 + 1;
+    return this.nextConnId++;
+  }
+
   /** Handles a batch from the queue, in order. Never throws: a bad packet is dropped and counted. */
   handle(packets: readonly RecordedPacket[]): void {
     for (const p of packets) {
@@ -302,7 +308,7 @@ export class Recorder {
     let t = this.tracked.get(conn.id);
     if (!t) {
       t = {
-        bufferId: this.nextConnId++,
+        bufferId: this.allocConnId(),
         held: [],
         conn,
         recordWritten: false,

@@ -24,7 +24,7 @@ export interface RecordingWrapOptions {
   queue?: number;
   /** Firewall mark of our own injected packets, which the rules skip; default 0xf7c9. */
   mark?: number;
-  /** Attached as the writer of the current epoch. */
+  /** The writer of the current epoch; a backup may start its wrap first and attach (promote) before the first packet. */
   buffer: StableBufferClient;
   ack?: AckStrategy;
   /**

@@ -15,6 +15,9 @@ import { ErrorCode, FtcpError } from './errors.js';
 import { SegFlag, type ConnRecord, type Positions } from './protocol/messages.js';
 import { Coverage } from './store/coverage.js';
 
+/** Most client bytes one instream request of a replica fetches ahead. */
+const READ_AHEAD = 1024 * 1024;
+
 /** Most calls, and about the most bytes, one batch record carries. */
 const BATCH_CALLS = 1024;
 const BATCH_BYTES = 512 * 1024;
@@ -111,6 +114,8 @@ interface ConnState {
   clientWindow: number;
   clientTsEcr: number;
   closed: boolean;
+  /** Stable bytes fetched ahead of the replica's reads. */
+  window: { offset: number; bytes: Buffer } | null;
 }
 
 export interface ReplicaFeedOptions {
@@ -193,7 +198,7 @@ export class ReplicaFeed extends EventEmitter {
           r.datas.forEach((d, i) => this.addCall(r.stream, r.firstCallNo + i, d));
           break;
         case 'conn':
-          if (!this.conns.has(r.connId)) this.conns.set(r.connId, { rec: r, coverage: new Coverage(), finOffset: null, clientAckOffset: 0, clientWindow: 0, clientTsEcr: 0, closed: false });
+          if (!this.conns.has(r.connId)) this.conns.set(r.connId, { rec: r, coverage: new Coverage(), finOffset: null, clientAckOffset: 0, clientWindow: 0, clientTsEcr: 0, closed: false, window: null });
           this.emit('conn', r);
           break;
         case 'segment': {
@@ -315,7 +320,7 @@ export class ReplicaFeed extends EventEmitter {
   async readInstream(connId: number, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     for (;;) {
       const c = this.conns.get(connId);
-      if (c && offset + length <= c.coverage.contiguousEnd) return this.client.readInstream(connId, offset, length);
+      if (c && offset + length <= c.coverage.contiguousEnd) return this.readAhead(c, offset, length);
       if (c && c.finOffset !== null && offset + length > c.finOffset) {
         throw new FtcpError(ErrorCode.NOT_AVAILABLE, `connection ${connId}: [${offset}, ${offset + length}) goes past the client's FIN at ${c.finOffset}`);
       }
@@ -330,6 +335,27 @@ export class ReplicaFeed extends EventEmitter {
         signal?.addEventListener('abort', wake, { once: true });
       });
     }
+  }
+
+  /**
+   * Stable bytes, from a read-ahead window: a replica reads a connection in
+   * the server's own small pieces (a few KiB a call), and one buffer round
+   * trip per piece would make a cold roll-forward cost a round trip per call.
+   * One request fetches up to {@link READ_AHEAD} stable bytes; the next reads
+   * are served from memory.
+   */
+  private async readAhead(c: ConnState, offset: number, length: number): Promise<Buffer> {
+    const w = c.window;
+    if (w && offset >= w.offset && offset + length <= w.offset + w.bytes.length) {
+      const out = w.bytes.subarray(offset - w.offset, offset - w.offset + length);
+      // Consumed from the front: drop the window once it is used up.
+      if (offset + length === w.offset + w.bytes.length) c.window = null;
+      return out;
+    }
+    const fetch = Math.max(length, Math.min(READ_AHEAD, c.coverage.contiguousEnd - offset));
+    const bytes = await this.client.readInstream(c.rec.connId, offset, fetch);
+    c.window = fetch > length ? { offset, bytes } : null;
+    return bytes.subarray(0, length);
   }
 
   /**

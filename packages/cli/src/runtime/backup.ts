@@ -95,7 +95,8 @@ export class Backup {
   private feed: ReplicaFeed | null = null;
   private standby: Subscription | null = null;
   private wrap: RecordingWrap | null = null;
-  private writer: StableBufferClient | null = null;
+  /** Becomes the writer at the promotion; connected from the start so the takeover does not wait for it. */
+  private readonly writer: StableBufferClient;
   /** A cold backup's second client, for the roll-forward's subscription (one per client). */
   private reader: StableBufferClient | null = null;
   private readonly follower: StableBufferClient;
@@ -116,6 +117,7 @@ export class Backup {
   constructor(private readonly opts: BackupOptions) {
     this.node = opts.node ?? hostname();
     this.follower = StableBufferClient.connect({ endpoint: opts.buffer, node: this.node, requestTimeoutMs: 5000 });
+    this.writer = StableBufferClient.connect({ endpoint: opts.buffer, node: this.node, requestTimeoutMs: 5000 });
     this.done = new Promise((r) => (this.finish = r));
   }
 
@@ -129,6 +131,17 @@ export class Backup {
       allowNonlocalBind();
       // Any answer proves the buffer is there; a wrong endpoint fails here, not at the failure.
       await this.follower.ping();
+      await this.writer.ping();
+      // The service's rules and queue go in now, not in the takeover (they
+      // cost ~100 ms): nothing reaches them before this host has the VIP.
+      if (this.opts.iface) await capOffloadSizes(this.opts.iface);
+      this.wrap = await RecordingWrap.start({
+        vip: this.opts.service.vip,
+        port: this.opts.service.port,
+        buffer: this.writer,
+        ack: this.opts.ack ?? 'eager',
+        ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}),
+      });
       if (this.opts.mode === 'hot') {
         this.feed = new ReplicaFeed(this.follower, this.follower.subscribe({ fromLsn: 0, mode: 'hot' }));
         this.feed.once('failed', () => void this.takeOver());
@@ -208,8 +221,7 @@ export class Backup {
     this.logger.log('warn', 'failure-detected', { mode: this.opts.mode });
     try {
       if (this.agent && !this.agent.canTakeOver) throw new FtcpError(ErrorCode.CONFLICT, 'the replica diverged from the primary; it cannot take over');
-      const writer = StableBufferClient.connect({ endpoint: this.opts.buffer, node: this.node, requestTimeoutMs: 5000 });
-      this.writer = writer;
+      const writer = this.writer;
       const { epoch, positions } = await writer.promote();
       await writer.attachAsWriter(epoch);
       this.epoch = epoch;
@@ -229,15 +241,8 @@ export class Backup {
       await this.caughtUp(feed, positions.headLsn);
 
       const adopt = this.adoptable(feed, positions);
-      if (this.opts.iface) await capOffloadSizes(this.opts.iface);
-      this.wrap = await RecordingWrap.start({
-        vip: this.opts.service.vip,
-        port: this.opts.service.port,
-        buffer: writer,
-        ack: this.opts.ack ?? 'eager',
-        adopt,
-        ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}),
-      });
+      const wrap = this.wrap!;
+      wrap.adopt(adopt);
       const wrapMs = since();
       if (this.opts.iface) {
         await addVip(this.opts.iface, this.opts.service.vip);
@@ -256,7 +261,7 @@ export class Backup {
       // or could not rebuild has no socket: its client must learn that (the
       // kernel's RST) instead of waiting on zero-window ACKs for ever.
       for (const a of adopt) {
-        if (!rebuiltPeers.has(`${a.rec.clientIp}:${a.rec.clientPort}`) && this.wrap.releasePending(a.rec.connId)) {
+        if (!rebuiltPeers.has(`${a.rec.clientIp}:${a.rec.clientPort}`) && wrap.releasePending(a.rec.connId)) {
           this.logger.log('warn', 'connection-not-rebuilt', { connId: a.rec.connId, client: `${a.rec.clientIp}:${a.rec.clientPort}` });
         }
       }
@@ -340,7 +345,7 @@ export class Backup {
 
   /** What `ftcp status` shows of this node. */
   status(): Record<string, unknown> {
-    const w = this.wrap?.status();
+    const w = this.timeline ? this.wrap?.status() : undefined;
     return {
       mode: this.reign?.quiet ? 'quiet' : this.timeline ? 'record' : this.opts.mode === 'hot' ? 'playback' : 'standby',
       epoch: this.epoch,
@@ -395,7 +400,7 @@ export class Backup {
     this.standby?.end();
     await this.feed?.close().catch(() => {});
     await this.agent?.close().catch(() => {});
-    this.writer?.close();
+    this.writer.close();
     this.reader?.close();
     this.follower.close();
     rmSync(this.stateDir, { recursive: true, force: true });

@@ -56,6 +56,23 @@ describe('ReplicaFeed', function () {
     await feed.close();
   });
 
+  it('serves a replica\'s small reads of a connection from one buffer request per megabyte', async () => {
+    const { p, feed } = await setup();
+    await p.writeConn(conn(5));
+    const all = Buffer.alloc(600_000);
+    for (let i = 0; i < all.length; i++) all[i] = (i * 31 + (i >> 9)) & 0xff;
+    for (let at = 0; at < all.length; at += 50_000) await p.writeSegment({ connId: 5, offset: at, flags: 0, payload: all.subarray(at, at + 50_000) });
+    await until(() => (feed.connection(5)?.coverage.contiguousEnd ?? 0) === all.length, 5000, "the segments in the feed");
+    const before = h.server.counters.framesIn;
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < all.length; at += 4088) pieces.push(await feed.readInstream(5, at, Math.min(4088, all.length - at)));
+    expect(Buffer.concat(pieces).equals(all)).to.equal(true);
+    // 147 reads of 4088 bytes: one request fetched them all (plus the feed's own consumed notes).
+    const requests = h.server.counters.framesIn - before;
+    expect(requests).to.be.at.most(3);
+    await feed.close();
+  });
+
   it('finds a connection by its client\'s address, waiting for the record to arrive', async () => {
     const { p, feed } = await setup();
     const read = feed.readClientBytes({ address: '10.0.0.1', port: 40007 }, 0, 4);
