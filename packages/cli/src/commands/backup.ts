@@ -41,7 +41,7 @@ not start, 4 stepped down (after a takeover), 5 the takeover failed.`;
   static override strict = false;
 
   static override args = {
-    command: Args.string({ description: 'The server command and its arguments, after --: the same as the primary\'s.', required: true }),
+    command: Args.string({ description: 'The server command and its arguments, after --: the same as the primary\'s.', required: false }),
   };
 
   static override flags = {

@@ -30,7 +30,7 @@ Needs root (NFQUEUE, iptables). Exit codes: the server's own when it exits,
   static override strict = false;
 
   static override args = {
-    command: Args.string({ description: 'The server command and its arguments, after --.', required: true }),
+    command: Args.string({ description: 'The server command and its arguments, after --.', required: false }),
   };
 
   static override flags = {
