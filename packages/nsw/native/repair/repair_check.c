@@ -232,6 +232,19 @@ int main(int argc, char **argv)
 		kill(child, SIGKILL);
 		return 1;
 	}
+	{
+		/* Segments as large as the connection's MSS allows, not the 536 default. */
+		struct tcp_info ri;
+		socklen_t rl = sizeof(ri);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ri, &rl) < 0)
+			die("TCP_INFO of the rebuilt socket");
+		printf("rebuilt: mss %u\n", ri.tcpi_snd_mss);
+		if (ri.tcpi_snd_mss + 12 < (st.mss > 32767 ? 32767u : st.mss)) {
+			fprintf(stderr, "repair_check: the rebuilt socket sends %u-byte segments, the connection's MSS is %u\n", ri.tcpi_snd_mss, st.mss);
+			kill(child, SIGKILL);
+			return 1;
+		}
+	}
 	/* Resend what the client "did not acknowledge": its TCP drops the duplicate. */
 	if (send_stream(fd, 'x', R_1 - REWIND, REWIND) < 0)
 		die("resend");

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 /* From the kernel's include/net/tcp.h: option codes TCP_REPAIR_OPTIONS takes. */
+/* The largest TCP_MAXSEG the kernel takes (MAX_TCP_WINDOW); loopback MSSs are larger. */
+#define FTCP_MAXSEG_MAX 32767
 #define FTCP_TCPOPT_MSS 2
 #define FTCP_TCPOPT_WINDOW 3
 #define FTCP_TCPOPT_SACK_PERM 4
@@ -150,6 +152,11 @@ int ftcp_tcp_repair_with(const struct ftcp_tcp_state *st, const void *inq, size_
 	 * after repair mode, so it leaves at once instead of after an RTO. */
 	STEP(FTCP_REPAIR_SEND_SEQ, set_queue_seq(c, fd, TCP_SEND_QUEUE, st->snd_una));
 	STEP(FTCP_REPAIR_BIND, c->bind(fd, (struct sockaddr *)&local, sizeof(local)));
+	/* The connect below sizes segments (mss_cache) from the MSS clamp it finds;
+	 * the TCPOPT_MSS repair option set after it moves the clamp but not the
+	 * segment size, so without this the socket sent 524-byte segments (the
+	 * 536 default) until a route change happened to resync it. */
+	STEP(FTCP_REPAIR_CONNECT, set_int(c, fd, TCP_MAXSEG, st->mss > FTCP_MAXSEG_MAX ? FTCP_MAXSEG_MAX : st->mss));
 	/* Under repair, connect sends no SYN: the socket is ESTABLISHED at once. */
 	STEP(FTCP_REPAIR_CONNECT, c->connect(fd, (struct sockaddr *)&peer, sizeof(peer)));
 
