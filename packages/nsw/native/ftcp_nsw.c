@@ -8,10 +8,13 @@
  *
  * Rules of this file:
  *  1. No malloc and no stdio on the hot path. Frames are built in stack
- *     buffers; diagnostics are written with the real write(2). The
- *     allocations are in pthread_create, which allocates a stack anyway,
- *     and the body of a REBUILD (promotion, once per connection; its
- *     queues may be tens of megabytes).
+ *     buffers or, for records, in the thread's coalescing buffer; replicated
+ *     bytes go between the program's buffers and the channel directly;
+ *     diagnostics are written with the real write(2). The allocations are
+ *     in pthread_create, which allocates a stack anyway, in spawning a
+ *     child (posix_spawn's environment, popen's FILE), and the body of a
+ *     REBUILD (promotion, once per connection; its queues may be tens of
+ *     megabytes).
  *  2. errno is preserved: after a wrapped call errno is what the real call
  *     (record) or the primary's call (playback) left, and the shim's own
  *     I/O never leaks into it.
@@ -21,7 +24,10 @@
  *  4. A per-thread guard against re-entry: while the shim works for one
  *     call, any wrapped call it makes reaches the real function directly.
  *  5. One pattern for every wrapped call: nsw_begin, then the real call
- *     and nsw_record (record) or nsw_play (playback), then nsw_end.
+ *     and nsw_record (record) or nsw_play (playback, with a DONE after it
+ *     for the calls whose real outcome the agent checks afterwards: sends
+ *     and locks), then nsw_end. Calls wrapped only as flush points (sleeps,
+ *     exec, _exit) send the coalesced records and call the real function.
  *  6. Nothing fails silently (DESIGN invariant 5): a lost agent or a
  *     divergence writes one line to stderr and ends the process with
  *     FTCP_NSW_EXIT_FATAL or FTCP_NSW_EXIT_DIVERGED.
@@ -31,15 +37,19 @@
  * logical name of this process (default "p"); FTCP_NSW_PORT = the service's
  * TCP port (connections accepted from it are replicated). Threads and
  * children are named from the name: "<name>/t<k>" is the k-th thread a
- * stream created, "<name>/f<k>" the child of its k-th fork, "<name>/e" an
- * image it execs (DESIGN "Nondeterminism the NSW handles"), so a replica's
- * streams have the primary's names whatever the scheduling.
+ * stream created, "<name>/f<k>" the child of its k-th fork, "<name>/s<k>"
+ * the k-th child it spawned (posix_spawn, system, popen, vfork + exec),
+ * "<name>/e" an image it execs (DESIGN "Nondeterminism the NSW handles"),
+ * so a replica's streams have the primary's names whatever the scheduling.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,6 +58,7 @@
 #include <sys/sendfile.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -62,6 +73,8 @@
 #include <unistd.h>
 
 #include "ftcp_nsw_proto.h"
+
+extern char **environ;
 
 #define NSW_EXPORT __attribute__((visibility("default")))
 #define NSW_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -78,6 +91,8 @@ _Static_assert(sizeof(time_t) == 8, "time_t is i64 on this ABI");
 
 /* ---- real functions, resolved once (rule 3) ---------------------------- */
 
+/* The real _exit, for the shim's own ends too: the wrapper would flush, and a dying shim must not. */
+static void (*real__exit)(int) __attribute__((noreturn));
 static time_t (*real_time)(time_t *);
 static int (*real_gettimeofday)(struct timeval *, void *);
 static int (*real_clock_gettime)(clockid_t, struct timespec *);
@@ -104,6 +119,8 @@ static int (*real_getsockname)(int, struct sockaddr *, socklen_t *);
 static int (*real_getpeername)(int, struct sockaddr *, socklen_t *);
 static int (*real_socketpair)(int, int, int, int[2]);
 static int (*real_dup3)(int, int, int);
+static int (*real_dup)(int);
+static int (*real_dup2)(int, int);
 static ssize_t (*real_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
 static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
 static ssize_t (*real_readv)(int, const struct iovec *, int);
@@ -130,6 +147,23 @@ static int (*real_flock)(int, int);
 static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
 static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 static int (*real_bind)(int, const struct sockaddr *, socklen_t);
+/* Flush points only: coalesced records go out before these block or end the image. */
+static int (*real_nanosleep)(const struct timespec *, struct timespec *);
+static int (*real_clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
+static unsigned (*real_sleep)(unsigned);
+static int (*real_usleep)(useconds_t);
+static int (*real_pthread_join)(pthread_t, void **);
+static int (*real_execve)(const char *, char *const[], char *const[]);
+static int (*real_execvpe)(const char *, char *const[], char *const[]);
+static int (*real_fexecve)(int, char *const[], char *const[]);
+static void (*real__Exit)(int) __attribute__((noreturn));
+/* Children started without fork: named by spawn order. */
+typedef int (*nsw_spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *, char *const[],
+                            char *const[]);
+static nsw_spawn_fn real_posix_spawn, real_posix_spawnp;
+static int (*real_system)(const char *);
+static FILE *(*real_popen)(const char *, const char *);
+static int (*real_pclose)(FILE *);
 /* tcp_repair.c's calls, all real: send and close are wrapped in this very library. */
 static struct ftcp_repair_calls nsw_repair_real;
 
@@ -146,8 +180,19 @@ static size_t nsw_root_len = 1;
 static int nsw_fd_floor = 512;
 /* FTCP_NSW_PORT: the service's TCP port; 0 means no connection is replicated. */
 static uint16_t nsw_service_port;
+/* The order of lock operations of this image's process tree (see "file locks"):
+ * a page shared with every child forked from here, made at load. */
+static struct nsw_order {
+  pthread_mutex_t mu; /* process-shared, robust */
+  uint64_t next;      /* last position taken */
+} *nsw_order;
+/* The domain of those positions: a hash of the image's root name (a replica gone live records in another). */
+static uint64_t nsw_lock_domain;
 
 /* ---- per-thread state: one logical stream per thread -------------------- */
+
+/* Bytes of CALL frames a thread coalesces before one write carries them all. */
+#define NSW_OUT_CAP 4096
 
 struct nsw_thread {
   int fd;            /* channel to the agent; -1 until the first call */
@@ -159,8 +204,14 @@ struct nsw_thread {
   uint64_t stable;   /* highest call number the agent said is stable */
   int live;          /* a replica's stream past the primary's last record: records now */
   int went_live;     /* set by nsw_play when the agent says LIVE; read once by the caller */
+  uint32_t spawns;   /* posix_spawn() calls made by this stream (system and popen among them) */
   size_t name_len;
   char name[FTCP_NSW_MAX_NAME + 1];
+  /* Coalesced CALL frames not sent yet (see "the channel to the agent"). Every
+   * send on fd, by this thread or by another flushing it, holds out_lock. */
+  int out_lock;
+  uint32_t out_len;
+  unsigned char out[NSW_OUT_CAP];
 };
 
 /* initial-exec: a preloaded library's TLS is static, and reaching it must
@@ -199,7 +250,8 @@ static void nsw_say(const char *a, size_t alen, const char *b, size_t blen) {
 static void nsw_die(int code, const char *what, const char *detail, size_t detail_len) __attribute__((noreturn));
 static void nsw_die(int code, const char *what, const char *detail, size_t detail_len) {
   nsw_say(what, strlen(what), detail, detail_len);
-  _exit(code);
+  if (real__exit) real__exit(code);
+  abort(); /* only before _exit was resolved, which is first */
 }
 
 static void nsw_fatal(const char *what) __attribute__((noreturn));
@@ -213,11 +265,12 @@ static void nsw_fatal(const char *what) {
  * What the shim knows about a descriptor: open on /dev/urandom or
  * /dev/random (reads are randomness, as HotSwap synchronizes "the
  * /dev/random device"), or a replicated connection (accepted from the
- * service's listening socket, FT-TCP 3.4). A byte per descriptor, no
- * allocation; descriptors at or above NSW_FDS and copies made with dup are
- * not tracked (see README).
+ * service's listening socket, FT-TCP 3.4). A copy made with dup, dup2, dup3
+ * or F_DUPFD is what its original is. A byte per descriptor in static
+ * tables, no allocation (pages never touched cost no memory); descriptors
+ * at or above NSW_FDS are not tracked (see README).
  */
-#define NSW_FDS 4096
+#define NSW_FDS (1 << 20)
 #define NSW_FD_PLAIN 0
 #define NSW_FD_RANDOM 1
 #define NSW_FD_CONN 2
@@ -228,9 +281,16 @@ static inline int nsw_fd_kind(int fd) {
   return fd >= 0 && fd < NSW_FDS ? __atomic_load_n(&nsw_fds[fd], __ATOMIC_RELAXED) : NSW_FD_PLAIN;
 }
 
+/* Above the highest descriptor ever tracked, every entry is plain: scans stop there. */
+static int nsw_fd_end;
+
 /* Sets what fd is; only while recording or playing back. */
 static void nsw_track_fd(int fd, int kind) {
-  if (fd >= 0 && fd < NSW_FDS) __atomic_store_n(&nsw_fds[fd], (uint8_t)kind, __ATOMIC_RELAXED);
+  if (fd < 0 || fd >= NSW_FDS) return;
+  __atomic_store_n(&nsw_fds[fd], (uint8_t)kind, __ATOMIC_RELAXED);
+  int end = __atomic_load_n(&nsw_fd_end, __ATOMIC_RELAXED);
+  while (kind != NSW_FD_PLAIN && fd >= end && !__atomic_compare_exchange_n(&nsw_fd_end, &end, fd + 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
 }
 
 static inline int nsw_is_random_fd(int fd) { return nsw_fd_kind(fd) == NSW_FD_RANDOM; }
@@ -258,6 +318,20 @@ static void nsw_placeholder_set(int fd, int state) {
 /* Moves fd's placeholder state from `from` to `to`; true when it was `from`. */
 static int nsw_placeholder_move(int fd, uint8_t from, uint8_t to) {
   return fd >= 0 && fd < NSW_FDS && __atomic_compare_exchange_n(&nsw_placeholder[fd], &from, to, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* What identifies a replicated connection to the agent: a hash of its peer address. */
+static uint64_t nsw_conn_keys[NSW_FDS];
+
+/* newfd became a copy of oldfd: it is what oldfd is (randomness, or the same replicated connection, placeholder included). */
+static void nsw_copy_fd(int oldfd, int newfd) {
+  int kind = nsw_fd_kind(oldfd);
+  if (kind == NSW_FD_CHANNEL || newfd < 0 || newfd >= NSW_FDS) return;
+  if (kind == NSW_FD_CONN) {
+    nsw_conn_keys[newfd] = nsw_conn_keys[oldfd];
+    nsw_placeholder_set(newfd, __atomic_load_n(&nsw_placeholder[oldfd], __ATOMIC_ACQUIRE) == NSW_PH_PLACEHOLDER ? NSW_PH_PLACEHOLDER : NSW_PH_NONE);
+  }
+  nsw_track_fd(newfd, kind);
 }
 
 /* The program closes fd: a placeholder is no longer adopted; one being rebuilt is closed once it is. */
@@ -291,6 +365,10 @@ static void *nsw_resolve(const char *name) {
  * FTCP_NSW_NAME makes glibc grow the environment.
  */
 static char nsw_env_name[sizeof "FTCP_NSW_NAME=" + FTCP_NSW_MAX_NAME + 3];
+/* The pid of this process (set at load and in a forked child): a vfork child, on its parent's memory, sees another. */
+static pid_t nsw_pid;
+/* The main thread's state (the thread that loaded the shim). */
+static struct nsw_thread *nsw_main_self;
 
 static void nsw_name_exec_image(const char *name, size_t len) {
   /* No length check here: a name too deep makes the exec'd image refuse to load, loudly. */
@@ -302,8 +380,9 @@ static void nsw_name_exec_image(const char *name, size_t len) {
 }
 
 static void nsw_init_impl(void) {
-  /* Resolve write first so that failures below can be reported. */
+  /* Resolve write and _exit first so that failures below can be reported. */
   real_write = nsw_resolve("write");
+  real__exit = nsw_resolve("_exit");
   real_time = nsw_resolve("time");
   real_gettimeofday = nsw_resolve("gettimeofday");
   real_clock_gettime = nsw_resolve("clock_gettime");
@@ -331,6 +410,8 @@ static void nsw_init_impl(void) {
   real_getpeername = nsw_resolve("getpeername");
   real_socketpair = nsw_resolve("socketpair");
   real_dup3 = nsw_resolve("dup3");
+  real_dup = nsw_resolve("dup");
+  real_dup2 = nsw_resolve("dup2");
   real_recvfrom = nsw_resolve("recvfrom");
   real_recvmsg = nsw_resolve("recvmsg");
   real_readv = nsw_resolve("readv");
@@ -353,6 +434,20 @@ static void nsw_init_impl(void) {
   real_setsockopt = nsw_resolve("setsockopt");
   real_getsockopt = nsw_resolve("getsockopt");
   real_bind = nsw_resolve("bind");
+  real_nanosleep = nsw_resolve("nanosleep");
+  real_clock_nanosleep = nsw_resolve("clock_nanosleep");
+  real_sleep = nsw_resolve("sleep");
+  real_usleep = nsw_resolve("usleep");
+  real_pthread_join = nsw_resolve("pthread_join");
+  real_execve = nsw_resolve("execve");
+  real_execvpe = nsw_resolve("execvpe");
+  real_fexecve = nsw_resolve("fexecve");
+  real__Exit = nsw_resolve("_Exit");
+  real_posix_spawn = nsw_resolve("posix_spawn");
+  real_posix_spawnp = nsw_resolve("posix_spawnp");
+  real_system = nsw_resolve("system");
+  real_popen = nsw_resolve("popen");
+  real_pclose = nsw_resolve("pclose");
   nsw_repair_real = (struct ftcp_repair_calls){.socket = real_socket, .setsockopt = real_setsockopt, .bind = real_bind,
                                                .connect = real_connect, .send = real_send, .close = real_close};
 
@@ -391,6 +486,18 @@ static void nsw_init_impl(void) {
   }
 
   nsw_name_exec_image(nsw_root_name, nsw_root_len);
+  nsw_pid = real_getpid();
+  nsw_main_self = &nsw_self;
+
+  nsw_order = mmap(NULL, sizeof *nsw_order, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  pthread_mutexattr_t ma;
+  if (nsw_order == MAP_FAILED || pthread_mutexattr_init(&ma) != 0 || pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) != 0 ||
+      pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) != 0 || pthread_mutex_init(&nsw_order->mu, &ma) != 0) {
+    nsw_die(FTCP_NSW_EXIT_FATAL, "cannot set up the shared lock order", "", 0);
+  }
+  pthread_mutexattr_destroy(&ma);
+  nsw_lock_domain = ftcp_nsw_hash(FTCP_NSW_HASH_INIT, nsw_mode == FTCP_NSW_MODE_RECORD ? "record:" : "live:", nsw_mode == FTCP_NSW_MODE_RECORD ? 7 : 5);
+  nsw_lock_domain = ftcp_nsw_hash(nsw_lock_domain, nsw_root_name, nsw_root_len);
 
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= 64) {
@@ -428,6 +535,30 @@ __attribute__((constructor)) static void nsw_ctor(void) { nsw_init(); }
 
 /* ---- the channel to the agent ------------------------------------------ */
 
+/*
+ * Record mode does not wait for the agent (FT-TCP 3.4: only output waits), so
+ * a thread's CALL frames are coalesced in its buffer (nsw_self.out) and one
+ * write carries many. They go out when the buffer is full; before the
+ * thread blocks in a call the shim sees (readiness, accept, reads, waits,
+ * locks, sleeps); before every other frame the thread sends on its channel
+ * (WAIT above all); and, for every thread of the process, at an output
+ * commit (so no output leaves while another thread's earlier records sit
+ * here), at fork (this thread), exec and exit (after which records go out
+ * one by one). Each thread with a channel is in nsw_threads so that another
+ * thread can flush it; its out_lock orders the two.
+ */
+#define NSW_MAX_THREADS 1024
+static struct nsw_thread *nsw_threads[NSW_MAX_THREADS];
+static pthread_mutex_t nsw_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set at exit: from then on each record is sent at once (destructors may still record). */
+static int nsw_unbuffered;
+
+static inline void nsw_out_lock(struct nsw_thread *t) {
+  while (__atomic_exchange_n(&t->out_lock, 1, __ATOMIC_ACQUIRE)) sched_yield();
+}
+
+static inline void nsw_out_unlock(struct nsw_thread *t) { __atomic_store_n(&t->out_lock, 0, __ATOMIC_RELEASE); }
+
 static void nsw_send_all(int fd, const unsigned char *buf, size_t len) {
   size_t off = 0;
   while (off < len) {
@@ -436,6 +567,81 @@ static void nsw_send_all(int fd, const unsigned char *buf, size_t len) {
     if (n <= 0) nsw_fatal("lost the agent while sending for stream ");
     off += (size_t)n;
   }
+}
+
+/* Sends t's coalesced records; t->out_lock is held. */
+static void nsw_flush_locked(struct nsw_thread *t) {
+  if (t->out_len == 0) return;
+  nsw_send_all(t->fd, t->out, t->out_len);
+  t->out_len = 0;
+}
+
+/* The owner's flush, outside the shim's own work (errno kept). */
+static void __attribute__((noinline)) nsw_flush_self(void) {
+  struct nsw_thread *t = &nsw_self;
+  int saved = errno;
+  nsw_out_lock(t);
+  nsw_flush_locked(t);
+  nsw_out_unlock(t);
+  errno = saved;
+}
+
+/* Before a call that may block: this thread's coalesced records go out first. */
+#define NSW_FLUSH()                                                              \
+  do {                                                                           \
+    if (NSW_UNLIKELY(nsw_self.out_len) && !nsw_self.busy) nsw_flush_self(); \
+  } while (0)
+
+/*
+ * Every thread's coalesced records go out (output commit, exec, exit). Not
+ * in a child that vfork made: it runs on its parent's memory, so the
+ * records stay where the parent flushes them, and its descriptors may be
+ * closed already (CPython closes them before exec).
+ */
+static void nsw_flush_all(void) {
+  if (nsw_mode == FTCP_NSW_MODE_OFF || real_getpid() != nsw_pid) return;
+  int saved = errno;
+  pthread_mutex_lock(&nsw_threads_lock);
+  for (int i = 0; i < NSW_MAX_THREADS; i++) {
+    struct nsw_thread *t = nsw_threads[i];
+    if (!t) continue;
+    nsw_out_lock(t);
+    nsw_flush_locked(t);
+    nsw_out_unlock(t);
+  }
+  pthread_mutex_unlock(&nsw_threads_lock);
+  errno = saved;
+}
+
+/* The process ends: every thread's coalesced records go out, and any recorded after (a destructor's) at once. */
+static void nsw_exiting(void) {
+  if (nsw_mode == FTCP_NSW_MODE_OFF || real_getpid() != nsw_pid) return; /* a vfork child must not change its parent */
+  __atomic_store_n(&nsw_unbuffered, 1, __ATOMIC_RELEASE);
+  nsw_flush_all();
+}
+
+/* exit() runs the destructors. */
+__attribute__((destructor)) static void nsw_dtor(void) { nsw_exiting(); }
+
+/* Adds (add 1) or removes this thread's buffer from nsw_threads. */
+static void nsw_register(struct nsw_thread *t, int add) {
+  pthread_mutex_lock(&nsw_threads_lock);
+  for (int i = 0; i < NSW_MAX_THREADS; i++) {
+    if (nsw_threads[i] == (add ? NULL : t)) {
+      nsw_threads[i] = add ? t : NULL;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&nsw_threads_lock);
+  /* A thread past NSW_MAX_THREADS is not flushed by others: it still flushes itself. */
+}
+
+/* Sends one frame on t's channel after its coalesced records, so the agent sees them in order. */
+static void nsw_send_frame(struct nsw_thread *t, const unsigned char *buf, size_t len) {
+  nsw_out_lock(t);
+  nsw_flush_locked(t);
+  nsw_send_all(t->fd, buf, len);
+  nsw_out_unlock(t);
 }
 
 static void nsw_recv_all(int fd, unsigned char *buf, size_t len) {
@@ -448,11 +654,29 @@ static void nsw_recv_all(int fd, unsigned char *buf, size_t len) {
   }
 }
 
-/* Reads one frame into buf (FTCP_NSW_MAX_FRAME bytes); returns the body length. */
+/* Sends the first len bytes of the iovecs. */
+static void nsw_send_iov(int fd, const struct iovec *iov, int n, size_t len) {
+  for (int i = 0; i < n && len > 0; i++) {
+    size_t take = iov[i].iov_len < len ? iov[i].iov_len : len;
+    nsw_send_all(fd, iov[i].iov_base, take);
+    len -= take;
+  }
+}
+
+/* Receives len bytes into the iovecs, in order (len <= their total). */
+static void nsw_recv_iov(int fd, const struct iovec *iov, int n, size_t len) {
+  for (int i = 0; i < n && len > 0; i++) {
+    size_t take = iov[i].iov_len < len ? iov[i].iov_len : len;
+    nsw_recv_all(fd, iov[i].iov_base, take);
+    len -= take;
+  }
+}
+
+/* Reads one frame into buf (FTCP_NSW_MAX_FRAME bytes); returns the body length. Only for frames that fit. */
 static size_t nsw_recv_frame(int fd, unsigned char *buf) {
   nsw_recv_all(fd, buf, FTCP_NSW_HDR_SIZE);
   long len = ftcp_nsw_check_header(buf);
-  if (len < 0) nsw_fatal("the agent sent a bad frame header to stream ");
+  if (len < 0 || len > FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE) nsw_fatal("the agent sent a bad frame header to stream ");
   nsw_recv_all(fd, buf + FTCP_NSW_HDR_SIZE, (size_t)len);
   return (size_t)len;
 }
@@ -494,7 +718,9 @@ static int nsw_channel(struct nsw_thread *t) {
                                    t->name, t->name_len);
   if (!n) nsw_fatal("cannot encode HELLO for stream ");
   t->fd = fd;
+  t->out_len = 0;
   nsw_send_all(fd, buf, n);
+  nsw_register(t, 1);
   return fd;
 }
 
@@ -522,7 +748,10 @@ static void nsw_name_thread(struct nsw_thread *t, const char *name, size_t len) 
   t->call_no = 0;
   t->forks = 0;
   t->threads = 0;
+  t->spawns = 0;
   t->stable = 0;
+  t->out_len = 0;
+  t->out_lock = 0;
 }
 
 /* The main thread takes the root name; any thread we did not create is unnamed. */
@@ -565,13 +794,68 @@ static void nsw_record(uint16_t kind, uint64_t arg, int64_t result, int err, con
   struct nsw_thread *t = &nsw_self;
   int fd = nsw_channel(t);
   struct ftcp_nsw_call c = {++t->call_no, kind, 0, err, result, arg, (uint32_t)len, payload};
-  unsigned char buf[FTCP_NSW_MAX_FRAME];
-  size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &c);
-  if (!n) nsw_fatal("a call payload is too large in stream ");
-  nsw_send_all(fd, buf, n);
+  size_t need = FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + len;
+  if (len > FTCP_NSW_MAX_PAYLOAD) nsw_fatal("a call payload is too large in stream ");
+  nsw_out_lock(t);
+  if (t->out_len + need > sizeof t->out) nsw_flush_locked(t);
+  if (NSW_LIKELY(need <= sizeof t->out)) {
+    t->out_len += (uint32_t)ftcp_nsw_encode_call(t->out + t->out_len, sizeof t->out - t->out_len, FTCP_NSW_MSG_CALL, &c);
+    if (NSW_UNLIKELY(nsw_unbuffered)) nsw_flush_locked(t);
+  } else {
+    /* Larger than the buffer (4 kB of random bytes): its head, then its payload. */
+    unsigned char head[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED];
+    ftcp_nsw_encode_call_head(head, sizeof head, FTCP_NSW_MSG_CALL, &c);
+    nsw_send_all(fd, head, sizeof head);
+    nsw_send_all(fd, payload, len);
+  }
+  nsw_out_unlock(t);
 }
 
 static void nsw_adopt_pending(struct nsw_thread *t);
+
+/* An ERROR whose header is in hdr: reads its body and ends the process (it always fits a small frame). */
+static void __attribute__((noinline, noreturn)) nsw_recv_error(int fd, const unsigned char *hdr, long len) {
+  unsigned char body[FTCP_NSW_MAX_FRAME];
+  if (len < 0 || len > FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE) nsw_fatal("the agent sent a bad ERROR to stream ");
+  (void)hdr;
+  nsw_recv_all(fd, body, (size_t)len);
+  nsw_agent_error(body, (size_t)len);
+}
+
+/*
+ * Reads a RESULT's header and fixed part (into fixed, FTCP_NSW_CALL_FIXED
+ * bytes) and decodes it into r; its payload, r->payload_len bytes, is still
+ * on the channel for the caller to read where it belongs. An ERROR instead
+ * ends the process.
+ */
+static void nsw_recv_result(int fd, unsigned char *fixed, struct ftcp_nsw_call *r) {
+  unsigned char hdr[FTCP_NSW_HDR_SIZE];
+  nsw_recv_all(fd, hdr, sizeof hdr);
+  long len = ftcp_nsw_check_header(hdr);
+  if (len >= 0 && hdr[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) nsw_recv_error(fd, hdr, len);
+  if (len < FTCP_NSW_CALL_FIXED || hdr[FTCP_NSW_HDR_OFF_TYPE] != FTCP_NSW_MSG_RESULT) nsw_fatal("the agent sent a bad RESULT to stream ");
+  nsw_recv_all(fd, fixed, FTCP_NSW_CALL_FIXED);
+  if (ftcp_nsw_decode_call(FTCP_NSW_MSG_RESULT, fixed, (size_t)len, r) != 0) nsw_fatal("the agent sent a bad RESULT to stream ");
+}
+
+/* After a DONE the agent will refuse (the shim saw the difference first): waits for its ERROR and ends. */
+static void __attribute__((noreturn)) nsw_await_error(void) {
+  unsigned char hdr[FTCP_NSW_HDR_SIZE];
+  nsw_recv_all(nsw_self.fd, hdr, sizeof hdr);
+  long len = ftcp_nsw_check_header(hdr);
+  if (len >= 0 && hdr[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) nsw_recv_error(nsw_self.fd, hdr, len);
+  nsw_die(FTCP_NSW_EXIT_DIVERGED, "diverged from the primary (the agent answered otherwise) in stream ", nsw_self.name, nsw_self.name_len);
+}
+
+/* Reads and drops len bytes of the channel: a body we cannot use must not desynchronize it. */
+static void nsw_skip(int fd, size_t len) {
+  unsigned char sink[4096];
+  while (len > 0) {
+    size_t k = len < sizeof sink ? len : sizeof sink;
+    nsw_recv_all(fd, sink, k);
+    len -= k;
+  }
+}
 
 /*
  * Playback: asks the agent for this stream's next record and blocks until the
@@ -579,28 +863,25 @@ static void nsw_adopt_pending(struct nsw_thread *t);
  * When the agent answers LIVE instead, returns with nsw_went_live() true and
  * the caller performs and records the call.
  * With FTCP_NSW_CALL_F_COMPARE, sends what the real call did for the agent to
- * compare. Copies the primary's payload to out (at most cap bytes) and
- * returns its result; *err gets its errno.
+ * compare. Reads the primary's payload straight into the iovecs `out` (a
+ * replicated read's bytes land in the program's buffers) and returns its
+ * result; *out_err gets its errno.
  */
-static int64_t nsw_play(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const void *payload, size_t len,
-                        void *out, size_t cap, int *out_err) {
+static int64_t nsw_play_iov(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const void *payload, size_t len,
+                            const struct iovec *out, int out_n, int *out_err) {
   struct nsw_thread *t = &nsw_self;
   int fd = nsw_channel(t);
   struct ftcp_nsw_call c = {++t->call_no, kind, flags, err, result, arg, (uint32_t)len, payload};
-  unsigned char buf[FTCP_NSW_MAX_FRAME];
+  unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + 64];
   size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, &c);
   if (!n) nsw_fatal("a call payload is too large in stream ");
-  nsw_send_all(fd, buf, n);
-  size_t blen = nsw_recv_frame(fd, buf);
-  const unsigned char *body = buf + FTCP_NSW_HDR_SIZE;
-  if (buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) nsw_agent_error(body, blen);
+  nsw_send_frame(t, buf, n);
   struct ftcp_nsw_call r;
-  if (buf[FTCP_NSW_HDR_OFF_TYPE] != FTCP_NSW_MSG_RESULT || ftcp_nsw_decode_call(body, blen, &r) != 0) {
-    nsw_fatal("the agent sent a bad RESULT to stream ");
-  }
+  nsw_recv_result(fd, buf, &r);
   if (r.flags & FTCP_NSW_CALL_F_LIVE) {
     /* Going live: this call is performed for real and recorded under the same number.
      * Before it is, the process's replicated connections become real sockets. */
+    nsw_skip(fd, r.payload_len);
     t->live = 1;
     t->went_live = 1;
     t->call_no--;
@@ -609,10 +890,39 @@ static int64_t nsw_play(uint16_t kind, uint64_t arg, uint16_t flags, int64_t res
   }
   /* The agent checks kind and arg; this catches an agent that answered another call. */
   if (r.call_no != c.call_no || r.kind != kind || r.arg != arg) nsw_die(FTCP_NSW_EXIT_DIVERGED, "RESULT for another call in stream ", t->name, t->name_len);
+  size_t cap = 0;
+  for (int i = 0; i < out_n; i++) cap += out[i].iov_len;
   if (r.payload_len > cap) nsw_die(FTCP_NSW_EXIT_DIVERGED, "recorded payload larger than the buffer in stream ", t->name, t->name_len);
-  if (r.payload_len) memcpy(out, r.payload, r.payload_len);
+  nsw_recv_iov(fd, out, out_n, r.payload_len);
   *out_err = r.err;
   return r.result;
+}
+
+/* nsw_play_iov with one flat buffer of cap bytes for the payload. */
+static int64_t nsw_play(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const void *payload, size_t len,
+                        void *out, size_t cap, int *out_err) {
+  struct iovec one = {out, cap};
+  return nsw_play_iov(kind, arg, flags, result, err, payload, len, &one, 1, out_err);
+}
+
+/*
+ * Playback: DONE, what the call the last RESULT answered did for real (see
+ * the header): its result, errno, and the first len bytes of the iovecs.
+ */
+static void nsw_done_head(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, size_t len) {
+  struct nsw_thread *t = &nsw_self;
+  struct ftcp_nsw_call c = {t->call_no, kind, flags, err, result, arg, (uint32_t)len, NULL};
+  unsigned char head[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED];
+  if (!ftcp_nsw_encode_call_head(head, sizeof head, FTCP_NSW_MSG_DONE, &c)) nsw_fatal("a DONE payload is too large in stream ");
+  nsw_send_all(t->fd, head, sizeof head);
+}
+
+/* The whole DONE is sent under out_lock (a playback stream has no coalesced records to send first). */
+static void nsw_done(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const struct iovec *iov, int n, size_t len) {
+  nsw_out_lock(&nsw_self);
+  nsw_done_head(kind, arg, flags, result, err, len);
+  nsw_send_iov(nsw_self.fd, iov, n, len);
+  nsw_out_unlock(&nsw_self);
 }
 
 /* True once, right after nsw_play found the stream gone live. */
@@ -745,6 +1055,7 @@ static ssize_t nsw_conn_read(int fd, void *buf, size_t count);
  * other read passes straight through. */
 NSW_EXPORT ssize_t read(int fd, void *buf, size_t count) {
   NSW_INIT();
+  NSW_FLUSH();
   int kind = nsw_fd_kind(fd);
   if (NSW_LIKELY(kind == NSW_FD_PLAIN)) return real_read(fd, buf, count);
   if (kind == NSW_FD_CONN) return nsw_conn_read(fd, buf, count);
@@ -782,6 +1093,7 @@ static int nsw_poll_common(struct pollfd *fds, nfds_t nfds, int mode, int r) {
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout) {
   NSW_INIT();
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_poll(fds, nfds, timeout);
   if (nfds > NSW_MAX_POLLFDS) nsw_fatal("poll with more descriptors than a record holds in stream ");
@@ -795,6 +1107,7 @@ NSW_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout) {
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo, const sigset_t *mask) {
   NSW_INIT();
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_ppoll(fds, nfds, tmo, mask);
   if (nfds > NSW_MAX_POLLFDS) nsw_fatal("ppoll with more descriptors than a record holds in stream ");
@@ -842,6 +1155,7 @@ static int nsw_select_common(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int m
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tmo) {
   NSW_INIT();
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_select(nfds, rd, wr, ex, tmo);
   if (nfds < 0 || nfds > FD_SETSIZE) {
@@ -858,6 +1172,7 @@ NSW_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timev
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *tmo, const sigset_t *mask) {
   NSW_INIT();
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_pselect(nfds, rd, wr, ex, tmo, mask);
   if (nfds < 0 || nfds > FD_SETSIZE) {
@@ -988,6 +1303,7 @@ static int nsw_epoll_common(int epfd, struct epoll_event *events, int max, int m
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout) {
   NSW_INIT();
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_epoll_wait(epfd, events, max, timeout);
   /* Fewer events than asked is always allowed; a record holds NSW_MAX_EVENTS. */
@@ -1002,6 +1318,7 @@ NSW_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int tim
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask) {
   NSW_INIT();
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_epoll_pwait(epfd, events, max, timeout, mask);
   if (max > NSW_MAX_EVENTS) max = NSW_MAX_EVENTS;
@@ -1024,7 +1341,9 @@ static void nsw_commit(struct nsw_thread *t) {
   int fd = nsw_channel(t);
   unsigned char buf[FTCP_NSW_MAX_FRAME];
   size_t n = ftcp_nsw_encode_seq(buf, sizeof buf, FTCP_NSW_MSG_WAIT, t->call_no);
-  nsw_send_all(fd, buf, n);
+  /* Other threads' earlier records go out too: what this output shows may depend on them. */
+  nsw_flush_all();
+  nsw_send_frame(t, buf, n);
   size_t blen = nsw_recv_frame(fd, buf);
   const unsigned char *body = buf + FTCP_NSW_HDR_SIZE;
   if (buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) nsw_agent_error(body, blen);
@@ -1046,34 +1365,40 @@ static int nsw_is_service_socket(int fd) {
 }
 
 /*
- * Replicated reads and writes move at most this many bytes a call, in both
- * modes, so a playback RESULT (a read's bytes) or PLAY (a write's bytes)
- * fits one frame. Fewer bytes than asked is a legal result of every one of
- * these calls; see README for what it costs.
+ * A replicated read or write moves at most FTCP_NSW_MAX_IO bytes a call, in
+ * both modes (what the kernel moves, up to that): the RESULT of a replayed
+ * read and the DONE of a replayed write carry that much. Fewer bytes than
+ * asked is a legal result of every one of these calls.
  */
-#define NSW_CONN_MAX (FTCP_NSW_MAX_PAYLOAD - 8)
 #define NSW_MAX_IOV 64
 
-/* What identifies a replicated connection to the agent: a hash of its peer address. */
-static uint64_t nsw_conn_keys[NSW_FDS];
-
-/* Copies iov into out, keeping at most max bytes in at most NSW_MAX_IOV pieces; returns the count. */
-static int nsw_trim_iov(const struct iovec *iov, int n, struct iovec *out, size_t max) {
+/*
+ * The iovecs a replicated call uses: the caller's own when they hold at most
+ * FTCP_NSW_MAX_IO bytes (the usual case: no copy), else a copy in `tr` cut
+ * there (in at most NSW_MAX_IOV pieces). Sets *tn and *len to its count and
+ * byte total.
+ */
+static const struct iovec *nsw_io_iov(const struct iovec *iov, int n, struct iovec *tr, int *tn, size_t *len) {
+  size_t total = 0;
+  int i = 0;
+  for (; i < n && total <= FTCP_NSW_MAX_IO; i++) total += iov[i].iov_len;
+  if (i == n && total <= FTCP_NSW_MAX_IO) {
+    *tn = n;
+    *len = total;
+    return iov;
+  }
+  size_t max = FTCP_NSW_MAX_IO;
   int k = 0;
-  for (int i = 0; i < n && k < NSW_MAX_IOV && max > 0; i++) {
+  for (i = 0; i < n && k < NSW_MAX_IOV && max > 0; i++) {
     if (iov[i].iov_len == 0) continue;
-    out[k].iov_base = iov[i].iov_base;
-    out[k].iov_len = iov[i].iov_len < max ? iov[i].iov_len : max;
-    max -= out[k].iov_len;
+    tr[k].iov_base = iov[i].iov_base;
+    tr[k].iov_len = iov[i].iov_len < max ? iov[i].iov_len : max;
+    max -= tr[k].iov_len;
     k++;
   }
-  return k;
-}
-
-static size_t nsw_iov_len(const struct iovec *iov, int n) {
-  size_t len = 0;
-  for (int i = 0; i < n; i++) len += iov[i].iov_len;
-  return len;
+  *tn = k;
+  *len = FTCP_NSW_MAX_IO - max;
+  return tr;
 }
 
 /* Hashes the first `sent` bytes of the iovecs. */
@@ -1085,17 +1410,6 @@ static uint64_t nsw_iov_hash(const struct iovec *iov, int n, size_t sent) {
     sent -= take;
   }
   return h;
-}
-
-/* Copies len bytes between a flat buffer and iovecs (to_iov picks the direction). */
-static void nsw_iov_copy(const struct iovec *iov, int n, unsigned char *flat, size_t len, int to_iov) {
-  for (int i = 0; i < n && len > 0; i++) {
-    size_t take = iov[i].iov_len < len ? iov[i].iov_len : len;
-    if (to_iov) memcpy(iov[i].iov_base, flat, take);
-    else memcpy(flat, iov[i].iov_base, take);
-    flat += take;
-    len -= take;
-  }
 }
 
 /*
@@ -1214,71 +1528,86 @@ NSW_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen) {
 /* Wrapped because: a connection of the service is replicated; its number and peer are part of the record. */
 NSW_EXPORT int accept(int lfd, struct sockaddr *addr, socklen_t *alen) {
   NSW_INIT();
+  NSW_FLUSH();
   return nsw_accept_common(lfd, addr, alen, 0, 0);
 }
 
 /* Wrapped because: the same as accept, with flags. */
 NSW_EXPORT int accept4(int lfd, struct sockaddr *addr, socklen_t *alen, int flags) {
   NSW_INIT();
+  NSW_FLUSH();
   return nsw_accept_common(lfd, addr, alen, flags, 1);
 }
 
 /*
  * The pattern for reads on a replicated connection (FT-TCP 3.8 readlength).
- * Record: the real call on at most NSW_CONN_MAX bytes (IOV, IOVCNT: the
- * trimmed buffers); the record keeps the length or the error (EAGAIN
- * included), not the bytes, which the SSW logged as client segments.
- * Playback: the primary's length and error, with the bytes from the buffer
- * (FT-TCP 3.7: "copies the same number of bytes as the primary got").
+ * IOV, IOVCNT: the program's buffers, as nsw_io_iov gives them (LEN bytes).
+ * Record: the real call; the record keeps the length asked and the result
+ * or the error (EAGAIN included), not the bytes, which the SSW logged as
+ * client segments. Playback: the primary's result and error, with the bytes
+ * from the buffer read straight into the program's buffers (FT-TCP 3.7:
+ * "copies the same number of bytes as the primary got").
  */
-#define NSW_CONN_READ(FD, IOV, IOVCNT, REAL_CALL)                                         \
+#define NSW_CONN_READ(FD, IOV, IOVCNT, LEN, REAL_CALL)                                   \
   do {                                                                                  \
     int mode_ = nsw_begin();                                                            \
     if (mode_ == NSW_PASS) return REAL_CALL;                                            \
     int saved_ = errno;                                                                 \
-    size_t len_ = nsw_iov_len(IOV, IOVCNT);                                             \
     ssize_t r_;                                                                         \
     int e_ = 0;                                                                         \
     if (mode_ == NSW_PLAY) {                                                            \
-      unsigned char key_[8], data_[NSW_CONN_MAX];                                       \
+      unsigned char key_[8];                                                            \
       ftcp_put_u64(key_, nsw_conn_keys[FD]);                                            \
-      r_ = (ssize_t)nsw_play(FTCP_NSW_KIND_RECV, len_, 0, 0, 0, key_, 8, data_, len_, &e_); \
+      r_ = (ssize_t)nsw_play_iov(FTCP_NSW_KIND_RECV, LEN, 0, 0, 0, key_, 8, IOV, IOVCNT, &e_); \
       if (NSW_LIKELY(!nsw_went_live())) {                                               \
-        if (r_ > 0) nsw_iov_copy(IOV, IOVCNT, data_, (size_t)r_, 1);                    \
         nsw_end(e_ ? e_ : saved_);                                                      \
         return r_;                                                                      \
       }                                                                                 \
     }                                                                                   \
     r_ = REAL_CALL;                                                                     \
     e_ = r_ < 0 ? errno : 0;                                                            \
-    nsw_record(FTCP_NSW_KIND_RECV, len_, r_, e_, NULL, 0);                              \
+    nsw_record(FTCP_NSW_KIND_RECV, LEN, r_, e_, NULL, 0);                               \
     nsw_end(e_ ? e_ : saved_);                                                          \
     return r_;                                                                          \
   } while (0)
 
 /*
- * The pattern for writes on a replicated connection. Record: output commit
- * first (FT-TCP 3.4; DESIGN invariant 2), then the real call on at most
- * NSW_CONN_MAX bytes, then a record with the length and a hash of the bytes
- * sent ("a short hash ... as a safety check against divergence"). Playback:
- * nothing leaves; the bytes go to the agent, which compares their hash with
- * the primary's and keeps them in the connection's send buffer; the call
- * returns the primary's result (FT-TCP 3.7).
+ * Playback of a write: the bytes the primary's call moved, as many as it
+ * moved, go to the agent (DONE), which compares their hash with the
+ * record's and keeps them in the connection's send buffer. The shim compares
+ * too, so a replica that diverged stops here, before it goes on.
  */
-#define NSW_CONN_WRITE(FD, IOV, IOVCNT, REAL_CALL)                                        \
+static void nsw_sent(const struct iovec *iov, int n, size_t len, uint64_t arg, ssize_t r, const unsigned char *hash) {
+  if (r <= 0) return;
+  if ((size_t)r > len) nsw_die(FTCP_NSW_EXIT_DIVERGED, "the primary's write moved more bytes than the replica's offers, in stream ", nsw_self.name, nsw_self.name_len);
+  uint64_t mine = nsw_iov_hash(iov, n, (size_t)r);
+  nsw_done(FTCP_NSW_KIND_SEND, arg, 0, r, 0, iov, n, (size_t)r);
+  if (mine != ftcp_get_u64(hash)) nsw_await_error();
+}
+
+/*
+ * The pattern for writes on a replicated connection. Record: output commit
+ * first (FT-TCP 3.4; DESIGN invariant 2), then the real call, then a record
+ * with the length asked, the result and a hash of the bytes sent ("a short
+ * hash ... as a safety check against divergence"). Playback: nothing
+ * leaves; the call returns the primary's result (FT-TCP 3.7) and the bytes
+ * it moved go to the agent (nsw_sent).
+ */
+#define NSW_CONN_WRITE(FD, IOV, IOVCNT, LEN, REAL_CALL)                                  \
   do {                                                                                  \
     int mode_ = nsw_begin();                                                            \
     if (mode_ == NSW_PASS) return REAL_CALL;                                            \
     int saved_ = errno;                                                                 \
-    size_t len_ = nsw_iov_len(IOV, IOVCNT);                                             \
     ssize_t r_;                                                                         \
     int e_ = 0;                                                                         \
+    unsigned char h_[8];                                                                \
     if (mode_ == NSW_PLAY) {                                                            \
-      unsigned char out_[8 + NSW_CONN_MAX];                                             \
-      ftcp_put_u64(out_, nsw_conn_keys[FD]);                                            \
-      nsw_iov_copy(IOV, IOVCNT, out_ + 8, len_, 0);                                     \
-      r_ = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, len_, 0, 0, 0, out_, 8 + len_, NULL, 0, &e_); \
+      unsigned char key_[8];                                                            \
+      ftcp_put_u64(key_, nsw_conn_keys[FD]);                                            \
+      memset(h_, 0, sizeof h_);                                                         \
+      r_ = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, LEN, 0, 0, 0, key_, 8, h_, sizeof h_, &e_); \
       if (NSW_LIKELY(!nsw_went_live())) {                                               \
+        nsw_sent(IOV, IOVCNT, LEN, LEN, r_, h_);                                        \
         nsw_end(e_ ? e_ : saved_);                                                      \
         return r_;                                                                      \
       }                                                                                 \
@@ -1286,82 +1615,91 @@ NSW_EXPORT int accept4(int lfd, struct sockaddr *addr, socklen_t *alen, int flag
     nsw_commit(&nsw_self);                                                              \
     r_ = REAL_CALL;                                                                     \
     e_ = r_ < 0 ? errno : 0;                                                            \
-    unsigned char h_[8];                                                                \
     ftcp_put_u64(h_, nsw_iov_hash(IOV, IOVCNT, r_ > 0 ? (size_t)r_ : 0));                \
-    nsw_record(FTCP_NSW_KIND_SEND, len_, r_, e_, h_, sizeof h_);                        \
+    nsw_record(FTCP_NSW_KIND_SEND, LEN, r_, e_, h_, sizeof h_);                         \
     nsw_end(e_ ? e_ : saved_);                                                          \
     return r_;                                                                          \
   } while (0)
 
+static inline size_t nsw_io_cap(size_t len) { return len < FTCP_NSW_MAX_IO ? len : FTCP_NSW_MAX_IO; }
+
 static ssize_t nsw_conn_read(int fd, void *buf, size_t count) {
-  struct iovec one = {buf, count < NSW_CONN_MAX ? count : NSW_CONN_MAX};
-  NSW_CONN_READ(fd, &one, 1, real_read(fd, buf, one.iov_len));
+  struct iovec one = {buf, nsw_io_cap(count)};
+  NSW_CONN_READ(fd, &one, 1, one.iov_len, real_read(fd, buf, one.iov_len));
 }
 
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags) {
   NSW_INIT();
+  NSW_FLUSH();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recv(fd, buf, len, flags);
-  struct iovec one = {buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
-  NSW_CONN_READ(fd, &one, 1, real_recv(fd, buf, one.iov_len, flags));
+  struct iovec one = {buf, nsw_io_cap(len)};
+  NSW_CONN_READ(fd, &one, 1, one.iov_len, real_recv(fd, buf, one.iov_len, flags));
 }
 
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *alen) {
   NSW_INIT();
+  NSW_FLUSH();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recvfrom(fd, buf, len, flags, addr, alen);
-  struct iovec one = {buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
-  NSW_CONN_READ(fd, &one, 1, real_recvfrom(fd, buf, one.iov_len, flags, addr, alen));
+  struct iovec one = {buf, nsw_io_cap(len)};
+  NSW_CONN_READ(fd, &one, 1, one.iov_len, real_recvfrom(fd, buf, one.iov_len, flags, addr, alen));
 }
 
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
   NSW_INIT();
+  NSW_FLUSH();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recvmsg(fd, msg, flags);
   struct iovec tr[NSW_MAX_IOV];
-  int tn = nsw_trim_iov(msg->msg_iov, (int)msg->msg_iovlen, tr, NSW_CONN_MAX);
+  int tn;
+  size_t len;
+  const struct iovec *io = nsw_io_iov(msg->msg_iov, (int)msg->msg_iovlen, tr, &tn, &len);
   struct msghdr m = *msg;
-  m.msg_iov = tr;
+  m.msg_iov = (struct iovec *)io;
   m.msg_iovlen = (size_t)tn;
   /* A replicated read carries no ancillary data, in either mode, so both see the same. */
   m.msg_control = NULL;
   m.msg_controllen = 0;
   msg->msg_controllen = 0;
   msg->msg_flags = 0;
-  NSW_CONN_READ(fd, tr, tn, real_recvmsg(fd, &m, flags));
+  NSW_CONN_READ(fd, io, tn, len, real_recvmsg(fd, &m, flags));
 }
 
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n) {
   NSW_INIT();
+  NSW_FLUSH();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_readv(fd, iov, n);
   struct iovec tr[NSW_MAX_IOV];
-  int tn = nsw_trim_iov(iov, n, tr, NSW_CONN_MAX);
-  NSW_CONN_READ(fd, tr, tn, real_readv(fd, tr, tn));
+  int tn;
+  size_t len;
+  const struct iovec *io = nsw_io_iov(iov, n, tr, &tn, &len);
+  NSW_CONN_READ(fd, io, tn, len, real_readv(fd, io, tn));
 }
 
 /* Wrapped because: output on a replicated connection waits for stability (output commit). */
 NSW_EXPORT ssize_t write(int fd, const void *buf, size_t len) {
   NSW_INIT();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_write(fd, buf, len);
-  struct iovec one = {(void *)buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
-  NSW_CONN_WRITE(fd, &one, 1, real_write(fd, buf, one.iov_len));
+  struct iovec one = {(void *)buf, nsw_io_cap(len)};
+  NSW_CONN_WRITE(fd, &one, 1, one.iov_len, real_write(fd, buf, one.iov_len));
 }
 
 /* Wrapped because: output on a replicated connection waits for stability (output commit). */
 NSW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags) {
   NSW_INIT();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_send(fd, buf, len, flags);
-  struct iovec one = {(void *)buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
-  NSW_CONN_WRITE(fd, &one, 1, real_send(fd, buf, one.iov_len, flags));
+  struct iovec one = {(void *)buf, nsw_io_cap(len)};
+  NSW_CONN_WRITE(fd, &one, 1, one.iov_len, real_send(fd, buf, one.iov_len, flags));
 }
 
 /* Wrapped because: output on a replicated connection waits for stability (output commit). */
 NSW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t alen) {
   NSW_INIT();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_sendto(fd, buf, len, flags, addr, alen);
-  struct iovec one = {(void *)buf, len < NSW_CONN_MAX ? len : NSW_CONN_MAX};
-  NSW_CONN_WRITE(fd, &one, 1, real_sendto(fd, buf, one.iov_len, flags, addr, alen));
+  struct iovec one = {(void *)buf, nsw_io_cap(len)};
+  NSW_CONN_WRITE(fd, &one, 1, one.iov_len, real_sendto(fd, buf, one.iov_len, flags, addr, alen));
 }
 
 /* Wrapped because: output on a replicated connection waits for stability (output commit). */
@@ -1369,11 +1707,13 @@ NSW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
   NSW_INIT();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_sendmsg(fd, msg, flags);
   struct iovec tr[NSW_MAX_IOV];
-  int tn = nsw_trim_iov(msg->msg_iov, (int)msg->msg_iovlen, tr, NSW_CONN_MAX);
+  int tn;
+  size_t len;
+  const struct iovec *io = nsw_io_iov(msg->msg_iov, (int)msg->msg_iovlen, tr, &tn, &len);
   struct msghdr m = *msg;
-  m.msg_iov = tr;
+  m.msg_iov = (struct iovec *)io;
   m.msg_iovlen = (size_t)tn;
-  NSW_CONN_WRITE(fd, tr, tn, real_sendmsg(fd, &m, flags));
+  NSW_CONN_WRITE(fd, io, tn, len, real_sendmsg(fd, &m, flags));
 }
 
 /* Wrapped because: output on a replicated connection waits for stability (output commit). */
@@ -1381,20 +1721,37 @@ NSW_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n) {
   NSW_INIT();
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_writev(fd, iov, n);
   struct iovec tr[NSW_MAX_IOV];
-  int tn = nsw_trim_iov(iov, n, tr, NSW_CONN_MAX);
-  NSW_CONN_WRITE(fd, tr, tn, real_writev(fd, tr, tn));
+  int tn;
+  size_t len;
+  const struct iovec *io = nsw_io_iov(iov, n, tr, &tn, &len);
+  NSW_CONN_WRITE(fd, io, tn, len, real_writev(fd, io, tn));
 }
 
-/* Reads exactly len bytes of a file at off into buf (len <= NSW_CONN_MAX); returns 0 or -1. */
-static int nsw_pread_all(int fd, unsigned char *buf, size_t len, off_t off) {
-  size_t got = 0;
-  while (got < len) {
-    ssize_t n = real_pread(fd, buf + got, len - got, off + (off_t)got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    got += (size_t)n;
+/*
+ * Bytes [at, at + len) of a file, a stack buffer at a time: hashed (sink -1)
+ * or also sent to the channel `sink`. Past the end of the file (it shrank)
+ * zeros stand in, so the hash differs and the divergence shows. Returns the
+ * hash, and 0 or -1 in *short_read.
+ */
+static uint64_t nsw_file_bytes(int in, off_t at, size_t len, int sink, int *short_read) {
+  unsigned char chunk[4096];
+  uint64_t h = FTCP_NSW_HASH_INIT;
+  *short_read = 0;
+  while (len > 0) {
+    size_t want = len < sizeof chunk ? len : sizeof chunk, got = 0;
+    while (got < want && !*short_read) {
+      ssize_t k = real_pread(in, chunk + got, want - got, at + (off_t)got);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) *short_read = -1;
+      else got += (size_t)k;
+    }
+    if (got < want) memset(chunk + got, 0, want - got);
+    h = ftcp_nsw_hash(h, chunk, want);
+    if (sink >= 0) nsw_send_all(sink, chunk, want);
+    at += (off_t)want;
+    len -= want;
   }
-  return 0;
+  return h;
 }
 
 /*
@@ -1408,25 +1765,24 @@ NSW_EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count) {
   int mode = nsw_begin();
   if (mode == NSW_PASS) return real_sendfile(out, in, offset, count);
   int saved = errno;
-  size_t n = count < NSW_CONN_MAX ? count : NSW_CONN_MAX;
+  size_t n = nsw_io_cap(count);
   off_t at = offset ? *offset : real_lseek(in, 0, SEEK_CUR);
-  unsigned char bytes[8 + NSW_CONN_MAX];
+  unsigned char key[8], hb[8];
   ssize_t r;
-  int e = 0;
+  int e = 0, short_read;
   if (at < 0) nsw_fatal("sendfile from a file without a position in stream ");
   if (mode == NSW_PLAY) {
-    /* The replica sends nothing; it reads what it would have sent and moves the file position. */
-    ssize_t have = 0;
-    while ((size_t)have < n) {
-      ssize_t k = real_pread(in, bytes + 8 + have, n - (size_t)have, at + have);
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) break;
-      have += k;
-    }
-    ftcp_put_u64(bytes, nsw_conn_keys[out]);
-    r = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, n, 0, 0, 0, bytes, 8 + (size_t)have, NULL, 0, &e);
+    /* The replica sends nothing: the file's bytes the primary's call moved go to the agent, and the position moves. */
+    ftcp_put_u64(key, nsw_conn_keys[out]);
+    r = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, n, 0, 0, 0, key, 8, hb, sizeof hb, &e);
     if (NSW_LIKELY(!nsw_went_live())) {
       if (r > 0) {
+        if ((size_t)r > n) nsw_die(FTCP_NSW_EXIT_DIVERGED, "the primary's sendfile moved more bytes than the replica's asks, in stream ", nsw_self.name, nsw_self.name_len);
+        nsw_out_lock(&nsw_self);
+        nsw_done_head(FTCP_NSW_KIND_SEND, n, 0, r, 0, (size_t)r);
+        uint64_t mine = nsw_file_bytes(in, at, (size_t)r, nsw_self.fd, &short_read);
+        nsw_out_unlock(&nsw_self);
+        if (mine != ftcp_get_u64(hb)) nsw_await_error();
         if (offset) *offset = at + r;
         else real_lseek(in, at + r, SEEK_SET);
       }
@@ -1439,10 +1795,9 @@ NSW_EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count) {
   e = r < 0 ? errno : 0;
   uint64_t h = FTCP_NSW_HASH_INIT;
   if (r > 0) {
-    if (nsw_pread_all(in, bytes, (size_t)r, at) != 0) nsw_fatal("sendfile: cannot read back the bytes sent in stream ");
-    h = ftcp_nsw_hash(h, bytes, (size_t)r);
+    h = nsw_file_bytes(in, at, (size_t)r, -1, &short_read);
+    if (short_read) nsw_fatal("sendfile: cannot read back the bytes sent in stream ");
   }
-  unsigned char hb[8];
   ftcp_put_u64(hb, h);
   nsw_record(FTCP_NSW_KIND_SEND, n, r, e, hb, sizeof hb);
   nsw_end(e ? e : saved);
@@ -1649,26 +2004,17 @@ static void nsw_adopt_report(struct nsw_thread *t, int fd, uint64_t key, int err
   unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPTED_FIXED + FTCP_NSW_MAX_STEP_NAME];
   size_t n = ftcp_nsw_encode_adopted(buf, sizeof buf, &a);
   if (!n) nsw_fatal("cannot encode ADOPTED in stream ");
-  nsw_send_all(t->fd, buf, n);
-}
-
-/* Reads and drops len bytes of the channel: a body we cannot hold must not desynchronize it. */
-static void nsw_skip(int fd, size_t len) {
-  unsigned char sink[4096];
-  while (len > 0) {
-    size_t k = len < sizeof sink ? len : sizeof sink;
-    nsw_recv_all(fd, sink, k);
-    len -= k;
-  }
+  nsw_send_frame(t, buf, n);
 }
 
 /* One placeholder: ADOPT, the agent's REBUILD or ERROR, the rebuild, ADOPTED. */
-static void nsw_adopt_one(struct nsw_thread *t, int fd) {
+/* Returns 0 when the connection at fd was rebuilt. */
+static int nsw_adopt_one(struct nsw_thread *t, int fd) {
   int chan = nsw_channel(t);
   uint64_t key = nsw_conn_keys[fd];
   unsigned char buf[FTCP_NSW_MAX_FRAME];
   size_t n = ftcp_nsw_encode_adopt(buf, sizeof buf, fd, key);
-  nsw_send_all(chan, buf, n);
+  nsw_send_frame(t, buf, n);
   nsw_recv_all(chan, buf, FTCP_NSW_HDR_SIZE);
   if (buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_ERROR) {
     /* The agent refused this one rebuild (no plan for it); the stream goes on. */
@@ -1685,7 +2031,7 @@ static void nsw_adopt_one(struct nsw_thread *t, int fd) {
     nsw_cat(why, &w, sizeof why, ": ", 2);
     nsw_cat(why, &w, sizeof why, (const char *)b + FTCP_NSW_ERROR_OFF_TEXT + code_len, msg_len);
     nsw_adopt_report(t, fd, key, 0, FTCP_NSW_ADOPT_STEP_AGENT, "agent", why, w);
-    return;
+    return -1;
   }
   if (buf[FTCP_NSW_HDR_OFF_TYPE] != FTCP_NSW_MSG_REBUILD) nsw_fatal("the agent answered ADOPT with neither REBUILD nor ERROR in stream ");
   long len = ftcp_nsw_check_header_cap(buf, FTCP_NSW_MAX_REBUILD_BODY);
@@ -1695,7 +2041,7 @@ static void nsw_adopt_one(struct nsw_thread *t, int fd) {
   if (!body) {
     nsw_skip(chan, (size_t)len);
     nsw_adopt_report(t, fd, key, ENOMEM, FTCP_NSW_ADOPT_STEP_MEMORY, "memory for REBUILD", NULL, 0);
-    return;
+    return -1;
   }
   nsw_recv_all(chan, body, (size_t)len);
   struct ftcp_nsw_rebuild rb;
@@ -1707,7 +2053,7 @@ static void nsw_adopt_one(struct nsw_thread *t, int fd) {
     /* Another thread closed it while the agent waited for the process's streams: the number is not ours. */
     free(body);
     nsw_adopt_report(t, fd, key, EBADF, FTCP_NSW_ADOPT_STEP_PLACE, "place (closed by the program first)", NULL, 0);
-    return;
+    return -1;
   }
   uint16_t step;
   const char *step_name;
@@ -1715,6 +2061,29 @@ static void nsw_adopt_one(struct nsw_thread *t, int fd) {
   nsw_placeholder_set(fd, NSW_PH_NONE);
   free(body);
   nsw_adopt_report(t, fd, key, err, step, step_name, NULL, 0);
+  return err;
+}
+
+/*
+ * The program's other copies of a rebuilt connection (dup and friends of
+ * the placeholder) get the rebuilt socket too, each with its own
+ * close-on-exec flag and epoll registrations; the agent rebuilds a
+ * connection once. After a failed rebuild they stay copies of the
+ * placeholder, which reads EOF like the descriptor that was adopted.
+ */
+static void nsw_adopt_copies(int fd, int rebuilt) {
+  uint64_t key = nsw_conn_keys[fd];
+  int end = __atomic_load_n(&nsw_fd_end, __ATOMIC_RELAXED);
+  for (int other = 0; other < end; other++) {
+    if (nsw_fd_kind(other) != NSW_FD_CONN || other == fd || nsw_conn_keys[other] != key) continue;
+    if (!nsw_placeholder_move(other, NSW_PH_PLACEHOLDER, NSW_PH_ADOPTING)) continue;
+    if (rebuilt) {
+      int fd_flags = real_fcntl(other, F_GETFD);
+      nsw_ep_rearm(other, 0);
+      if (fd_flags >= 0 && real_dup3(fd, other, fd_flags & FD_CLOEXEC ? O_CLOEXEC : 0) == other) (void)nsw_ep_rearm(other, 1);
+    }
+    nsw_placeholder_set(other, NSW_PH_NONE);
+  }
 }
 
 /*
@@ -1730,12 +2099,14 @@ static void nsw_adopt_pending(struct nsw_thread *t) {
   pthread_mutex_lock(&nsw_adopt_lock);
   for (int found = 1; found;) {
     found = 0;
-    for (int fd = 0; fd < NSW_FDS; fd++) {
+    int end = __atomic_load_n(&nsw_fd_end, __ATOMIC_RELAXED);
+    for (int fd = 0; fd < end; fd++) {
       if (__atomic_load_n(&nsw_placeholder[fd], __ATOMIC_ACQUIRE) != NSW_PH_PLACEHOLDER || nsw_fd_kind(fd) != NSW_FD_CONN) continue;
       found = 1;
-      nsw_adopt_one(t, fd);
+      int err = nsw_adopt_one(t, fd);
       /* Rebuilt or not, it is no placeholder to adopt again; it stays a replicated connection. */
       nsw_placeholder_move(fd, NSW_PH_PLACEHOLDER, NSW_PH_NONE);
+      nsw_adopt_copies(fd, err == 0);
     }
   }
   pthread_mutex_unlock(&nsw_adopt_lock);
@@ -1746,20 +2117,98 @@ static void nsw_adopt_pending(struct nsw_thread *t) {
 
 /*
  * FT-TCP 3.8 enforces the primary's order of lock acquisitions on the
- * replicas. This shim does the first half: it records every lock call's
- * result, and in playback performs the real call and compares (COMPARE), so
- * a replica that got another answer than the primary is stopped as
- * diverged. Enforcing the order is not done yet (see README).
+ * replicas. Recording, every lock operation of the process tree takes a
+ * position in one order (nsw_order, shared with forked children): the
+ * non-blocking attempt that every lock call starts with runs with the order
+ * held, so the positions are the order in which the kernel saw the attempts.
+ * A blocking call whose attempt was contended then waits in the kernel with
+ * the order released, and takes a second position once granted. A replica
+ * performs each attempt, and each grant, only when the agent says every
+ * lower position of the domain was performed (FTCP_NSW_LOCK_* in the
+ * header), and both sides compare the outcome. Locks taken by libc inside
+ * other calls (lockf) and releases by close or exit are not ordered.
  */
-static int nsw_lock(uint64_t arg, int r, int e, int mode) {
-  if (mode == NSW_RECORD) {
-    nsw_record(FTCP_NSW_KIND_LOCK, arg, r, e, NULL, 0);
-  } else {
-    int pe = 0;
-    (void)nsw_play(FTCP_NSW_KIND_LOCK, arg, FTCP_NSW_CALL_F_COMPARE, r, e, NULL, 0, NULL, 0, &pe);
-    if (NSW_UNLIKELY(nsw_went_live())) nsw_record(FTCP_NSW_KIND_LOCK, arg, r, e, NULL, 0);
+
+/* The blocking form of a lock call: F_SETLKW, F_OFD_SETLKW, or flock without LOCK_NB. */
+static int nsw_lock_blocks(int is_flock, int cmd) { return is_flock ? !(cmd & LOCK_NB) : cmd == F_SETLKW || cmd == F_OFD_SETLKW; }
+
+/* The call's non-blocking attempt: the same lock with F_SETLK, F_OFD_SETLK or LOCK_NB (the call itself if it never blocks). */
+static int nsw_lock_attempt(int fd, int is_flock, int cmd, void *arg) {
+  if (is_flock) return real_flock(fd, cmd | LOCK_NB);
+  return real_fcntl(fd, cmd == F_SETLKW ? F_SETLK : cmd == F_OFD_SETLKW ? F_OFD_SETLK : cmd, arg);
+}
+
+/* The call as the program made it (a blocking one waits in the kernel). */
+static int nsw_lock_call(int fd, int is_flock, int cmd, void *arg) { return is_flock ? real_flock(fd, cmd) : real_fcntl(fd, cmd, arg); }
+
+/* A lock another holder keeps: what a non-blocking attempt says (EACCES from fcntl, EAGAIN from both). */
+static int nsw_lock_contended(int r, int e) { return r < 0 && (e == EAGAIN || e == EACCES); }
+
+static void nsw_order_lock(void) {
+  int r = pthread_mutex_lock(&nsw_order->mu);
+  /* A process that died holding it left the counter whole: it is only ever incremented under the lock. */
+  if (r == EOWNERDEAD) pthread_mutex_consistent(&nsw_order->mu);
+  else if (r != 0) nsw_fatal("cannot take the lock order of stream ");
+}
+
+/* Record: the attempt at its position, then the wait and the grant's position if the attempt was contended. */
+static int nsw_lock_record(int fd, int is_flock, int cmd, void *arg, uint64_t tag, int *err) {
+  nsw_order_lock();
+  int r = nsw_lock_attempt(fd, is_flock, cmd, arg);
+  int e = r < 0 ? errno : 0;
+  uint64_t attempt = ++nsw_order->next, grant = 0;
+  pthread_mutex_unlock(&nsw_order->mu);
+  if (nsw_lock_blocks(is_flock, cmd) && nsw_lock_contended(r, e)) {
+    r = nsw_lock_call(fd, is_flock, cmd, arg);
+    e = r < 0 ? errno : 0;
+    nsw_order_lock();
+    grant = ++nsw_order->next;
+    pthread_mutex_unlock(&nsw_order->mu);
   }
+  unsigned char pos[FTCP_NSW_LOCK_SIZE];
+  ftcp_put_u64(pos + FTCP_NSW_LOCK_OFF_DOMAIN, nsw_lock_domain);
+  ftcp_put_u64(pos + FTCP_NSW_LOCK_OFF_TRY, attempt);
+  ftcp_put_u64(pos + FTCP_NSW_LOCK_OFF_GRANT, grant);
+  nsw_record(FTCP_NSW_KIND_LOCK, tag, r, e, pos, sizeof pos);
+  *err = e;
   return r;
+}
+
+/*
+ * Playback: the attempt once the agent says its position is due (the
+ * RESULT), reported in a DONE; if the primary's attempt was contended, the
+ * blocking call once the grant's position is due (a second RESULT), unless
+ * the primary's failed (a signal, EDEADLK): then the replica fails the same
+ * way without waiting. Returns the primary's result; the shim stops here if
+ * the replica's differs (after the agent's ERROR).
+ */
+static int nsw_lock_play(int fd, int is_flock, int cmd, void *arg, uint64_t tag, int *err) {
+  unsigned char pos[FTCP_NSW_LOCK_SIZE];
+  int pe = 0;
+  int pr = (int)nsw_play(FTCP_NSW_KIND_LOCK, tag, 0, 0, 0, NULL, 0, pos, sizeof pos, &pe);
+  if (NSW_UNLIKELY(nsw_went_live())) return nsw_lock_record(fd, is_flock, cmd, arg, tag, err);
+  uint64_t grant = ftcp_get_u64(pos + FTCP_NSW_LOCK_OFF_GRANT);
+  int r = nsw_lock_attempt(fd, is_flock, cmd, arg);
+  int e = r < 0 ? errno : 0;
+  if (grant) {
+    nsw_done(FTCP_NSW_KIND_LOCK, tag, FTCP_NSW_CALL_F_TRY, r, e, NULL, 0, 0);
+    if (!nsw_lock_contended(r, e)) nsw_await_error();
+    struct ftcp_nsw_call go;
+    unsigned char fixed[FTCP_NSW_CALL_FIXED];
+    nsw_recv_result(nsw_self.fd, fixed, &go);
+    if (go.call_no != nsw_self.call_no || go.kind != FTCP_NSW_KIND_LOCK || go.payload_len != 0) nsw_fatal("the agent sent a bad RESULT for a lock grant to stream ");
+    if (pr == 0) {
+      r = nsw_lock_call(fd, is_flock, cmd, arg);
+      e = r < 0 ? errno : 0;
+    } else {
+      r = pr;
+      e = pe;
+    }
+  }
+  nsw_done(FTCP_NSW_KIND_LOCK, tag, 0, r, e, NULL, 0, 0);
+  if (r != pr || e != pe) nsw_await_error();
+  *err = pe;
+  return pr;
 }
 
 static int nsw_is_lock_cmd(int cmd) {
@@ -1773,13 +2222,21 @@ NSW_EXPORT int fcntl(int fd, int cmd, ...) {
   va_start(ap, cmd);
   void *arg = va_arg(ap, void *); /* every fcntl argument fits a pointer, as glibc reads it */
   va_end(ap);
-  if (NSW_LIKELY(!nsw_is_lock_cmd(cmd))) return real_fcntl(fd, cmd, arg);
+  if (NSW_LIKELY(!nsw_is_lock_cmd(cmd))) {
+    int r = real_fcntl(fd, cmd, arg);
+    /* A copy (F_DUPFD, F_DUPFD_CLOEXEC) is what its original is. */
+    if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0 && nsw_mode != FTCP_NSW_MODE_OFF && nsw_fd_kind(fd) != NSW_FD_PLAIN) {
+      int saved = errno;
+      nsw_copy_fd(fd, r);
+      errno = saved;
+    }
+    return r;
+  }
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (mode == NSW_PASS) return real_fcntl(fd, cmd, arg);
-  int saved = errno;
-  int r = real_fcntl(fd, cmd, arg);
-  int e = r < 0 ? errno : 0;
-  nsw_lock((uint64_t)cmd, r, e, mode);
+  int saved = errno, e;
+  int r = mode == NSW_RECORD ? nsw_lock_record(fd, 0, cmd, arg, (uint64_t)cmd, &e) : nsw_lock_play(fd, 0, cmd, arg, (uint64_t)cmd, &e);
   nsw_end(e ? e : saved);
   return r;
 }
@@ -1796,12 +2253,12 @@ NSW_EXPORT int fcntl64(int fd, int cmd, ...) {
 /* Wrapped because: which process gets a contended flock depends on timing (FT-TCP 3.8). */
 NSW_EXPORT int flock(int fd, int op) {
   NSW_INIT();
+  NSW_FLUSH();
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_flock(fd, op);
-  int saved = errno;
-  int r = real_flock(fd, op);
-  int e = r < 0 ? errno : 0;
-  nsw_lock(0x10000u | (uint64_t)op, r, e, mode);
+  int saved = errno, e;
+  uint64_t tag = 0x10000u | (uint64_t)op;
+  int r = mode == NSW_RECORD ? nsw_lock_record(fd, 1, op, NULL, tag, &e) : nsw_lock_play(fd, 1, op, NULL, tag, &e);
   nsw_end(e ? e : saved);
   return r;
 }
@@ -1882,6 +2339,29 @@ static pid_t nsw_pid_map(pid_t pid, int to_real) {
 }
 
 /*
+ * In a child just forked (one thread): the parent's channels, this thread's
+ * and the other threads' copies, are closed here (the agent sees a stream
+ * end only when every copy is closed) and no buffer is registered; the
+ * child's stream registers when it opens its own.
+ */
+static void nsw_fork_child_channels(struct nsw_thread *self) {
+  for (int i = 0; i < NSW_MAX_THREADS; i++) {
+    struct nsw_thread *o = nsw_threads[i];
+    nsw_threads[i] = NULL;
+    if (o && o != self && o->fd >= 0) {
+      nsw_track_fd(o->fd, NSW_FD_PLAIN);
+      real_close(o->fd);
+    }
+  }
+  if (self->fd >= 0) {
+    nsw_track_fd(self->fd, NSW_FD_PLAIN);
+    real_close(self->fd);
+  }
+  /* Another thread of the parent may have held it at the fork. */
+  pthread_mutex_init(&nsw_threads_lock, NULL);
+}
+
+/*
  * Wrapped because: the child is a new stream named by its parent's name and
  * fork order, and in playback the parent must see the primary's child pid.
  */
@@ -1892,19 +2372,23 @@ NSW_EXPORT pid_t fork(void) {
   struct nsw_thread *t = &nsw_self;
   int saved = errno;
   uint32_t k = ++t->forks;
+  if (t->fd >= 0) {
+    nsw_out_lock(t);
+    nsw_flush_locked(t);
+    nsw_out_unlock(t);
+  }
   pid_t r = real_fork();
   int e = r < 0 ? errno : 0;
   if (r == 0) {
-    /* The child: its channel belongs to the parent's stream; start its own. */
-    if (t->fd >= 0) {
-      nsw_track_fd(t->fd, NSW_FD_PLAIN);
-      real_close(t->fd);
-    }
+    /* The child: the channels belong to the parent's streams; it starts its own. */
+    nsw_fork_child_channels(t);
     char name[FTCP_NSW_MAX_NAME + 1];
     size_t len;
     nsw_child_name(name, &len, t->name, t->name_len, 'f', k);
     nsw_name_thread(t, name, len);
     nsw_name_exec_image(name, len);
+    nsw_pid = real_getpid();
+    nsw_main_self = t;
     nsw_pids_next = 0;
     /* Another thread of the parent may have held it at the fork; the child has one thread. */
     pthread_mutex_init(&nsw_adopt_lock, NULL);
@@ -1932,6 +2416,7 @@ NSW_EXPORT pid_t fork(void) {
 /* Wrapped because: in playback the pid the program waits for is the primary's. */
 NSW_EXPORT pid_t waitpid(pid_t pid, int *status, int options) {
   NSW_INIT();
+  NSW_FLUSH();
   if (NSW_LIKELY(nsw_mode != FTCP_NSW_MODE_PLAYBACK) || nsw_self.busy) return real_waitpid(pid, status, options);
   pid_t r = real_waitpid(pid > 0 ? nsw_pid_map(pid, 1) : pid, status, options);
   return r > 0 ? nsw_pid_map(r, 0) : r;
@@ -1940,6 +2425,7 @@ NSW_EXPORT pid_t waitpid(pid_t pid, int *status, int options) {
 /* Wrapped because: in playback the pid wait returns must be the primary's. */
 NSW_EXPORT pid_t wait(int *status) {
   NSW_INIT();
+  NSW_FLUSH();
   if (NSW_LIKELY(nsw_mode != FTCP_NSW_MODE_PLAYBACK) || nsw_self.busy) return real_wait(status);
   pid_t r = real_wait(status);
   return r > 0 ? nsw_pid_map(r, 0) : r;
@@ -1957,8 +2443,15 @@ static void nsw_thread_exit(void *unused) {
   (void)unused;
   struct nsw_thread *t = &nsw_self;
   if (t->fd >= 0) {
+    /* Out of the registry first: nobody flushes this buffer once the thread is gone. */
+    nsw_register(t, 0);
+    int saved = errno;
+    nsw_out_lock(t);
+    nsw_flush_locked(t);
+    nsw_out_unlock(t);
     nsw_track_fd(t->fd, NSW_FD_PLAIN);
     real_close(t->fd);
+    errno = saved;
   }
   t->fd = -1;
 }
@@ -2010,13 +2503,243 @@ NSW_EXPORT int pthread_create(pthread_t *restrict th, const pthread_attr_t *rest
   return r;
 }
 
-/* Wrapped because: a closed descriptor number is reused and must stop counting as
- * /dev/urandom or a replicated connection; and the agent channel must stay open. */
-NSW_EXPORT int close(int fd) {
+/* ---- spawned children: posix_spawn, system, popen (named like forked ones) -- */
+
+/*
+ * The environment a spawned child gets: envp with its FTCP_NSW_NAME entry
+ * (added when missing) saying `entry`. Spawning is no hot path: the array
+ * is allocated, and freed by the caller.
+ */
+static char **nsw_spawn_env(char *const envp[], char *entry) {
+  static const char key[] = "FTCP_NSW_NAME=";
+  size_t n = 0;
+  while (envp[n]) n++;
+  char **out = malloc((n + 2) * sizeof *out);
+  if (!out) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(envp[i], key, sizeof key - 1) != 0) out[k++] = envp[i];
+  }
+  out[k++] = entry;
+  out[k] = NULL;
+  return out;
+}
+
+/*
+ * posix_spawn and posix_spawnp. The child is a new image and a new stream:
+ * the k-th child a stream spawns is "<name>/s<k>" (its FTCP_NSW_NAME), by
+ * spawn order, as forked children are by fork order. Record: the return
+ * value and the child's pid. Playback: the child is spawned for real (it
+ * replays its own stream), the program gets the primary's pid (waitpid and
+ * wait translate it) and the outcome must agree.
+ */
+static int nsw_spawn(nsw_spawn_fn fn, pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                     char *const argv[], char *const envp[]) {
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return fn(pid, file, fa, attr, argv, envp);
+  struct nsw_thread *t = &nsw_self;
+  int saved = errno;
+  uint32_t k = ++t->spawns;
+  char entry[sizeof "FTCP_NSW_NAME=" + FTCP_NSW_MAX_NAME];
+  size_t len;
+  memcpy(entry, "FTCP_NSW_NAME=", 14);
+  nsw_child_name(entry + 14, &len, t->name, t->name_len, 's', k);
+  /* An empty environment (envp NULL) stays empty: that child runs without the shim. */
+  char **env = envp ? nsw_spawn_env(envp, entry) : NULL;
+  pid_t child = -1;
+  int r = envp && !env ? ENOMEM : fn(&child, file, fa, attr, argv, env);
+  free(env);
+  unsigned char pb[4];
+  ftcp_put_u32(pb, (uint32_t)child);
+  if (mode == NSW_PLAY) {
+    unsigned char ppb[4] = {0};
+    int pe = 0;
+    int v = (int)nsw_play(FTCP_NSW_KIND_SPAWN, 0, 0, 0, 0, NULL, 0, ppb, sizeof ppb, &pe);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if ((v == 0) != (r == 0)) nsw_die(FTCP_NSW_EXIT_DIVERGED, "posix_spawn failed on one replica only in stream ", t->name, t->name_len);
+      if (r == 0) {
+        pid_t virt = (pid_t)ftcp_get_u32(ppb);
+        nsw_pid_add(virt, child);
+        if (pid) *pid = virt;
+      }
+      nsw_end(saved);
+      return v;
+    }
+  }
+  nsw_record(FTCP_NSW_KIND_SPAWN, 0, r, 0, pb, r == 0 ? sizeof pb : 0);
+  if (r == 0 && pid) *pid = child;
+  nsw_end(saved);
+  return r;
+}
+
+/* Wrapped because: its child is a new stream, named by spawn order, and its pid differs on the replica. */
+NSW_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                           char *const argv[], char *const envp[]) {
   NSW_INIT();
+  return nsw_spawn(real_posix_spawn, pid, path, fa, attr, argv, envp);
+}
+
+/* Wrapped because: the same as posix_spawn, searching PATH. */
+NSW_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                            char *const argv[], char *const envp[]) {
+  NSW_INIT();
+  return nsw_spawn(real_posix_spawnp, pid, file, fa, attr, argv, envp);
+}
+
+/* Waits for a child the shim spawned; returns its status, or -1 with errno. */
+static int nsw_wait_child(pid_t pid) {
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return status;
+}
+
+/*
+ * system() as POSIX describes it, through posix_spawn above (glibc's calls
+ * its own spawn, which the shim does not see): "/bin/sh -c cmd", SIGINT and
+ * SIGQUIT ignored and SIGCHLD blocked in the caller while it waits (counted,
+ * so concurrent calls restore the dispositions once), the child with the
+ * caller's mask and those two signals at their defaults.
+ */
+static pthread_mutex_t nsw_system_lock = PTHREAD_MUTEX_INITIALIZER;
+static int nsw_system_users;
+static struct sigaction nsw_system_int, nsw_system_quit;
+
+/* Wrapped because: its child would start without the shim seeing it (glibc spawns it internally). */
+NSW_EXPORT int system(const char *cmd) {
+  NSW_INIT();
+  if (nsw_mode == FTCP_NSW_MODE_OFF || nsw_self.busy) return real_system(cmd);
+  /* system(NULL) asks whether a shell exists, by running one. */
+  if (!cmd) return system("exit 0") == 0;
+  struct sigaction ign;
+  memset(&ign, 0, sizeof ign);
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  sigset_t chld, omask, dfl;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigemptyset(&dfl);
+  pthread_mutex_lock(&nsw_system_lock);
+  if (nsw_system_users++ == 0) {
+    sigaction(SIGINT, &ign, &nsw_system_int);
+    sigaction(SIGQUIT, &ign, &nsw_system_quit);
+  }
+  if (nsw_system_int.sa_handler != SIG_IGN) sigaddset(&dfl, SIGINT);
+  if (nsw_system_quit.sa_handler != SIG_IGN) sigaddset(&dfl, SIGQUIT);
+  pthread_mutex_unlock(&nsw_system_lock);
+  pthread_sigmask(SIG_BLOCK, &chld, &omask);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigdefault(&attr, &dfl);
+  posix_spawnattr_setsigmask(&attr, &omask);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+  pid_t pid;
+  int r = posix_spawn(&pid, "/bin/sh", NULL, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
+  /* As glibc: a child that could not start is a shell that exited 127. */
+  int status = r == 0 ? nsw_wait_child(pid) : 127 << 8;
+  int e = errno;
+  pthread_mutex_lock(&nsw_system_lock);
+  if (--nsw_system_users == 0) {
+    sigaction(SIGINT, &nsw_system_int, NULL);
+    sigaction(SIGQUIT, &nsw_system_quit, NULL);
+  }
+  pthread_mutex_unlock(&nsw_system_lock);
+  pthread_sigmask(SIG_SETMASK, &omask, NULL);
+  errno = e;
+  return status;
+}
+
+/* The streams popen returned, with their children, for pclose. */
+#define NSW_POPEN 256
+static struct {
+  FILE *f;
+  pid_t pid;
+} nsw_popen[NSW_POPEN];
+static pthread_mutex_t nsw_popen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * popen() through posix_spawn above, as glibc does it: a pipe, "/bin/sh -c
+ * cmd" with the child's end as its stdin or stdout, the earlier popen
+ * streams closed in the child, "e" for close-on-exec.
+ */
+/* Wrapped because: its child would start without the shim seeing it (glibc spawns it internally). */
+NSW_EXPORT FILE *popen(const char *cmd, const char *type) {
+  NSW_INIT();
+  if (nsw_mode == FTCP_NSW_MODE_OFF || nsw_self.busy) return real_popen(cmd, type);
+  int rd = type && type[0] == 'r';
+  if (!type || (type[0] != 'r' && type[0] != 'w')) {
+    errno = EINVAL;
+    return NULL;
+  }
+  int cloexec = strchr(type, 'e') != NULL;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return NULL;
+  int mine = rd ? fds[0] : fds[1], theirs = rd ? fds[1] : fds[0], target = rd ? 1 : 0;
+  if (theirs == target) {
+    /* dup2 onto itself would keep close-on-exec: move it first. */
+    int moved = real_fcntl(theirs, F_DUPFD_CLOEXEC, 3);
+    real_close(theirs);
+    theirs = moved;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, theirs, target);
+  pthread_mutex_lock(&nsw_popen_lock);
+  int slot = -1;
+  for (int i = 0; i < NSW_POPEN; i++) {
+    if (nsw_popen[i].f) posix_spawn_file_actions_addclose(&fa, fileno(nsw_popen[i].f));
+    else if (slot < 0) slot = i;
+  }
+  pthread_mutex_unlock(&nsw_popen_lock);
+  char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+  pid_t pid;
+  int r = theirs < 0 || slot < 0 ? (slot < 0 ? EMFILE : errno) : posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (theirs >= 0) real_close(theirs);
+  if (r != 0) {
+    real_close(mine);
+    errno = r;
+    return NULL;
+  }
+  if (!cloexec) real_fcntl(mine, F_SETFD, 0);
+  FILE *f = fdopen(mine, rd ? "r" : "w");
+  if (!f) {
+    int e = errno;
+    real_close(mine);
+    nsw_wait_child(pid);
+    errno = e;
+    return NULL;
+  }
+  pthread_mutex_lock(&nsw_popen_lock);
+  nsw_popen[slot].f = f;
+  nsw_popen[slot].pid = pid;
+  pthread_mutex_unlock(&nsw_popen_lock);
+  return f;
+}
+
+/* Wrapped because: a stream popen above returned is closed here, and its child waited for. */
+NSW_EXPORT int pclose(FILE *f) {
+  NSW_INIT();
+  pid_t pid = 0;
+  pthread_mutex_lock(&nsw_popen_lock);
+  for (int i = 0; i < NSW_POPEN && !pid; i++) {
+    if (f && nsw_popen[i].f == f) {
+      pid = nsw_popen[i].pid;
+      nsw_popen[i].f = NULL;
+    }
+  }
+  pthread_mutex_unlock(&nsw_popen_lock);
+  if (!pid) return real_pclose(f);
+  fclose(f);
+  return nsw_wait_child(pid);
+}
+
+/* fd is about to be closed (close, or dup2 and dup3 onto it): it stops being what it was. */
+static void nsw_forget_fd(int fd) {
   int kind = nsw_fd_kind(fd);
-  /* Daemons close every descriptor at start-up; the agent channel must survive it. */
-  if (NSW_UNLIKELY(kind == NSW_FD_CHANNEL)) return 0;
   if (NSW_UNLIKELY(kind != NSW_FD_PLAIN)) {
     if (kind == NSW_FD_CONN) nsw_placeholder_close(fd);
     nsw_track_fd(fd, NSW_FD_PLAIN);
@@ -2026,5 +2749,246 @@ NSW_EXPORT int close(int fd) {
     nsw_ep_set(fd, -1, NULL); /* the kernel drops a closed descriptor from every epoll set */
     errno = saved;
   }
+}
+
+/* Wrapped because: a closed descriptor number is reused and must stop counting as
+ * /dev/urandom or a replicated connection; and the agent channel must stay open. */
+NSW_EXPORT int close(int fd) {
+  NSW_INIT();
+  /* Daemons close every descriptor at start-up; the agent channel must survive it. */
+  if (NSW_UNLIKELY(nsw_fd_kind(fd) == NSW_FD_CHANNEL)) return 0;
+  nsw_forget_fd(fd);
   return real_close(fd);
+}
+
+/* Wrapped because: a copy of /dev/urandom or of a replicated connection is one too. */
+NSW_EXPORT int dup(int fd) {
+  NSW_INIT();
+  int r = real_dup(fd);
+  if (nsw_mode != FTCP_NSW_MODE_OFF && r >= 0 && nsw_fd_kind(fd) != NSW_FD_PLAIN) nsw_copy_fd(fd, r);
+  return r;
+}
+
+/* Wrapped because: a copy of /dev/urandom or of a replicated connection is one too, and what newfd was ends. */
+NSW_EXPORT int dup2(int oldfd, int newfd) {
+  NSW_INIT();
+  if (nsw_mode == FTCP_NSW_MODE_OFF || oldfd == newfd) return real_dup2(oldfd, newfd);
+  if (NSW_UNLIKELY(nsw_fd_kind(newfd) != NSW_FD_PLAIN) && real_fcntl(oldfd, F_GETFD) >= 0) nsw_forget_fd(newfd);
+  int r = real_dup2(oldfd, newfd);
+  if (r >= 0) {
+    int saved = errno;
+    nsw_forget_fd(r);
+    nsw_copy_fd(oldfd, r);
+    errno = saved;
+  }
+  return r;
+}
+
+/* Wrapped because: the same as dup2, with flags. */
+NSW_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  NSW_INIT();
+  if (nsw_mode == FTCP_NSW_MODE_OFF) return real_dup3(oldfd, newfd, flags);
+  if (NSW_UNLIKELY(nsw_fd_kind(newfd) != NSW_FD_PLAIN) && oldfd != newfd && real_fcntl(oldfd, F_GETFD) >= 0) nsw_forget_fd(newfd);
+  int r = real_dup3(oldfd, newfd, flags);
+  if (r >= 0) {
+    int saved = errno;
+    nsw_forget_fd(r);
+    nsw_copy_fd(oldfd, r);
+    errno = saved;
+  }
+  return r;
+}
+
+/* ---- flush points: calls that block, or end the image, and record nothing -- */
+
+/* Wrapped because: a thread about to sleep sends its coalesced records first. */
+NSW_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem) {
+  NSW_INIT();
+  NSW_FLUSH();
+  return real_nanosleep(req, rem);
+}
+
+/* Wrapped because: a thread about to sleep sends its coalesced records first. */
+NSW_EXPORT int clock_nanosleep(clockid_t id, int flags, const struct timespec *req, struct timespec *rem) {
+  NSW_INIT();
+  NSW_FLUSH();
+  return real_clock_nanosleep(id, flags, req, rem);
+}
+
+/* Wrapped because: a thread about to sleep sends its coalesced records first. */
+NSW_EXPORT unsigned sleep(unsigned seconds) {
+  NSW_INIT();
+  NSW_FLUSH();
+  return real_sleep(seconds);
+}
+
+/* Wrapped because: a thread about to sleep sends its coalesced records first. */
+NSW_EXPORT int usleep(useconds_t usec) {
+  NSW_INIT();
+  NSW_FLUSH();
+  return real_usleep(usec);
+}
+
+/* Wrapped because: a thread about to wait for another sends its coalesced records first. */
+NSW_EXPORT int pthread_join(pthread_t th, void **ret) {
+  NSW_INIT();
+  NSW_FLUSH();
+  return real_pthread_join(th, ret);
+}
+
+/*
+ * The FTCP_NSW_NAME of the image an exec starts. Usually this process's
+ * "<name>/e" (nsw_env_name, in environ since load or fork). In a child that
+ * vfork made (CPython's subprocess does), which runs on its parent's memory
+ * until it execs, it is "<name>/s<k>" by the calling stream's spawn order
+ * (the parent's counter counts it), as posix_spawn's children are named.
+ */
+#define NSW_ENTRY_CAP (sizeof "FTCP_NSW_NAME=" + FTCP_NSW_MAX_NAME)
+static const char *nsw_exec_entry(char *buf) {
+  struct nsw_thread *t = &nsw_self;
+  if (real_getpid() == nsw_pid) return nsw_env_name;
+  if (!t->named) {
+    /* The parent's main thread had made no wrapped call yet: it gets its name now, as it would then. */
+    if (t != nsw_main_self) return nsw_env_name;
+    nsw_name_thread(t, nsw_root_name, nsw_root_len);
+  }
+  size_t len;
+  memcpy(buf, "FTCP_NSW_NAME=", 14);
+  nsw_child_name(buf + 14, &len, t->name, t->name_len, 's', ++t->spawns);
+  return buf;
+}
+
+/*
+ * How many entries envp has when its FTCP_NSW_NAME entry is not `entry` (a
+ * program may pass an environment copied before it forked), else 0: envp is
+ * used as it is. The copy is made on the stack (the caller may be a vfork
+ * child, which must not allocate), so only up to NSW_EXEC_ENV_MAX entries.
+ */
+#define NSW_EXEC_ENV_MAX 4096
+static size_t nsw_exec_env_len(char *const envp[], const char *entry) {
+  static const char key[] = "FTCP_NSW_NAME=";
+  if (nsw_mode == FTCP_NSW_MODE_OFF || !envp) return 0;
+  size_t n = 0, found = 0;
+  for (; envp[n] && n <= NSW_EXEC_ENV_MAX; n++) {
+    if (!strncmp(envp[n], key, sizeof key - 1) && strcmp(envp[n], entry) != 0) found = 1;
+  }
+  return found && n <= NSW_EXEC_ENV_MAX ? n : 0;
+}
+
+/* Copies envp's n entries into env (n + 1 slots) with `entry` for its FTCP_NSW_NAME. */
+static char *const *nsw_exec_env(char *const envp[], char **env, size_t n, const char *entry) {
+  for (size_t i = 0; i < n; i++) env[i] = strncmp(envp[i], "FTCP_NSW_NAME=", 14) ? envp[i] : (char *)entry;
+  env[n] = NULL;
+  return env;
+}
+
+/* Wrapped because: exec ends this image and every thread (their coalesced records go out first), and names the new image. */
+NSW_EXPORT int execve(const char *path, char *const argv[], char *const envp[]) {
+  NSW_INIT();
+  nsw_flush_all();
+  char buf[NSW_ENTRY_CAP];
+  const char *entry = nsw_mode == FTCP_NSW_MODE_OFF ? NULL : nsw_exec_entry(buf);
+  size_t n = entry ? nsw_exec_env_len(envp, entry) : 0;
+  char *env[n + 1];
+  return real_execve(path, argv, n ? nsw_exec_env(envp, env, n, entry) : envp);
+}
+
+/* Wrapped because: the same as execve, with this process's environment. */
+NSW_EXPORT int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+
+/* Wrapped because: the same as execvpe, with this process's environment. */
+NSW_EXPORT int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
+
+/* Wrapped because: exec ends this image and every thread: their coalesced records go out first. */
+NSW_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[]) {
+  NSW_INIT();
+  nsw_flush_all();
+  char buf[NSW_ENTRY_CAP];
+  const char *entry = nsw_mode == FTCP_NSW_MODE_OFF ? NULL : nsw_exec_entry(buf);
+  size_t n = entry ? nsw_exec_env_len(envp, entry) : 0;
+  char *env[n + 1];
+  return real_execvpe(file, argv, n ? nsw_exec_env(envp, env, n, entry) : envp);
+}
+
+/* Wrapped because: exec ends this image and every thread: their coalesced records go out first. */
+NSW_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
+  NSW_INIT();
+  nsw_flush_all();
+  char buf[NSW_ENTRY_CAP];
+  const char *entry = nsw_mode == FTCP_NSW_MODE_OFF ? NULL : nsw_exec_entry(buf);
+  size_t n = entry ? nsw_exec_env_len(envp, entry) : 0;
+  char *env[n + 1];
+  return real_fexecve(fd, argv, n ? nsw_exec_env(envp, env, n, entry) : envp);
+}
+
+/* Fills argv (n + 1 entries) with `arg`, the next n - 1 arguments of *ap and a NULL. */
+static void nsw_exec_argv(char **argv, const char *arg, size_t n, va_list *ap) {
+  argv[0] = (char *)arg;
+  for (size_t i = 1; i < n; i++) argv[i] = va_arg(*ap, char *);
+  argv[n] = NULL;
+}
+
+/* How many arguments execl, execlp or execle got from `arg` to their NULL (exclusive). */
+#define NSW_EXEC_ARGC(AP, N)                  \
+  do {                                        \
+    va_list c_;                               \
+    va_copy(c_, AP);                          \
+    for (N = 1; va_arg(c_, char *); N++) {    \
+    }                                         \
+    va_end(c_);                               \
+  } while (0)
+
+/* Wrapped because: exec ends this image and every thread: their coalesced records go out first. */
+NSW_EXPORT int execl(const char *path, const char *arg, ...) {
+  NSW_INIT();
+  va_list ap;
+  va_start(ap, arg);
+  size_t n;
+  NSW_EXEC_ARGC(ap, n);
+  char *argv[n + 1];
+  nsw_exec_argv(argv, arg, n, &ap);
+  va_end(ap);
+  return execve(path, argv, environ);
+}
+
+/* Wrapped because: exec ends this image and every thread: their coalesced records go out first. */
+NSW_EXPORT int execlp(const char *file, const char *arg, ...) {
+  NSW_INIT();
+  va_list ap;
+  va_start(ap, arg);
+  size_t n;
+  NSW_EXEC_ARGC(ap, n);
+  char *argv[n + 1];
+  nsw_exec_argv(argv, arg, n, &ap);
+  va_end(ap);
+  return execvpe(file, argv, environ);
+}
+
+/* Wrapped because: exec ends this image and every thread: their coalesced records go out first. */
+NSW_EXPORT int execle(const char *path, const char *arg, ...) {
+  NSW_INIT();
+  va_list ap;
+  va_start(ap, arg);
+  size_t n;
+  NSW_EXEC_ARGC(ap, n);
+  char *argv[n + 1];
+  nsw_exec_argv(argv, arg, n, &ap);
+  (void)va_arg(ap, char *); /* the NULL */
+  char *const *envp = va_arg(ap, char *const *);
+  va_end(ap);
+  return execve(path, argv, envp);
+}
+
+/* Wrapped because: _exit ends the process without exit's destructors: coalesced records go out first. */
+NSW_EXPORT void _exit(int status) {
+  NSW_INIT();
+  nsw_exiting();
+  real__exit(status);
+}
+
+/* Wrapped because: the same as _exit, under its C99 name. */
+NSW_EXPORT void _Exit(int status) {
+  NSW_INIT();
+  nsw_exiting();
+  real__Exit(status);
 }

@@ -10,12 +10,17 @@
  * Every offset below is ABI: changing one means a new FTCP_NSW_PROTO_VERSION.
  *
  * Messages shim -> agent: HELLO (first, once), CALL (record mode),
- * WAIT (record mode, output commit), PLAY (playback mode), ADOPT and ADOPTED
- * (a promoted replica rebuilding its replicated connections).
- * Messages agent -> shim: STABLE (answers WAIT), RESULT (answers PLAY),
- * REBUILD (answers ADOPT), ERROR (then the agent closes the connection,
- * except for an ERROR that answers ADOPT: that one refuses one rebuild and
- * the stream goes on).
+ * WAIT (record mode, output commit), PLAY (playback mode), DONE (playback:
+ * what a replayed send or lock call did for real), ADOPT and ADOPTED (a
+ * promoted replica rebuilding its replicated connections).
+ * Messages agent -> shim: STABLE (answers WAIT), RESULT (answers PLAY, and
+ * the DONE of a lock attempt that must wait for its turn), REBUILD (answers
+ * ADOPT), ERROR (then the agent closes the connection, except for an ERROR
+ * that answers ADOPT: that one refuses one rebuild and the stream goes on).
+ *
+ * Version 2: replicated reads and writes of any length up to
+ * FTCP_NSW_MAX_IO (RESULT of a RECV, DONE of a SEND), DONE, lock positions
+ * (FTCP_NSW_LOCK_*), SPAWN.
  */
 #ifndef FTCP_NSW_PROTO_H
 #define FTCP_NSW_PROTO_H
@@ -26,7 +31,7 @@
 
 #include "repair/tcp_repair.h"
 
-#define FTCP_NSW_PROTO_VERSION 1
+#define FTCP_NSW_PROTO_VERSION 2
 
 /* Frame header (ABI). */
 #define FTCP_NSW_HDR_SIZE 8
@@ -42,6 +47,7 @@
 #define FTCP_NSW_MSG_PLAY 0x04
 #define FTCP_NSW_MSG_ADOPT 0x05
 #define FTCP_NSW_MSG_ADOPTED 0x06
+#define FTCP_NSW_MSG_DONE 0x07
 #define FTCP_NSW_MSG_STABLE 0x81
 #define FTCP_NSW_MSG_RESULT 0x82
 #define FTCP_NSW_MSG_REBUILD 0x83
@@ -63,7 +69,7 @@
 #define FTCP_NSW_MAX_NAME 255
 
 /*
- * Call body (ABI), shared by CALL, PLAY and RESULT. A call is identified by
+ * Call body (ABI), shared by CALL, PLAY, RESULT and DONE. A call is identified by
  * its kind and its arg (the clock id of clock_gettime, the length asked of
  * getrandom): a replica's PLAY must match the record in both, or the agent
  * reports a divergence. The part from
@@ -76,10 +82,23 @@
 #define FTCP_NSW_CALL_OFF_ERRNO 12      /* i32: errno after the call, 0 if none */
 #define FTCP_NSW_CALL_OFF_RESULT 16     /* i64: the call's return value */
 #define FTCP_NSW_CALL_OFF_ARG 24        /* u64: the argument that selects what the call does */
-#define FTCP_NSW_CALL_OFF_PAYLOAD_LEN 32 /* u32: <= FTCP_NSW_MAX_PAYLOAD, = body length - 36 */
+#define FTCP_NSW_CALL_OFF_PAYLOAD_LEN 32 /* u32: <= ftcp_nsw_max_payload(type, kind), = body length - 36 */
 #define FTCP_NSW_CALL_OFF_PAYLOAD 36
 #define FTCP_NSW_CALL_FIXED 36
+/* Largest payload of a record (CALL), and of every call body but the two below. */
 #define FTCP_NSW_MAX_PAYLOAD 4096
+
+/*
+ * Replicated reads and writes (FT-TCP 3.4, 3.7). One call on a replicated
+ * connection moves at most FTCP_NSW_MAX_IO bytes, in both modes: what the
+ * kernel moves, up to that. The record holds the length (and, for a send,
+ * the hash); the bytes travel only in playback, in the two bodies that may
+ * carry up to FTCP_NSW_MAX_IO payload bytes: the RESULT of a RECV (the
+ * client's bytes the primary read) and the DONE of a SEND (the bytes the
+ * replica's send moved, exactly as many as the primary's).
+ */
+#define FTCP_NSW_MAX_IO (64u << 20)
+#define FTCP_NSW_MAX_IO_BODY (FTCP_NSW_CALL_FIXED + FTCP_NSW_MAX_IO)
 
 /* PLAY flag: the shim ran the call for real; the agent compares result, errno
  * and payload with the record and answers ERROR (divergence) if they differ
@@ -92,6 +111,40 @@
  * step 3). The next CALL carries this call number. */
 #define FTCP_NSW_CALL_F_LIVE 0x0002
 
+/* DONE flag, LOCK only: the outcome of the non-blocking attempt that opens a
+ * blocking lock call which the primary found contended; the agent answers
+ * with a second RESULT once the call's grant position is due (FT-TCP 3.8). */
+#define FTCP_NSW_CALL_F_TRY 0x0004
+
+/*
+ * DONE (ABI): a call body, shim -> agent, in playback, after the RESULT of
+ * a call the shim then performed for real:
+ *  - SEND: result is the primary's, payload the first `result` bytes the
+ *    replica's call moved (the agent compares their hash with the record's
+ *    and keeps them in the connection's send buffer). No answer unless they
+ *    differ (ERROR, divergence).
+ *  - LOCK: result and errno of the replica's real call, compared with the
+ *    record (no answer unless they differ: ERROR); with FTCP_NSW_CALL_F_TRY,
+ *    the attempt's outcome, answered by RESULT when the grant is due.
+ * The call number is the RESULT's; kind and arg are the PLAY's.
+ */
+
+/*
+ * LOCK record payload (ABI): where the call stands in the primary's order of
+ * lock operations (FT-TCP 3.8). Positions count from 1 within a domain: the
+ * lock operations of one process tree under one image (the processes forked
+ * from it share the counter; an exec'd image starts a domain of its own).
+ * Every lock call has an attempt position (the call itself, or the
+ * non-blocking attempt that opens a blocking one); a blocking call whose
+ * attempt was contended also has a grant position, taken when the kernel
+ * granted it. A replica performs each at its position: after every lower
+ * position of the domain was performed.
+ */
+#define FTCP_NSW_LOCK_OFF_DOMAIN 0 /* u64: FTCP_NSW_HASH of the image's root stream name (and mode, see the shim) */
+#define FTCP_NSW_LOCK_OFF_TRY 8    /* u64: attempt position, >= 1 */
+#define FTCP_NSW_LOCK_OFF_GRANT 16 /* u64: grant position, 0 when the attempt decided the call */
+#define FTCP_NSW_LOCK_SIZE 24
+
 /* WAIT and STABLE body (ABI): one u64 call number. */
 #define FTCP_NSW_SEQ_OFF_CALL_NO 0
 #define FTCP_NSW_SEQ_SIZE 8
@@ -101,7 +154,7 @@
 #define FTCP_NSW_ERROR_OFF_MSG_LEN 2  /* u16 */
 #define FTCP_NSW_ERROR_OFF_TEXT 4     /* code bytes, then message bytes */
 
-/* Largest frame either side sends, REBUILD excepted (see below). */
+/* Largest frame either side sends, REBUILD and the I/O bodies excepted. */
 #define FTCP_NSW_MAX_FRAME (FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + FTCP_NSW_MAX_PAYLOAD)
 
 /*
@@ -149,7 +202,8 @@
                                                on the rebuilt socket at once) */
 #define FTCP_NSW_REBUILD_FIXED 48
 /* Each queue may be large (a slow reader, a big reply in flight); REBUILD is
- * the one message whose body may exceed FTCP_NSW_MAX_FRAME. A reader checks
+ * a message whose body may exceed FTCP_NSW_MAX_FRAME (as may RESULT and DONE,
+ * up to FTCP_NSW_MAX_IO_BODY). A reader checks
  * its header with ftcp_nsw_check_header_cap and FTCP_NSW_MAX_REBUILD_BODY. */
 #define FTCP_NSW_MAX_REBUILD_QUEUE (64u << 20)
 #define FTCP_NSW_MAX_REBUILD_BODY (FTCP_NSW_REBUILD_FIXED + 2 * FTCP_NSW_MAX_REBUILD_QUEUE)
@@ -199,7 +253,18 @@
 #define FTCP_NSW_KIND_SOCKNAME 19 /* getsockname (arg 0) or getpeername (arg 1) of a replicated connection;
                                      payload: the sockaddr */
 #define FTCP_NSW_KIND_LOCK 18   /* fcntl lock commands and flock; arg: the fcntl command, or 0x10000 | flock op;
-                                   result and errno compared in playback */
+                                   payload: FTCP_NSW_LOCK_*; result and errno compared in playback (DONE) */
+#define FTCP_NSW_KIND_SPAWN 20  /* posix_spawn and posix_spawnp (system and popen use them); result: the return
+                                   value (0 or an error number), compared as success or failure; payload: i32
+                                   child pid when 0. The child is a stream "<name>/s<k>" */
+
+/* Largest payload of a call body in a frame of this type: FTCP_NSW_MAX_IO for
+ * the RESULT of a RECV and the DONE of a SEND, FTCP_NSW_MAX_PAYLOAD else. */
+static inline uint32_t ftcp_nsw_max_payload(uint8_t type, uint16_t kind) {
+  if (type == FTCP_NSW_MSG_RESULT && kind == FTCP_NSW_KIND_RECV) return FTCP_NSW_MAX_IO;
+  if (type == FTCP_NSW_MSG_DONE && kind == FTCP_NSW_KIND_SEND) return FTCP_NSW_MAX_IO;
+  return FTCP_NSW_MAX_PAYLOAD;
+}
 
 /*
  * The "short hash" of sent bytes (FT-TCP 3.4) a replica compares against:
@@ -275,13 +340,16 @@ static inline size_t ftcp_nsw_encode_hello(unsigned char *buf, size_t cap, uint3
   return total;
 }
 
-/* Encodes a CALL, PLAY or RESULT frame; returns the frame length, or 0 if it does not fit. */
-static inline size_t ftcp_nsw_encode_call(unsigned char *buf, size_t cap, uint8_t type,
-                                          const struct ftcp_nsw_call *c) {
-  size_t total = FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + c->payload_len;
-  if (c->payload_len > FTCP_NSW_MAX_PAYLOAD || total > cap) return 0;
+/*
+ * Encodes the header and fixed part of a CALL, PLAY, RESULT or DONE frame
+ * whose payload (c->payload_len bytes) the caller sends next, from wherever
+ * it is; returns FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED, or 0 if the payload
+ * is over the limit or buf is too small. c->payload is not read.
+ */
+static inline size_t ftcp_nsw_encode_call_head(unsigned char *buf, size_t cap, uint8_t type, const struct ftcp_nsw_call *c) {
+  if (c->payload_len > ftcp_nsw_max_payload(type, c->kind) || cap < FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED) return 0;
   unsigned char *b = buf + FTCP_NSW_HDR_SIZE;
-  ftcp_nsw_put_header(buf, type, (uint32_t)(total - FTCP_NSW_HDR_SIZE));
+  ftcp_nsw_put_header(buf, type, FTCP_NSW_CALL_FIXED + c->payload_len);
   ftcp_put_u64(b + FTCP_NSW_CALL_OFF_CALL_NO, c->call_no);
   ftcp_put_u16(b + FTCP_NSW_CALL_OFF_KIND, c->kind);
   ftcp_put_u16(b + FTCP_NSW_CALL_OFF_FLAGS, c->flags);
@@ -289,7 +357,15 @@ static inline size_t ftcp_nsw_encode_call(unsigned char *buf, size_t cap, uint8_
   ftcp_put_u64(b + FTCP_NSW_CALL_OFF_RESULT, (uint64_t)c->result);
   ftcp_put_u64(b + FTCP_NSW_CALL_OFF_ARG, c->arg);
   ftcp_put_u32(b + FTCP_NSW_CALL_OFF_PAYLOAD_LEN, c->payload_len);
-  if (c->payload_len > 0) memcpy(b + FTCP_NSW_CALL_OFF_PAYLOAD, c->payload, c->payload_len);
+  return FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED;
+}
+
+/* Encodes a whole CALL, PLAY, RESULT or DONE frame into buf; returns its length, or 0 if it does not fit. */
+static inline size_t ftcp_nsw_encode_call(unsigned char *buf, size_t cap, uint8_t type,
+                                          const struct ftcp_nsw_call *c) {
+  size_t total = FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + c->payload_len;
+  if (total > cap || !ftcp_nsw_encode_call_head(buf, cap, type, c)) return 0;
+  if (c->payload_len > 0) memcpy(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_OFF_PAYLOAD, c->payload, c->payload_len);
   return total;
 }
 
@@ -313,9 +389,14 @@ static inline long ftcp_nsw_check_header_cap(const unsigned char *hdr, size_t ma
   return (long)len;
 }
 
-/* The same for every frame that fits FTCP_NSW_MAX_FRAME (all but REBUILD). */
+/* The same with the limit of the frame's type: FTCP_NSW_MAX_IO_BODY for RESULT
+ * and DONE (whose kind then decides, see ftcp_nsw_max_payload),
+ * FTCP_NSW_MAX_FRAME for every other type but REBUILD, which the shim reads
+ * with ftcp_nsw_check_header_cap and FTCP_NSW_MAX_REBUILD_BODY. */
 static inline long ftcp_nsw_check_header(const unsigned char *hdr) {
-  return ftcp_nsw_check_header_cap(hdr, FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE);
+  uint8_t t = hdr[FTCP_NSW_HDR_OFF_TYPE];
+  return ftcp_nsw_check_header_cap(hdr, t == FTCP_NSW_MSG_RESULT || t == FTCP_NSW_MSG_DONE ? FTCP_NSW_MAX_IO_BODY
+                                                                                         : FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE);
 }
 
 /* Encodes an ADOPT frame (always FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPT_SIZE bytes); 0 if cap is too small. */
@@ -397,13 +478,19 @@ static inline int ftcp_nsw_decode_rebuild(const unsigned char *b, size_t body_le
   return 0;
 }
 
-/* Decodes a call body of body_len bytes; returns 0, or -1 if the lengths disagree. */
-static inline int ftcp_nsw_decode_call(const unsigned char *b, size_t body_len, struct ftcp_nsw_call *c) {
+/*
+ * Decodes the fixed part of a call body of body_len bytes in a frame of this
+ * type (b holds at least FTCP_NSW_CALL_FIXED bytes; the payload, if any,
+ * follows at b + FTCP_NSW_CALL_OFF_PAYLOAD and c->payload points there).
+ * Returns 0, or -1 if the lengths disagree or the payload is over the limit
+ * of its type and kind.
+ */
+static inline int ftcp_nsw_decode_call(uint8_t type, const unsigned char *b, size_t body_len, struct ftcp_nsw_call *c) {
   if (body_len < FTCP_NSW_CALL_FIXED) return -1;
   uint32_t plen = ftcp_get_u32(b + FTCP_NSW_CALL_OFF_PAYLOAD_LEN);
-  if (plen > FTCP_NSW_MAX_PAYLOAD || plen != body_len - FTCP_NSW_CALL_FIXED) return -1;
-  c->call_no = ftcp_get_u64(b + FTCP_NSW_CALL_OFF_CALL_NO);
   c->kind = ftcp_get_u16(b + FTCP_NSW_CALL_OFF_KIND);
+  if (plen > ftcp_nsw_max_payload(type, c->kind) || plen != body_len - FTCP_NSW_CALL_FIXED) return -1;
+  c->call_no = ftcp_get_u64(b + FTCP_NSW_CALL_OFF_CALL_NO);
   c->flags = ftcp_get_u16(b + FTCP_NSW_CALL_OFF_FLAGS);
   c->err = (int32_t)ftcp_get_u32(b + FTCP_NSW_CALL_OFF_ERRNO);
   c->result = (int64_t)ftcp_get_u64(b + FTCP_NSW_CALL_OFF_RESULT);

@@ -24,18 +24,24 @@ import {
   CallKind,
   FrameSplitter,
   MAX_FRAME,
+  MAX_IO_BODY,
   NSW_HEADER_SIZE,
+  NswMsgType,
   ShimMode,
   callKindName,
+  callRecordOf,
   decodeCallData,
+  decodeLockPosition,
   sendHash,
   decodeMessage,
   encodeCallData,
   encodeMessage,
   type CallBody,
   type CallData,
+  type LockPosition,
   type NswMessage,
 } from './protocol.js';
+import { LockOrder } from './lock-order.js';
 import type { RecordSink, RecordSource } from './sink.js';
 import { ConnectionState, decodeSockaddr, type InstreamSource, type ReplicatedConnection } from './connections.js';
 import { checkRebuildPlan, type RebuildReport, type RebuildSource } from './rebuild.js';
@@ -122,9 +128,35 @@ interface StreamState {
   recording: boolean;
   /** Real pid of the process, from its HELLO. */
   pid: number;
-  /** Playback: last call number whose RESULT was sent (its record fully consumed, instream bytes included). */
+  /**
+   * Playback: last call number fully consumed: its RESULT sent (instream
+   * bytes included) and, for a call that owes a DONE, that DONE received.
+   */
   answered: number;
+  /** Playback: the DONE the shim owes for the call the last RESULT answered, if any. */
+  owed: OwedDone | null;
+  /** Playback: the stream waits for its turn in the primary's lock order. */
+  lockWait: boolean;
 }
+
+/** A call whose RESULT went out and whose DONE (what the shim then did for real) is due. */
+interface OwedDone {
+  callNo: number;
+  kind: number;
+  /** The primary's record of the call. */
+  rec: CallData;
+  /** SEND: the connection whose send buffer takes the bytes. */
+  connection?: ConnectionState;
+  /** LOCK: the record's positions, and which one the owed DONE reports. */
+  lock?: LockPosition;
+  stage?: 'attempt' | 'grant';
+}
+
+/** errno values of a lock attempt that found the lock held (EAGAIN, EACCES). */
+const CONTENDED = new Set([osConstants.errno.EAGAIN, osConstants.errno.EACCES]);
+
+/** After goLive, how long a lock domain with lost positions below a waiter stays idle before they are skipped, when no stream could still perform them. */
+const LOCK_GAP_QUIET_MS = 50;
 
 interface Conn {
   socket: Socket;
@@ -161,10 +193,22 @@ function errnoText(errno: number): string {
 }
 
 /**
+ * Lock positions of one domain that a promoted replica skipped: their records
+ * were lost with the primary (FT-TCP 3.8 order, README "File-lock order").
+ */
+export interface LockGap {
+  domain: bigint;
+  /** First and last position skipped. */
+  from: number;
+  to: number;
+}
+
+/**
  * Serves shims. Events: `'divergence'` ({@link Divergence}), `'bad-input'`
  * (an {@link FtcpError} and the stream name or null), `'hello'` (stream name),
  * `'rebuilt'` ({@link RebuildReport}, one per replicated connection a
- * promoted replica adopted, rebuilt or not).
+ * promoted replica adopted, rebuilt or not), `'lock-gap'` ({@link LockGap},
+ * lock positions lost with the primary that a promoted replica skipped).
  */
 export class NswAgent extends EventEmitter {
   readonly counters: AgentCounters = {
@@ -184,6 +228,12 @@ export class NswAgent extends EventEmitter {
   private readonly adoptions = new Map<bigint, { stream: string; pid: number; fd: number }>();
   /** Why the agent refused an ADOPT, by stream and key, for the `'rebuilt'` report that follows. */
   private readonly refusals = new Map<string, string>();
+  /** Playback: the primary's order of lock operations, as far as the replica performed it. */
+  private readonly locks = new LockOrder();
+  /** After goLive: looks for lock positions lost with the primary. */
+  private gapTimer: NodeJS.Timeout | null = null;
+  /** When goLive was called (performance.now()): a lock domain's idle time counts from there at most. */
+  private liveAt = 0;
 
   private readonly sink: RecordSink | undefined;
   private readonly source: RecordSource | undefined;
@@ -216,6 +266,7 @@ export class NswAgent extends EventEmitter {
 
   /** Stops listening, drops every shim connection and aborts waiting playback reads. */
   async close(): Promise<void> {
+    if (this.gapTimer) clearInterval(this.gapTimer);
     for (const c of this.conns) this.drop(c);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     rmSync(this.options.socketPath, { force: true });
@@ -236,8 +287,8 @@ export class NswAgent extends EventEmitter {
 
   private accept(socket: Socket): void {
     const conn: Conn = {
-      // No shim sends a frame larger than a call: REBUILD-sized bodies are refused at the header.
-      socket, splitter: new FrameSplitter({ maxBody: MAX_FRAME - NSW_HEADER_SIZE }), stream: null, queue: [], head: 0, waiting: false, abort: new AbortController(), closed: false, pendingPlay: null,
+      // Only a replica's DONE carries replicated bytes; every other shim frame fits a call: larger ones are refused at the header.
+      socket, splitter: new FrameSplitter({ maxBody: (type) => (type === NswMsgType.DONE && this.options.mode === 'playback' ? MAX_IO_BODY : MAX_FRAME - NSW_HEADER_SIZE) }), stream: null, queue: [], head: 0, waiting: false, abort: new AbortController(), closed: false, pendingPlay: null,
     };
     this.conns.add(conn);
     this.counters.open++;
@@ -332,6 +383,12 @@ export class NswAgent extends EventEmitter {
   /** Handles one frame; returns a promise only when the answer must wait. Throws an {@link FtcpError} on bad input. */
   private handle(conn: Conn, frame: Buffer): Promise<void> | undefined {
     if (conn.closed) return undefined;
+    if (conn.stream !== null && frame[1] === NswMsgType.CALL) {
+      // The hot path: a record goes to the sink as the frame's own bytes, undecoded.
+      const { callNo, data } = callRecordOf(frame);
+      this.record(conn.stream, this.streams.get(conn.stream)!, callNo, data);
+      return undefined;
+    }
     const msg = decodeMessage(frame);
     if (conn.stream === null) {
       if (msg.type !== 'hello') throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `${msg.type} before HELLO`);
@@ -341,13 +398,15 @@ export class NswAgent extends EventEmitter {
     const stream = this.streams.get(conn.stream)!;
     switch (msg.type) {
       case 'call':
-        this.record(conn.stream, stream, msg.call);
+        this.record(conn.stream, stream, msg.call.callNo, encodeCallData(msg.call));
         return undefined;
       case 'wait':
         this.wait(conn, stream, msg.callNo);
         return undefined;
       case 'play':
         return this.play(conn, conn.stream, stream, msg.call);
+      case 'done':
+        return this.done(conn, conn.stream, stream, msg.call);
       case 'adopt':
         return this.adopt(conn, conn.stream, stream, msg.fd, msg.key);
       case 'adopted':
@@ -365,7 +424,7 @@ export class NswAgent extends EventEmitter {
     }
     let s = this.streams.get(msg.name);
     if (s?.connected) throw new FtcpError(NswErrorCode.DUPLICATE_STREAM, `stream ${msg.name} is already connected`);
-    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0 }));
+    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false }));
     s.connected = true;
     s.pid = msg.pid;
     conn.stream = msg.name;
@@ -374,23 +433,23 @@ export class NswAgent extends EventEmitter {
     this.emit('hello', msg.name);
   }
 
-  private record(name: string, s: StreamState, call: CallBody): void {
+  /** A CALL: `data` is its record (the call body from the kind on, flags 0), checked by the caller. */
+  private record(name: string, s: StreamState, callNo: number, data: Buffer): void {
     if (this.options.mode !== 'record' && !s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'CALL sent to a playback agent');
-    if (call.callNo !== s.last + 1) {
-      throw new FtcpError(NswErrorCode.OUT_OF_ORDER, `stream ${name}: call ${call.callNo} after ${s.last}`);
+    if (callNo !== s.last + 1) {
+      throw new FtcpError(NswErrorCode.OUT_OF_ORDER, `stream ${name}: call ${callNo} after ${s.last}`);
     }
-    if (call.flags !== 0) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `CALL with flags 0x${call.flags.toString(16)}`);
-    s.last = call.callNo;
+    s.last = callNo;
     this.counters.recorded++;
     this.counters.unstable++;
     // Not awaited: records of a stream are appended in order and become
     // stable in the background; only WAIT (output commit) waits for them.
     const sink = this.options.mode === 'record' ? this.sink! : this.liveSink!;
-    sink.append(name, call.callNo, encodeCallData(call)).then(
-      () => this.stable(s, call.callNo),
+    sink.append(name, callNo, data).then(
+      () => this.stable(s, callNo),
       (err: unknown) => {
         this.counters.unstable--;
-        this.logger?.log('error', 'nsw.append-failed', { stream: name, callNo: call.callNo, error: String(err) });
+        this.logger?.log('error', 'nsw.append-failed', { stream: name, callNo, error: String(err) });
         // A record that can never be stable: the stream must not go on (DESIGN invariant 4).
         for (const c of this.conns) if (c.stream === name) this.refuse(c, err, true);
       },
@@ -426,6 +485,7 @@ export class NswAgent extends EventEmitter {
       throw new FtcpError(NswErrorCode.OUT_OF_ORDER, `stream ${name}: play ${call.callNo} after ${s.last}`);
     }
     if (s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name} is live; PLAY after LIVE`);
+    if (s.owed) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: PLAY ${call.callNo} before the DONE of call ${s.owed.callNo}`);
     if (this.isPastLog(name, call.callNo)) {
       this.live(conn, name, s, call);
       return;
@@ -458,11 +518,107 @@ export class NswAgent extends EventEmitter {
     let reply = rec;
     if (rec.kind === CallKind.ACCEPT && rec.result >= 0n) this.accepted(rec);
     else if (rec.kind === CallKind.RECV) reply = await this.received(conn, name, call, rec);
-    else if (rec.kind === CallKind.SEND) reply = this.sent(name, call, rec);
+    else if (rec.kind === CallKind.SEND) {
+      // The RESULT carries the primary's hash; the replica's bytes follow in a DONE, exactly as many as the primary's call moved.
+      const connection = this.connectionOf(name, call);
+      if (rec.result > 0n) s.owed = { callNo: call.callNo, kind: rec.kind, rec, connection };
+    } else if (rec.kind === CallKind.LOCK) {
+      // The attempt runs on the replica once every lower position of its domain did (FT-TCP 3.8); its DONE follows.
+      let lock: LockPosition;
+      try {
+        lock = decodeLockPosition(rec.payload);
+      } catch (err) {
+        throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: record ${call.callNo} is bad`, { cause: err });
+      }
+      await this.lockTurn(conn, s, lock.domain, lock.attempt);
+      s.owed = { callNo: call.callNo, kind: rec.kind, rec, lock, stage: 'attempt' };
+    }
     this.counters.played++;
     this.send(conn, { type: 'result', call: { ...reply, callNo: call.callNo, flags: 0 } });
+    if (!s.owed) s.answered = call.callNo;
+    this.poke();
+  }
+
+  /** Waits for position `position` of a lock domain to be due, marking the stream as waiting meanwhile. */
+  private async lockTurn(conn: Conn, s: StreamState, domain: bigint, position: number): Promise<void> {
+    s.lockWait = true;
+    this.poke();
+    try {
+      await this.locks.due(domain, position, conn.abort.signal);
+    } finally {
+      s.lockWait = false;
+    }
+  }
+
+  /**
+   * DONE: what the replica did for real after a RESULT: the bytes of a send,
+   * or the outcome of a lock attempt or grant. Returns a promise when the
+   * answer (the RESULT that lets a contended lock call's grant run) must wait.
+   */
+  private done(conn: Conn, name: string, s: StreamState, call: CallBody): Promise<void> | undefined {
+    if (this.options.mode !== 'playback' || s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'DONE outside playback');
+    const owed = s.owed;
+    if (!owed || owed.callNo !== call.callNo || owed.kind !== call.kind || call.arg !== owed.rec.arg) {
+      throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: DONE for call ${call.callNo} (${callKindName(call.kind)}) is not owed`);
+    }
+    if (owed.kind === CallKind.LOCK) return this.locked(conn, name, s, owed, call);
+    s.owed = null;
+    this.sent(name, call, owed.rec, owed.connection!);
     s.answered = call.callNo;
     this.poke();
+    return undefined;
+  }
+
+  /**
+   * The DONE of a lock call. An attempt that the primary found contended must
+   * be contended here too (the replica's order is the primary's); its grant
+   * then runs when due. The call's final outcome must be the primary's.
+   */
+  private locked(conn: Conn, name: string, s: StreamState, owed: OwedDone, call: CallBody): Promise<void> | undefined {
+    const lock = owed.lock!;
+    const rec = owed.rec;
+    if (owed.stage === 'attempt' && lock.grant !== 0) {
+      if (call.flags !== CallFlag.TRY) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: the DONE of a contended lock attempt is not marked TRY`);
+      if (call.result !== -1n || !CONTENDED.has(call.errno)) {
+        this.diverge(name, call, rec, `lock attempt returned ${call.result} (errno ${call.errno}) on the replica; the primary's found the lock held and waited`);
+      }
+      this.locks.performed(lock.domain, lock.attempt);
+      owed.stage = 'grant';
+      return this.lockTurn(conn, s, lock.domain, lock.grant).then(() => {
+        this.send(conn, { type: 'result', call: { ...rec, payload: Buffer.alloc(0), callNo: call.callNo, flags: 0 } });
+      });
+    }
+    if (call.flags !== 0) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: unexpected flags 0x${call.flags.toString(16)} on a lock DONE`);
+    if (call.result !== rec.result || call.errno !== rec.errno) {
+      this.diverge(name, call, rec, `lock returned ${rec.result} (errno ${rec.errno}) on the primary, ${call.result} (errno ${call.errno}) on the replica`);
+    }
+    this.locks.performed(lock.domain, owed.stage === 'grant' ? lock.grant : lock.attempt);
+    s.owed = null;
+    s.answered = call.callNo;
+    this.poke();
+    return undefined;
+  }
+
+  /**
+   * After goLive, lock positions whose records were lost with the primary
+   * would hold their domain's later operations forever: once a domain with
+   * such a gap below a waiter has been idle for a moment and no stream could
+   * still perform a position (every stream with records left waits for its
+   * lock turn), or for `adoptWaitMs` in any case, the gap is skipped, loudly.
+   */
+  private checkLockGaps(): void {
+    const last = this.lastCallNos;
+    if (!last) return;
+    const canStillPerform = [...this.streams].some(([name, st]) => st.connected && !st.recording && !st.lockWait && st.answered < (last.get(name) ?? 0));
+    const sinceLive = performance.now() - this.liveAt;
+    for (const d of this.locks.blocked()) {
+      if (d.lowestWaiting === null || d.lowestWaiting <= d.done + 1) continue;
+      if (Math.min(d.idleMs, sinceLive) < (canStillPerform ? (this.options.adoptWaitMs ?? ADOPT_WAIT_MS) : LOCK_GAP_QUIET_MS)) continue;
+      this.logger?.log('warn', 'nsw.lock-gap-skipped', { domain: d.domain.toString(16), from: d.done + 1, to: d.lowestWaiting - 1 });
+      const gap: LockGap = { domain: d.domain, from: d.done + 1, to: d.lowestWaiting - 1 };
+      this.emit('lock-gap', gap);
+      this.locks.skipBelow(d.domain, d.lowestWaiting);
+    }
   }
 
   private diverge(name: string, call: CallBody, rec: CallData, reason: string): never {
@@ -501,20 +657,16 @@ export class NswAgent extends EventEmitter {
   }
 
   /**
-   * A write: nothing leaves; the bytes the primary's call took are compared
-   * by hash (FT-TCP 3.4) and kept in the send buffer (FT-TCP 3.7).
+   * A write: nothing leaves; the bytes the replica's call moved (as many as
+   * the primary's) are compared by hash with the record (FT-TCP 3.4) and kept
+   * in the send buffer (FT-TCP 3.7).
    */
-  private sent(name: string, call: CallBody, rec: CallData): CallData {
-    const c = this.connectionOf(name, call);
-    const bytes = call.payload.subarray(8);
-    if (rec.result > 0n) {
-      const took = bytes.subarray(0, Number(rec.result));
-      if (took.length !== Number(rec.result) || rec.payload.length !== 8 || sendHash(took) !== rec.payload.readBigUInt64LE(0)) {
-        this.diverge(name, call, rec, `send of ${rec.result} bytes: the replica's bytes differ from the primary's (hash)`);
-      }
-      c.sent(took);
+  private sent(name: string, call: CallBody, rec: CallData, c: ConnectionState): void {
+    const bytes = call.payload;
+    if (BigInt(bytes.length) !== rec.result || call.result !== rec.result || rec.payload.length !== 8 || sendHash(bytes) !== rec.payload.readBigUInt64LE(0)) {
+      this.diverge(name, call, rec, `send of ${rec.result} bytes: the replica's bytes differ from the primary's (hash)`);
     }
-    return { ...rec, payload: Buffer.alloc(0) };
+    c.sent(bytes);
   }
 
   /** Replicated connections of this replica: positions and send buffers. */
@@ -549,6 +701,9 @@ export class NswAgent extends EventEmitter {
     if (this.diverged) throw new FtcpError(NswErrorCode.DIVERGENCE, 'this replica diverged from the primary and cannot take over');
     this.lastCallNos = lastCallNos;
     this.liveSink = sink;
+    this.liveAt = performance.now();
+    this.gapTimer ??= setInterval(() => this.checkLockGaps(), LOCK_GAP_QUIET_MS / 2);
+    this.gapTimer.unref();
     this.logger?.log('info', 'nsw.go-live', { streams: lastCallNos.size });
     for (const c of this.conns) {
       if (c.stream && c.pendingPlay && this.isPastLog(c.stream, c.pendingPlay.callNo)) c.pendingPlay.cut.abort();

@@ -87,22 +87,34 @@ export class ConnectionState {
   sentOffset = 0;
   ackedOffset = 0;
   private chunks: Buffer[] = [];
+  /** The client's highest acknowledgement, which may be ahead of what this (lagging) replica sent so far. */
+  private clientAck = 0;
 
   constructor(
     readonly key: bigint,
     readonly peer: PeerAddress,
   ) {}
 
-  /** Keeps bytes the replica sent (FT-TCP 3.7: "queues the data ... in a send buffer"). */
+  /**
+   * Keeps bytes the replica sent (FT-TCP 3.7: "queues the data ... in a send
+   * buffer"), less what the client already acknowledged: a replica may lag
+   * behind the client's acknowledgements of the primary's bytes.
+   */
   sent(bytes: Buffer): void {
     if (bytes.length === 0) return;
     this.chunks.push(Buffer.from(bytes));
     this.sentOffset += bytes.length;
+    if (this.clientAck > this.ackedOffset) this.trim();
   }
 
-  /** Drops what the client acknowledged; offsets past what was sent are clamped. */
+  /** Drops what the client acknowledged; an offset past what was sent is kept and applied as the replica sends. */
   acked(offset: number): void {
-    const to = Math.min(offset, this.sentOffset);
+    if (offset > this.clientAck) this.clientAck = offset;
+    this.trim();
+  }
+
+  private trim(): void {
+    const to = Math.min(this.clientAck, this.sentOffset);
     let drop = to - this.ackedOffset;
     if (drop <= 0) return;
     this.ackedOffset = to;

@@ -24,7 +24,7 @@ export const SHIM_EXIT_DIVERGED = 86;
 export const SHIM_EXIT_FATAL = 87;
 
 export { NswAgent } from './agent.js';
-export type { AgentCounters, AgentMode, Divergence, NswAgentOptions } from './agent.js';
+export type { AgentCounters, AgentMode, Divergence, LockGap, NswAgentOptions } from './agent.js';
 export { MemoryRecordSink } from './sink.js';
 export { decodeSockaddr } from './connections.js';
 export type { InstreamSource, PeerAddress, ReplicatedConnection } from './connections.js';
@@ -38,15 +38,18 @@ export {
   CallKind,
   FrameSplitter,
   MAX_FRAME,
+  MAX_IO,
   MAX_PAYLOAD,
   NSW_PROTOCOL_VERSION,
   NswMsgType,
   ShimMode,
   callKindName,
   decodeCallData,
+  decodeLockPosition,
   decodeMessage,
   encodeCallData,
+  encodeLockPosition,
   encodeMessage,
   sendHash,
 } from './protocol.js';
-export type { CallBody, CallData, NswMessage, ShimModeValue } from './protocol.js';
+export type { CallBody, CallData, LockPosition, NswMessage, ShimModeValue } from './protocol.js';

@@ -13,11 +13,20 @@
  * |      4 |    4 | body length                             |
  * |      8 |    n | body                                    |
  *
- * Call body (CALL, PLAY, RESULT): call number u64 @0, kind u16 @8, flags u16
- * @10, errno i32 @12, result i64 @16, arg u64 @24, payload length u32 @32,
- * payload @36. The bytes from the kind on are the record the stable buffer
- * keeps for (stream, call number): FT-TCP 3.4's "system call record" (the
- * call, its selecting argument, its result).
+ * Call body (CALL, PLAY, RESULT, DONE): call number u64 @0, kind u16 @8,
+ * flags u16 @10, errno i32 @12, result i64 @16, arg u64 @24, payload length
+ * u32 @32, payload @36. The bytes from the kind on are the record the stable
+ * buffer keeps for (stream, call number): FT-TCP 3.4's "system call record"
+ * (the call, its selecting argument, its result). A payload is at most
+ * {@link MAX_PAYLOAD} bytes, except the RESULT of a RECV and the DONE of a
+ * SEND: the bytes of one replicated read or write, up to {@link MAX_IO}.
+ *
+ * DONE (shim to agent, playback) reports what the shim then did for real
+ * after a RESULT: the bytes a SEND moved (hashed, kept in the send buffer),
+ * or a LOCK call's outcome (compared; with {@link CallFlag.TRY} the outcome
+ * of the attempt that opens a contended blocking call, answered by a second
+ * RESULT when its grant position is due). Otherwise unanswered, but for an
+ * ERROR when it differs from the record.
  *
  * Promotion (DESIGN "Failover", step 4), one connection at a time:
  * - ADOPT, shim to agent, 16 bytes: fd i32 @0, reserved u32 @4 (0), key u64 @8.
@@ -37,16 +46,25 @@ import { ErrorCode, FtcpError } from './errors.js';
 import { MAX_REBUILD_QUEUE, checkRebuildPlan, type TcpRebuildState } from './rebuild.js';
 
 /** Version byte of every frame; must equal `FTCP_NSW_PROTO_VERSION` in the C header. */
-export const NSW_PROTOCOL_VERSION = 1;
+export const NSW_PROTOCOL_VERSION = 2;
 /** Size of the fixed frame header. */
 export const NSW_HEADER_SIZE = 8;
 /** Fixed part of a call body, before the payload. */
 export const CALL_FIXED_SIZE = 36;
-/** Largest payload of one call (random bytes, a clock value, a hash). */
+/** Largest payload of one call (random bytes, a clock value, a hash): of every record, and of every body but the two below. */
 export const MAX_PAYLOAD = 4096;
+/**
+ * Largest number of bytes one call on a replicated connection moves, in both
+ * modes, and so the largest payload of the RESULT of a RECV (the client's
+ * bytes) and of the DONE of a SEND (the replica's bytes). Mirrors
+ * `FTCP_NSW_MAX_IO`.
+ */
+export const MAX_IO = 64 * 1024 * 1024;
+/** Largest body of a RESULT or DONE frame: a call body carrying {@link MAX_IO} bytes. */
+export const MAX_IO_BODY = CALL_FIXED_SIZE + MAX_IO;
 /** Largest stream name in a HELLO. */
 export const MAX_NAME = 255;
-/** Largest frame either side may send, REBUILD excepted. */
+/** Largest frame either side may send, REBUILD and the I/O bodies ({@link MAX_IO_BODY}) excepted. */
 export const MAX_FRAME = NSW_HEADER_SIZE + CALL_FIXED_SIZE + MAX_PAYLOAD;
 /** Fixed part of a REBUILD body, before the two queues. */
 export const REBUILD_FIXED_SIZE = 48;
@@ -65,6 +83,7 @@ export const NswMsgType = {
   PLAY: 0x04,
   ADOPT: 0x05,
   ADOPTED: 0x06,
+  DONE: 0x07,
   STABLE: 0x81,
   RESULT: 0x82,
   REBUILD: 0x83,
@@ -105,6 +124,12 @@ export const CallFlag = {
    * with this call number.
    */
   LIVE: 0x0002,
+  /**
+   * DONE of a LOCK only: the outcome of the non-blocking attempt that opens a
+   * blocking lock call the primary found contended. The agent answers with a
+   * second RESULT when the call's grant position is due (FT-TCP 3.8).
+   */
+  TRY: 0x0004,
 } as const;
 
 /** Call kinds: what a record's result and payload mean. Mirrors `FTCP_NSW_KIND_*`. */
@@ -128,20 +153,75 @@ export const CallKind = {
   SEND: 17,
   LOCK: 18,
   SOCKNAME: 19,
+  SPAWN: 20,
 } as const;
 
-const FNV_OFFSET = 0xcbf29ce484222325n;
-const FNV_PRIME = 0x100000001b3n;
+/** Largest payload of a call body in a frame of `type` (a {@link NswMsgType}) for a call of `kind`. */
+export function maxPayload(type: number, kind: number): number {
+  if (type === NswMsgType.RESULT && kind === CallKind.RECV) return MAX_IO;
+  if (type === NswMsgType.DONE && kind === CallKind.SEND) return MAX_IO;
+  return MAX_PAYLOAD;
+}
+
+/** Size of a LOCK record's payload. */
+export const LOCK_PAYLOAD_SIZE = 24;
+
+/**
+ * Where a lock call stands in the primary's order of lock operations
+ * (FT-TCP 3.8): a LOCK record's payload, `FTCP_NSW_LOCK_*` in the header.
+ */
+export interface LockPosition {
+  /** The order the positions belong to: one per image's process tree (a hash of its root stream name). */
+  domain: bigint;
+  /** Position of the call, or of the non-blocking attempt that opened a blocking one; from 1. */
+  attempt: number;
+  /** Position of the blocking acquisition that followed a contended attempt; 0 when the attempt decided the call. */
+  grant: number;
+}
+
+/** Encodes a LOCK record's payload. */
+export function encodeLockPosition(p: LockPosition): Buffer {
+  const b = Buffer.alloc(LOCK_PAYLOAD_SIZE);
+  b.writeBigUInt64LE(BigInt.asUintN(64, p.domain), 0);
+  b.writeBigUInt64LE(BigInt(p.attempt), 8);
+  b.writeBigUInt64LE(BigInt(p.grant), 16);
+  return b;
+}
+
+/**
+ * Decodes a LOCK record's payload. Throws an {@link FtcpError}
+ * (MALFORMED_FRAME) unless it is 24 bytes with an attempt from 1 and a grant
+ * of 0 or past the attempt.
+ */
+export function decodeLockPosition(payload: Buffer): LockPosition {
+  if (payload.length !== LOCK_PAYLOAD_SIZE) throw malformed(`lock position of ${payload.length} bytes, not ${LOCK_PAYLOAD_SIZE}`);
+  const attempt = payload.readBigUInt64LE(8);
+  const grant = payload.readBigUInt64LE(16);
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  if (attempt === 0n || attempt > max || grant > max || (grant !== 0n && grant <= attempt)) {
+    throw malformed(`lock positions ${attempt} and ${grant} are out of order`);
+  }
+  return { domain: payload.readBigUInt64LE(0), attempt: Number(attempt), grant: Number(grant) };
+}
 
 /**
  * The short hash of sent bytes a SEND record carries (FT-TCP 3.4: "a short
  * hash of the message ... as a safety check against divergence"): 64-bit
- * FNV-1a, the same as `ftcp_nsw_hash` in the C header.
+ * FNV-1a, the same as `ftcp_nsw_hash` in the C header. Computed in two
+ * 32-bit halves (the prime is 2^40 + 435), so a replicated write of
+ * {@link MAX_IO} bytes costs a fraction of a second, not a BigInt per byte.
  */
 export function sendHash(bytes: Uint8Array): bigint {
-  let h = FNV_OFFSET;
-  for (const b of bytes) h = BigInt.asUintN(64, (h ^ BigInt(b)) * FNV_PRIME);
-  return h;
+  let hi = 0xcbf29ce4;
+  let lo = 0x84222325;
+  for (let i = 0; i < bytes.length; i++) {
+    lo = (lo ^ bytes[i]!) >>> 0;
+    // h * (2^40 + 435): lo * 435 fits a double exactly (< 2^41); h << 40 adds lo << 8 to the high half.
+    const t = lo * 435;
+    hi = (Math.imul(hi, 435) + Math.floor(t / 0x100000000) + (lo << 8)) >>> 0;
+    lo = t >>> 0;
+  }
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 /** The name of a call kind, for logs and divergence reports; `kind-N` when unknown. */
@@ -182,6 +262,7 @@ export type NswMessage =
   | { type: 'play'; call: CallBody }
   | { type: 'stable'; callNo: number }
   | { type: 'result'; call: CallBody }
+  | { type: 'done'; call: CallBody }
   | { type: 'error'; code: string; message: string }
   | { type: 'adopt'; fd: number; key: bigint }
   | { type: 'rebuild'; state: TcpRebuildState; inq: Buffer; outq: Buffer }
@@ -215,7 +296,12 @@ function header(type: number, bodyLen: number): Buffer {
  * what goes to the stable buffer as a call record's data.
  */
 export function encodeCallData(c: CallData): Buffer {
-  if (c.payload.length > MAX_PAYLOAD) throw malformed(`payload of ${c.payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  return encodeCallDataUpTo(c, MAX_PAYLOAD);
+}
+
+/** {@link encodeCallData} with `limit` as the largest payload allowed. */
+function encodeCallDataUpTo(c: CallData, limit: number): Buffer {
+  if (c.payload.length > limit) throw malformed(`payload of ${c.payload.length} bytes exceeds ${limit}`);
   const buf = Buffer.alloc(CALL_FIXED_SIZE - 8 + c.payload.length);
   buf.writeUInt16LE(c.kind, 0);
   buf.writeUInt16LE(c.flags, 2);
@@ -229,10 +315,16 @@ export function encodeCallData(c: CallData): Buffer {
 
 /** Decodes record bytes made by {@link encodeCallData}; throws an {@link FtcpError} on bad input. */
 export function decodeCallData(buf: Buffer): CallData {
+  return decodeCallDataUpTo(buf, MAX_PAYLOAD);
+}
+
+/** {@link decodeCallData} with `limit` as the largest payload allowed, or a function of the kind. */
+function decodeCallDataUpTo(buf: Buffer, limit: number | ((kind: number) => number)): CallData {
   const fixed = CALL_FIXED_SIZE - 8;
   if (buf.length < fixed) throw truncated('call record', fixed, buf.length);
   const plen = buf.readUInt32LE(24);
-  if (plen > MAX_PAYLOAD) throw malformed(`payload length ${plen} exceeds ${MAX_PAYLOAD}`);
+  const max = typeof limit === 'number' ? limit : limit(buf.readUInt16LE(0));
+  if (plen > max) throw malformed(`payload length ${plen} exceeds ${max}`);
   if (plen !== buf.length - fixed) throw malformed(`payload length ${plen} disagrees with ${buf.length - fixed} bytes present`);
   return {
     kind: buf.readUInt16LE(0),
@@ -246,7 +338,7 @@ export function decodeCallData(buf: Buffer): CallData {
 
 function encodeCallBody(type: number, c: CallBody): Buffer {
   if (!Number.isSafeInteger(c.callNo) || c.callNo < 1) throw malformed(`call number ${c.callNo} is out of range`);
-  const data = encodeCallData(c);
+  const data = encodeCallDataUpTo(c, maxPayload(type, c.kind));
   const buf = header(type, 8 + data.length);
   buf.writeBigUInt64LE(BigInt(c.callNo), NSW_HEADER_SIZE);
   data.copy(buf, NSW_HEADER_SIZE + 8);
@@ -274,6 +366,8 @@ export function encodeMessage(msg: NswMessage): Buffer {
       return encodeCallBody(NswMsgType.PLAY, msg.call);
     case 'result':
       return encodeCallBody(NswMsgType.RESULT, msg.call);
+    case 'done':
+      return encodeCallBody(NswMsgType.DONE, msg.call);
     case 'wait':
     case 'stable': {
       const buf = header(msg.type === 'wait' ? NswMsgType.WAIT : NswMsgType.STABLE, 8);
@@ -340,18 +434,25 @@ export function encodeMessage(msg: NswMessage): Buffer {
   }
 }
 
-/** Largest body a frame of `type` may have: REBUILD carries two queues, everything else fits {@link MAX_FRAME}. */
-function bodyLimit(type: number): number {
-  return type === NswMsgType.REBUILD ? MAX_REBUILD_BODY : MAX_FRAME - NSW_HEADER_SIZE;
+/**
+ * Largest body a frame of `type` may have: REBUILD carries two queues, RESULT
+ * and DONE may carry the bytes of a replicated read or write (their kind then
+ * decides, {@link maxPayload}), everything else fits {@link MAX_FRAME}.
+ */
+export function bodyLimit(type: number): number {
+  if (type === NswMsgType.REBUILD) return MAX_REBUILD_BODY;
+  if (type === NswMsgType.RESULT || type === NswMsgType.DONE) return MAX_IO_BODY;
+  return MAX_FRAME - NSW_HEADER_SIZE;
 }
 
 /**
  * Checks a frame header and returns its body length. Throws an
  * {@link FtcpError}: TRUNCATED_FRAME when fewer than 8 bytes, BAD_VERSION,
- * MALFORMED_FRAME for non-zero flags, OVERSIZED_FRAME past {@link MAX_FRAME}
- * ({@link MAX_REBUILD_BODY} for a REBUILD) or past `maxBody` when given.
+ * MALFORMED_FRAME for non-zero flags, OVERSIZED_FRAME past its type's
+ * {@link bodyLimit} or past `maxBody` (a number, or a function of the type)
+ * when given.
  */
-export function checkHeader(buf: Buffer, maxBody?: number): number {
+export function checkHeader(buf: Buffer, maxBody?: number | ((type: number) => number)): number {
   if (buf.length < NSW_HEADER_SIZE) throw truncated('frame header', NSW_HEADER_SIZE, buf.length);
   const version = buf.readUInt8(0);
   if (version !== NSW_PROTOCOL_VERSION) {
@@ -359,7 +460,9 @@ export function checkHeader(buf: Buffer, maxBody?: number): number {
   }
   if (buf.readUInt16LE(2) !== 0) throw malformed('reserved header flags are not zero');
   const len = buf.readUInt32LE(4);
-  const limit = Math.min(bodyLimit(buf.readUInt8(1)), maxBody ?? Infinity);
+  const type = buf.readUInt8(1);
+  const cap = typeof maxBody === 'function' ? maxBody(type) : maxBody;
+  const limit = Math.min(bodyLimit(type), cap ?? Infinity);
   if (len > limit) throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `body of ${len} bytes exceeds ${limit}`);
   return len;
 }
@@ -395,10 +498,11 @@ export function decodeMessage(frame: Buffer): NswMessage {
     }
     case NswMsgType.CALL:
     case NswMsgType.PLAY:
-    case NswMsgType.RESULT: {
+    case NswMsgType.RESULT:
+    case NswMsgType.DONE: {
       if (body.length < CALL_FIXED_SIZE) throw truncated('call body', CALL_FIXED_SIZE, body.length);
-      const call: CallBody = { callNo: readCallNo(body, 0), ...decodeCallData(body.subarray(8)) };
-      return { type: type === NswMsgType.CALL ? 'call' : type === NswMsgType.PLAY ? 'play' : 'result', call };
+      const call: CallBody = { callNo: readCallNo(body, 0), ...decodeCallDataUpTo(body.subarray(8), (kind) => maxPayload(type, kind)) };
+      return { type: type === NswMsgType.CALL ? 'call' : type === NswMsgType.PLAY ? 'play' : type === NswMsgType.RESULT ? 'result' : 'done', call };
     }
     case NswMsgType.WAIT:
     case NswMsgType.STABLE: {
@@ -477,6 +581,28 @@ export function decodeMessage(frame: Buffer): NswMessage {
 }
 
 /**
+ * The record a CALL frame carries, for the agent's hot path: the frame's bytes
+ * from the kind on (exactly {@link encodeCallData} of the decoded call) and
+ * its call number, after the checks {@link decodeMessage} makes of a CALL
+ * (its header already checked, as {@link FrameSplitter} does), without
+ * decoding the fields. Throws an {@link FtcpError} on bad input, and when
+ * the flags are not 0 (a record has none).
+ */
+export function callRecordOf(frame: Buffer): { callNo: number; data: Buffer } {
+  const body = frame.length - NSW_HEADER_SIZE;
+  if (body < CALL_FIXED_SIZE) throw truncated('call body', CALL_FIXED_SIZE, body);
+  const plen = frame.readUInt32LE(NSW_HEADER_SIZE + 32);
+  if (plen > MAX_PAYLOAD) throw malformed(`payload length ${plen} exceeds ${MAX_PAYLOAD}`);
+  if (plen !== body - CALL_FIXED_SIZE) throw malformed(`payload length ${plen} disagrees with ${body - CALL_FIXED_SIZE} bytes present`);
+  const lo = frame.readUInt32LE(NSW_HEADER_SIZE);
+  const hi = frame.readUInt32LE(NSW_HEADER_SIZE + 4);
+  if ((lo === 0 && hi === 0) || hi > 0x1fffff) throw malformed(`call number ${(BigInt(hi) << 32n) | BigInt(lo)} is out of range`);
+  const flags = frame.readUInt16LE(NSW_HEADER_SIZE + 10);
+  if (flags !== 0) throw malformed(`CALL with flags 0x${flags.toString(16)}`);
+  return { callNo: hi * 0x100000000 + lo, data: frame.subarray(NSW_HEADER_SIZE + 8) };
+}
+
+/**
  * Splits a byte stream into frames. The header is checked as soon as its 8
  * bytes are in, so garbage is refused at once rather than after waiting for a
  * body that never comes. Chunks are kept as they come and joined once per
@@ -487,14 +613,15 @@ export class FrameSplitter {
   private size = 0;
   /** Length of the frame at the front, header included, once its header is in; -1 before. */
   private need = -1;
-  private readonly maxBody: number | undefined;
+  private readonly maxBody: number | ((type: number) => number) | undefined;
 
   /**
-   * `maxBody` caps every frame's body below its type's own limit: the agent
-   * passes {@link MAX_FRAME} minus the header, since no shim sends a large
-   * frame, so a bad shim cannot make it buffer a REBUILD-sized body.
+   * `maxBody` caps a frame's body below its type's own limit (a number, or a
+   * function of the type): the agent lets only a DONE carry replicated bytes
+   * and caps everything else at {@link MAX_FRAME} minus the header, so a bad
+   * shim cannot make it buffer a REBUILD-sized body.
    */
-  constructor(options: { maxBody?: number } = {}) {
+  constructor(options: { maxBody?: number | ((type: number) => number) } = {}) {
     this.maxBody = options.maxBody;
   }
 

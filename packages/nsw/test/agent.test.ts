@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { NswAgent, type Divergence } from '../src/agent.js';
 import { ErrorCode, FtcpError, NswErrorCode } from '../src/errors.js';
 import type { ReplicatedConnection } from '../src/connections.js';
-import { AdoptStep, CallFlag, CallKind, FrameSplitter, ShimMode, decodeMessage, encodeCallData, encodeMessage, sendHash, type CallBody, type NswMessage } from '../src/protocol.js';
+import { AdoptStep, CallFlag, CallKind, FrameSplitter, NSW_PROTOCOL_VERSION, ShimMode, decodeMessage, encodeCallData, encodeLockPosition, encodeMessage, sendHash, type CallBody, type NswMessage } from '../src/protocol.js';
 import type { RebuildPlan, RebuildReport, RebuildSource, TcpRebuildState } from '../src/rebuild.js';
 import { MemoryRecordSink } from '../src/sink.js';
 import { tempDir } from './helpers.js';
@@ -148,14 +148,15 @@ describe('NswAgent', function () {
 
   const bad: [string, (NswMessage | Buffer)[], 'record' | 'playback', string][] = [
     ['garbage instead of a frame', [Buffer.from('GET / HTTP/1.1\r\n\r\n')], 'record', ErrorCode.BAD_VERSION],
-    ['a frame of an unknown type', [Buffer.from([1, 0x42, 0, 0, 0, 0, 0, 0])], 'record', ErrorCode.UNKNOWN_TYPE],
+    ['a frame of an unknown type', [Buffer.from([NSW_PROTOCOL_VERSION, 0x42, 0, 0, 0, 0, 0, 0])], 'record', ErrorCode.UNKNOWN_TYPE],
     ['a CALL before HELLO', [{ type: 'call', call: call(1, CallKind.GETPID, 1n) }], 'record', NswErrorCode.PROTOCOL_STATE],
     ['a HELLO in the wrong mode', [hello('p', ShimMode.PLAYBACK)], 'record', NswErrorCode.WRONG_MODE],
     ['a CALL that skips a call number', [hello('p', ShimMode.RECORD), { type: 'call', call: call(2, CallKind.GETPID, 1n) }], 'record', NswErrorCode.OUT_OF_ORDER],
     ['a WAIT for a call never sent', [hello('p', ShimMode.RECORD), { type: 'wait', callNo: 5 }], 'record', NswErrorCode.PROTOCOL_STATE],
     ['a PLAY sent to a record agent', [hello('p', ShimMode.RECORD), { type: 'play', call: call(1, CallKind.GETPID, 1n) }], 'record', NswErrorCode.PROTOCOL_STATE],
     ['a message only the agent sends', [hello('p', ShimMode.RECORD), { type: 'stable', callNo: 1 }], 'record', NswErrorCode.PROTOCOL_STATE],
-    ['a truncated call body', [hello('p', ShimMode.RECORD), Buffer.from([1, 2, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0])], 'record', ErrorCode.TRUNCATED_FRAME],
+    ['a CALL with flags (records have none)', [hello('p', ShimMode.RECORD), { type: 'call', call: call(1, CallKind.GETPID, 1n, { flags: CallFlag.COMPARE }) }], 'record', ErrorCode.MALFORMED_FRAME],
+    ['a truncated call body', [hello('p', ShimMode.RECORD), Buffer.from([NSW_PROTOCOL_VERSION, 2, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0])], 'record', ErrorCode.TRUNCATED_FRAME],
   ];
   for (const [what, msgs, mode, code] of bad) {
     it(`answers ${what} with ${code}, closes that connection and keeps serving other shims`, async () => {
@@ -234,6 +235,81 @@ describe('NswAgent', function () {
     s.send({ type: 'play', call: call(1, CallKind.GETPID, 0n) });
     expect(await s.next()).to.deep.include({ type: 'error', code: ErrorCode.MALFORMED_FRAME });
     expect(replica.counters.divergences).to.equal(0);
+  });
+
+  describe('lock order (FT-TCP 3.8)', () => {
+    const D = 0x5eedn;
+    const FLOCK_EX = 0x10002n;
+    const FLOCK_UN = 0x10008n;
+    const EAGAIN = 11;
+    const lockRec = (arg: bigint, attempt: number, grant: number, result = 0n): Buffer =>
+      encodeCallData(call(1, CallKind.LOCK, result, { arg, payload: encodeLockPosition({ domain: D, attempt, grant }) }));
+    const play = (n: number, arg: bigint): NswMessage => ({ type: 'play', call: call(n, CallKind.LOCK, 0n, { arg }) });
+    const done = (n: number, arg: bigint, result: bigint, errno = 0, flags = 0): NswMessage => ({ type: 'done', call: call(n, CallKind.LOCK, result, { arg, errno, flags }) });
+
+    it('answers a lock call only once every lower position was performed, and lets a contended call\'s grant run only after the holder\'s release', async () => {
+      // a: lock (1), unlock (3). b: a blocking lock whose attempt (2) was contended, granted at 4.
+      await sink.append('a', 1, lockRec(FLOCK_EX, 1, 0));
+      await sink.append('a', 2, lockRec(FLOCK_UN, 3, 0));
+      await sink.append('b', 1, lockRec(FLOCK_EX, 2, 4));
+      const a = await open(replica);
+      a.send(hello('a', ShimMode.PLAYBACK));
+      const b = await open(replica);
+      b.send(hello('b', ShimMode.PLAYBACK));
+      b.send(play(1, FLOCK_EX));
+      expect(await b.next(150)).to.equal(null);
+      a.send(play(1, FLOCK_EX));
+      expect(await a.next()).to.deep.include({ type: 'result' });
+      expect(await b.next(150)).to.equal(null);
+      a.send(done(1, FLOCK_EX, 0n));
+      expect(await b.next()).to.deep.include({ type: 'result' });
+      // b's attempt found the lock held, as the primary's did; its grant waits for a's unlock.
+      b.send(done(1, FLOCK_EX, -1n, EAGAIN, CallFlag.TRY));
+      expect(await b.next(150)).to.equal(null);
+      a.send(play(2, FLOCK_UN));
+      expect(await a.next()).to.deep.include({ type: 'result' });
+      a.send(done(2, FLOCK_UN, 0n));
+      const go = await b.next();
+      expect(go).to.deep.include({ type: 'result' });
+      expect((go as Extract<NswMessage, { type: 'result' }>).call.callNo).to.equal(1);
+      b.send(done(1, FLOCK_EX, 0n));
+      b.send({ type: 'play', call: call(2, CallKind.GETPID, 0n) });
+      await sink.append('b', 2, encodeCallData(call(2, CallKind.GETPID, 5n)));
+      expect(await b.next()).to.deep.include({ type: 'result' });
+      expect(replica.canTakeOver).to.equal(true);
+    });
+
+    it('reports a lock outcome other than the primary\'s as a divergence', async () => {
+      await sink.append('a', 1, lockRec(FLOCK_EX, 1, 0));
+      const a = await open(replica);
+      a.send(hello('a', ShimMode.PLAYBACK));
+      a.send(play(1, FLOCK_EX));
+      await a.next();
+      a.send(done(1, FLOCK_EX, -1n, EAGAIN));
+      expect(await a.next()).to.deep.include({ type: 'error', code: NswErrorCode.DIVERGENCE });
+      expect(replica.canTakeOver).to.equal(false);
+    });
+
+    it('refuses a DONE nobody owes as a protocol error', async () => {
+      const a = await open(replica);
+      a.send(hello('a', ShimMode.PLAYBACK));
+      a.send(done(1, FLOCK_EX, 0n));
+      expect(await a.next()).to.deep.include({ type: 'error', code: NswErrorCode.PROTOCOL_STATE });
+    });
+
+    it('skips lock positions lost with the primary once it went live and no stream can perform them, and says so', async () => {
+      // Positions 1..4 were taken by calls whose records never became stable.
+      await sink.append('p', 1, lockRec(FLOCK_EX, 5, 0));
+      const gaps: unknown[] = [];
+      replica.on('lock-gap', (g: unknown) => gaps.push(g));
+      const p = await open(replica);
+      p.send(hello('p', ShimMode.PLAYBACK));
+      p.send(play(1, FLOCK_EX));
+      expect(await p.next(200)).to.equal(null);
+      replica.goLive(new Map([['p', 1]]), new MemoryRecordSink());
+      expect(await p.next(1000)).to.deep.include({ type: 'result' });
+      expect(gaps).to.deep.equal([{ domain: D, from: 1, to: 4 }]);
+    });
   });
 });
 

@@ -53,4 +53,13 @@ describe('ConnectionState', () => {
     expect(c.snapshot()).to.deep.include({ ackedOffset: 3 });
     expect(c.snapshot().unacked.length).to.equal(0);
   });
+
+  it('applies an acknowledgement that came before the lagging replica sent those bytes once it sends them', () => {
+    const c = new ConnectionState(1n, { family: 'ipv4', address: '10.0.0.1', port: 1 });
+    c.sent(Buffer.from('ab'));
+    c.acked(5);
+    c.sent(Buffer.from('cdefg'));
+    expect(c.snapshot()).to.deep.include({ sentOffset: 7, ackedOffset: 5 });
+    expect(c.snapshot().unacked.toString()).to.equal('fg');
+  });
 });

@@ -17,10 +17,14 @@ import { compileC, run, tempDir, until, type RunResult } from './helpers.js';
 const REQUEST = Buffer.from('GET /first\n');
 /** The descriptor number the primary's accept returned: not the lowest free one on the replica, on purpose. */
 const PRIMARY_FD = 9;
+/** Where adopt_server's "copy" variant serves the connection. */
+const COPY_FD = 5000;
 /** The replica's listening socket (after stdin, stdout, stderr). */
 const LISTEN_FD = 3;
-/** What the shim asks of a read or write on a replicated connection at most (NSW_CONN_MAX). */
-const CONN_MAX = 4088;
+/** What adopt_server asks of its request read (sizeof req). */
+const REQUEST_ASK = 4096;
+/** The most the primary's kernel took of one write of the reply (a non-blocking socket takes what fits). */
+const WRITE_TOOK = 1 << 20;
 const EPOLLIN = 1;
 
 /** Byte i of the stream named by tag, as test/c/adopt_client.c and adopt_server.c make it. */
@@ -47,21 +51,25 @@ const rec = (kind: number, arg: bigint, result: bigint, payload: Buffer = Buffer
 
 /**
  * The primary's records of adopt_server up to its failure: accept, the epoll
- * wait that saw the request, the read of it, and its reply in writes of at
- * most CONN_MAX bytes, each with the hash of its bytes.
+ * wait that saw the request, the read of it, and its reply: one write of the
+ * rest each time, of which the kernel took at most WRITE_TOOK bytes, each
+ * with the hash of the bytes it took.
  */
-function primaryRecords(peer: { address: string; port: number }, w: number): CallData[] {
+function primaryRecords(peer: { address: string; port: number }, w: number, servedOn = PRIMARY_FD): CallData[] {
+  const ev = Buffer.alloc(8);
+  ev.writeUInt32LE(EPOLLIN, 0);
+  ev.writeUInt32LE(servedOn, 4);
   const out: CallData[] = [
     rec(CallKind.ACCEPT, BigInt(LISTEN_FD), BigInt(PRIMARY_FD), sockaddrIn(peer.address, peer.port)),
-    rec(CallKind.EPOLL_WAIT, 8n, 1n, Buffer.from([EPOLLIN, 0, 0, 0, PRIMARY_FD, 0, 0, 0])),
-    rec(CallKind.RECV, BigInt(CONN_MAX), BigInt(REQUEST.length)),
+    rec(CallKind.EPOLL_WAIT, 8n, 1n, ev),
+    rec(CallKind.RECV, BigInt(REQUEST_ASK), BigInt(REQUEST.length)),
   ];
   const reply = pattern('w', 0, w);
-  for (let at = 0; at < w; at += CONN_MAX) {
-    const chunk = reply.subarray(at, Math.min(w, at + CONN_MAX));
+  for (let at = 0; at < w; at += WRITE_TOOK) {
+    const chunk = reply.subarray(at, Math.min(w, at + WRITE_TOOK));
     const hash = Buffer.alloc(8);
     hash.writeBigUInt64LE(sendHash(chunk));
-    out.push(rec(CallKind.SEND, BigInt(chunk.length), BigInt(chunk.length), hash));
+    out.push(rec(CallKind.SEND, BigInt(w - at), BigInt(chunk.length), hash));
   }
   return out;
 }
@@ -188,12 +196,14 @@ describe('a promoted replica\'s replicated connection', function () {
 
   // Sizes: reply W (its last O bytes never reached the client), I client bytes the replica had not read.
   const sizes = [
-    { what: 'a few kilobytes each way', w: 3000, o: 1000, i: 2000 },
-    { what: 'a megabyte unread and 300 kB unacknowledged', w: 400_000, o: 300_000, i: 1_000_000 },
+    { what: 'a few kilobytes each way', w: 3000, o: 1000, i: 2000, copy: false },
+    { what: 'a megabyte unread and 300 kB unacknowledged', w: 400_000, o: 300_000, i: 1_000_000, copy: false },
     // Past tcp_rmem[2] (6 MiB by default, 32 MiB on the test machine): the rebuild must grow the receive buffer itself.
-    { what: '40 MB unread and 8 MB unacknowledged', w: 9_000_000, o: 8_000_000, i: 40_000_000 },
+    { what: '40 MB unread and 8 MB unacknowledged', w: 9_000_000, o: 8_000_000, i: 40_000_000, copy: false },
+    // The server works on a copy at 5000 (F_DUPFD_CLOEXEC) and keeps the accepted descriptor open: both get the socket.
+    { what: 'served through a copy at descriptor 5000', w: 3000, o: 1000, i: 2000, copy: true },
   ];
-  for (const { what, w, o, i } of sizes) {
+  for (const { what, w, o, i, copy } of sizes) {
     it(`is rebuilt at the primary's descriptor number so the client sees every byte in order, both ways (${what})`, async function () {
       if (!root) this.skip();
       const port = nextPort++;
@@ -204,7 +214,8 @@ describe('a promoted replica\'s replicated connection', function () {
       expect(state.localPort).to.equal(port);
 
       const clientBytes = Buffer.concat([REQUEST, pattern('i', 0, i)]);
-      const records = primaryRecords({ address: state.peerAddress, port: state.peerPort }, w);
+      const servedOn = copy ? COPY_FD : PRIMARY_FD;
+      const records = primaryRecords({ address: state.peerAddress, port: state.peerPort }, w, servedOn);
       const seen: ReplicatedConnection[] = [];
       const rebuild: RebuildSource = {
         plan: async (conn) => {
@@ -215,11 +226,12 @@ describe('a promoted replica\'s replicated connection', function () {
       };
       const { agent, live, reports } = await replicaAgent(join(tmp.dir, `r${port}.sock`), records, clientBytes, rebuild);
       try {
-        const replica = spawn('ip', ['netns', 'exec', ns, 'env', ...shimArgs(agent.options.socketPath, port), server, String(port), String(w), String(i)], {
+        const replica = spawn('ip', ['netns', 'exec', ns, 'env', ...shimArgs(agent.options.socketPath, port), server, String(port), String(w), String(i), ...(copy ? ['copy'] : [])], {
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         const replicaDone = finish(replica, 60_000);
-        await until(() => agent.counters.played === records.length, 20_000);
+        // Every record played, and the reply's bytes (each write's DONE) in the send buffer.
+        await until(() => agent.counters.played === records.length && agent.replicatedConnections()[0]?.sentOffset === w, 20_000);
         // The buffer's client-ack records: the client acknowledged all but the last O bytes of the reply.
         const [conn] = agent.replicatedConnections();
         agent.clientAcked(conn!.key, w - o);
@@ -232,7 +244,7 @@ describe('a promoted replica\'s replicated connection', function () {
           `accepted fd ${PRIMARY_FD} from ${state.peerAddress}:${state.peerPort}`,
           'request: GET /first',
           'replayed',
-          `live: fd ${PRIMARY_FD} nonblock 1 cloexec 1`,
+          `live: fd ${servedOn} nonblock 1 cloexec 1`,
           `unread client bytes ok: ${i} bytes`,
           'client bytes after the takeover ok: 700 bytes',
           'done',

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { NswAgent, SHIM_EXIT_DIVERGED, shimPath, type PeerAddress } from '../src/index.js';
 import { CallKind, callKindName, decodeCallData, sendHash } from '../src/protocol.js';
 import { MemoryRecordSink } from '../src/sink.js';
-import { compileC, quiet, run, shimEnv, tempDir } from './helpers.js';
+import { compileC, quiet, run, shimEnv, tempDir, until } from './helpers.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -53,8 +53,8 @@ describe('a replicated connection', function () {
     return { reply, exited, port, clientPort };
   }
 
-  /** Plays the echo server back against the records in `sink`, with `client` as the client's bytes. */
-  async function replay(port: number, client: string, extra: string[] = []): Promise<{ agent: NswAgent; code: number | null; stdout: string; stderr: string; peers: PeerAddress[] }> {
+  /** Plays a server (echo unless `bin`) back against the records in `sink`, with `client` as the client's bytes. */
+  async function replay(port: number, client: string | Buffer, extra: string[] = [], bin = echo): Promise<{ agent: NswAgent; code: number | null; stdout: string; stderr: string; peers: PeerAddress[] }> {
     const peers: PeerAddress[] = [];
     const replica = new NswAgent({
       socketPath: join(tmp.dir, 'replica.sock'),
@@ -69,7 +69,9 @@ describe('a replicated connection', function () {
     });
     replica.on('divergence', () => {});
     await replica.listen();
-    const r = await run(echo, [String(port), ...extra], { ...shimEnv(shimPath(), 'playback', replica.options.socketPath), FTCP_NSW_PORT: String(port) });
+    const r = await run(bin, [String(port), ...extra], { ...shimEnv(shimPath(), 'playback', replica.options.socketPath), FTCP_NSW_PORT: String(port) });
+    // Every frame the replica sent (its last DONE included) is handled once its connections closed.
+    await until(() => replica.counters.open === 0);
     await replica.close();
     return { agent: replica, code: r.code, stdout: r.stdout, stderr: r.stderr, peers };
   }
@@ -115,6 +117,71 @@ describe('a replicated connection', function () {
     const replica = await replay(port, 'jello\n');
     expect(replica.code).to.equal(SHIM_EXIT_DIVERGED);
     expect(replica.stderr).to.contain('FTCP_ERR_DIVERGENCE').and.to.contain('hash');
+    expect(replica.agent.canTakeOver).to.equal(false);
+  });
+
+  it('moves a 200 kB read and a 300 kB write in one call each, in record mode and in playback, as the kernel did', async () => {
+    const bulk = compileC('bulk', tmp.dir);
+    const [IN, OUT] = [200_000, 300_000];
+    const request = Buffer.alloc(IN);
+    for (let i = 0; i < IN; i++) request[i] = (i * 7 + (i >> 8)) & 0xff;
+    const port = await freePort();
+    const child = spawn(bulk, [String(port), String(IN), String(OUT)], {
+      env: { ...process.env, ...shimEnv(shimPath(), 'record', agent.options.socketPath), FTCP_NSW_PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    const sock = connect(port, '127.0.0.1');
+    sock.write(request);
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    await new Promise<void>((resolve) => sock.on('end', () => resolve()));
+    const reply = Buffer.concat(chunks);
+    expect(await exited).to.equal(0);
+    expect(stdout).to.contain(`read ${IN} of ${IN} in one call`).and.to.contain(`wrote ${OUT} of ${OUT} in one call`);
+    expect(reply.length).to.equal(OUT);
+    await quiet(agent);
+    // The records hold lengths and a hash, never the bytes: a record stays small.
+    const recs = sink.records('srv').map(decodeCallData);
+    const recv = recs.find((r) => r.kind === CallKind.RECV)!;
+    expect([recv.arg, recv.result, recv.payload.length]).to.deep.equal([BigInt(IN), BigInt(IN), 0]);
+    const send = recs.find((r) => r.kind === CallKind.SEND)!;
+    expect([send.arg, send.result]).to.deep.equal([BigInt(OUT), BigInt(OUT)]);
+    expect(send.payload.readBigUInt64LE(0)).to.equal(sendHash(reply));
+
+    const replica = await replay(port, request, [String(IN), String(OUT)], bulk);
+    expect(replica.stderr).to.equal('');
+    expect(replica.code).to.equal(0);
+    expect(replica.stdout).to.equal(stdout);
+    const [conn] = replica.agent.replicatedConnections();
+    expect(conn!.instreamOffset).to.equal(IN);
+    expect(conn!.unacked.equals(reply)).to.equal(true);
+    expect(replica.agent.canTakeOver).to.equal(true);
+  });
+
+  it('stops a replica whose long write differs from the primary\'s in one byte', async () => {
+    const bulk = compileC('bulk', tmp.dir);
+    const port = await freePort();
+    const child = spawn(bulk, [String(port), '100000', '150000'], {
+      env: { ...process.env, ...shimEnv(shimPath(), 'record', agent.options.socketPath), FTCP_NSW_PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    const request = Buffer.alloc(100_000, 1);
+    const sock = connect(port, '127.0.0.1');
+    sock.write(request);
+    sock.resume();
+    await new Promise<void>((resolve) => sock.on('end', () => resolve()));
+    expect(await exited).to.equal(0);
+    // Another last byte changes the request's sum, so every byte of the reply.
+    request[request.length - 1] = 2;
+    const replica = await replay(port, request, ['100000', '150000'], bulk);
+    expect(replica.code).to.equal(SHIM_EXIT_DIVERGED);
+    expect(replica.stderr).to.contain('FTCP_ERR_DIVERGENCE').and.to.contain('send of 150000 bytes');
     expect(replica.agent.canTakeOver).to.equal(false);
   });
 

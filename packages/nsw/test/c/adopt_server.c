@@ -1,8 +1,10 @@
 /*
  * The server side of a promotion test, run under the shim in playback:
  *
- *   adopt_server <port> <W> <I>
+ *   adopt_server <port> <W> <I> [copy]
  *
+ * With "copy" it serves the connection through a copy at descriptor 5000
+ * (F_DUPFD_CLOEXEC), the accepted descriptor left open beside it.
  * An epoll server with one connection, as the primary ran it: it accepts
  * (non-blocking, close-on-exec), registers the connection in an epoll set,
  * waits, reads the request and writes a W-byte reply (pattern 'w'). The
@@ -90,7 +92,7 @@ static void expect_pat(char tag, size_t n, const char *what) {
   fflush(stdout);
 }
 
-/* Writes n bytes of pattern tag (the shim moves at most 4088 bytes a call on a replicated connection). */
+/* Writes n bytes of pattern tag, as many calls as the kernel (or the primary's record) takes. */
 static void write_pat(char tag, size_t n) {
   static unsigned char buf[1 << 20];
   unsigned char *p = n <= sizeof buf ? buf : malloc(n);
@@ -113,7 +115,7 @@ static void write_pat(char tag, size_t n) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) return 2;
+  if (argc != 4 && argc != 5) return 2;
   uint16_t port = (uint16_t)atoi(argv[1]);
   size_t w = strtoul(argv[2], NULL, 10), in = strtoul(argv[3], NULL, 10);
   int one = 1;
@@ -133,6 +135,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   printf("accepted fd %d from %s:%u\n", conn, inet_ntoa(peer.sin_addr), ntohs(peer.sin_port));
+  if (argc == 5 && !strcmp(argv[4], "copy")) conn = fcntl(conn, F_DUPFD_CLOEXEC, 5000);
   struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = COOKIE};
   if (epoll_ctl(ep, EPOLL_CTL_ADD, conn, &ev) != 0) return 2;
   wait_readable("the request");

@@ -12,6 +12,9 @@
 
 static int failures;
 
+/* Golden frames are small but for the long I/O examples (about 10 kB). */
+#define GOLDEN_CAP 65536
+
 static size_t load(const char *dir, const char *name, unsigned char *buf, size_t cap) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -27,7 +30,7 @@ static size_t load(const char *dir, const char *name, unsigned char *buf, size_t
 }
 
 static void expect_bytes(const char *dir, const char *name, const unsigned char *got, size_t got_len) {
-  unsigned char want[FTCP_NSW_MAX_FRAME];
+  static unsigned char want[GOLDEN_CAP];
   size_t want_len = load(dir, name, want, sizeof want);
   if (got_len == 0 || got_len != want_len || memcmp(got, want, got_len) != 0) {
     printf("FAIL %s: C encoding differs from golden bytes (%zu vs %zu bytes)\n", name, got_len, want_len);
@@ -44,14 +47,20 @@ static void check(int cond, const char *name, const char *what) {
   }
 }
 
+/* The bytes of the long I/O examples, as test/protocol.test.ts makes them. */
+static void long_bytes(unsigned char *b, size_t n) {
+  for (size_t i = 0; i < n; i++) b[i] = (unsigned char)((i * 7 + (i >> 8)) & 0xff);
+}
+
 static const unsigned char clock_payload[16] = {0x00, 0xf1, 0x53, 0x65, 0, 0, 0, 0, 0x15, 0xcd, 0x5b, 0x07, 0, 0, 0, 0};
 
 int main(int argc, char **argv) {
   if (argc != 2) return 2;
   const char *dir = argv[1];
-  unsigned char buf[FTCP_NSW_MAX_FRAME];
+  static unsigned char buf[GOLDEN_CAP], pat[GOLDEN_CAP];
   size_t n;
   long len;
+  long_bytes(pat, sizeof pat);
 
   n = ftcp_nsw_encode_hello(buf, sizeof buf, 4242, 1, FTCP_NSW_MODE_RECORD, "p/f1/t2", 7);
   expect_bytes(dir, "hello.bin", buf, n);
@@ -85,7 +94,7 @@ int main(int argc, char **argv) {
   len = ftcp_nsw_check_header(buf);
   struct ftcp_nsw_call got = {0, 0, 0, 0, 0, 0, 0, NULL};
   check(len >= 0 && (size_t)len + FTCP_NSW_HDR_SIZE == n && buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_RESULT, "result.bin", "header");
-  check(ftcp_nsw_decode_call(buf + FTCP_NSW_HDR_SIZE, (size_t)len, &got) == 0, "result.bin", "decodes");
+  check(ftcp_nsw_decode_call(FTCP_NSW_MSG_RESULT, buf + FTCP_NSW_HDR_SIZE, (size_t)len, &got) == 0, "result.bin", "decodes");
   check(got.call_no == 7 && got.kind == FTCP_NSW_KIND_CLOCK_GETTIME && got.result == 0 && got.err == 0 && got.arg == 1 &&
             got.payload_len == 16 && memcmp(got.payload, clock_payload, 16) == 0,
         "result.bin", "fields");
@@ -129,14 +138,66 @@ int main(int argc, char **argv) {
   check(rb.outq_len == 17 && memcmp(rb.outq, "HTTP/1.1 200 OK\r\n", 17) == 0, "rebuild.bin", "outq");
   /* Lengths that disagree with the body, or a REBUILD-sized body under the ordinary limit, are refused. */
   check(ftcp_nsw_decode_rebuild(buf + FTCP_NSW_HDR_SIZE, (size_t)len - 1, &rb) == -1, "rebuild.bin", "short body accepted");
-  unsigned char big[8] = {1, FTCP_NSW_MSG_REBUILD, 0, 0, 0, 0, 0x10, 0};
+  unsigned char big[8] = {FTCP_NSW_PROTO_VERSION, FTCP_NSW_MSG_REBUILD, 0, 0, 0, 0, 0x10, 0};
   check(ftcp_nsw_check_header(big) == -1 && ftcp_nsw_check_header_cap(big, FTCP_NSW_MAX_REBUILD_BODY) == 0x100000, "big REBUILD",
         "header limits");
 
+  /* A long replicated write: the shim sends the DONE head, then the bytes from wherever they are. */
+  struct ftcp_nsw_call dn = {12, FTCP_NSW_KIND_SEND, 0, 0, 9000, 9000, 9000, NULL};
+  n = ftcp_nsw_encode_call_head(buf, sizeof buf, FTCP_NSW_MSG_DONE, &dn);
+  check(n == FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED, "done-send-long.bin", "head length");
+  memcpy(buf + n, pat, 9000);
+  expect_bytes(dir, "done-send-long.bin", buf, n + 9000);
+  /* The same DONE for a kind that moves no bytes would be over the limit. */
+  struct ftcp_nsw_call dl = {12, FTCP_NSW_KIND_GETRANDOM, 0, 0, 9000, 9000, 9000, NULL};
+  check(ftcp_nsw_encode_call_head(buf, sizeof buf, FTCP_NSW_MSG_DONE, &dl) == 0, "done of getrandom", "9000 bytes accepted");
+
+  /* A long replicated read: the RESULT's fixed part, then the client's bytes. */
+  n = load(dir, "result-recv-long.bin", buf, sizeof buf);
+  len = ftcp_nsw_check_header(buf);
+  struct ftcp_nsw_call lr = {0, 0, 0, 0, 0, 0, 0, NULL};
+  check(len >= 0 && (size_t)len + FTCP_NSW_HDR_SIZE == n, "result-recv-long.bin", "header");
+  check(ftcp_nsw_decode_call(FTCP_NSW_MSG_RESULT, buf + FTCP_NSW_HDR_SIZE, (size_t)len, &lr) == 0, "result-recv-long.bin", "decodes");
+  check(lr.call_no == 11 && lr.kind == FTCP_NSW_KIND_RECV && lr.result == 10000 && lr.arg == 65536 && lr.payload_len == 10000 &&
+            memcmp(lr.payload, pat, 10000) == 0,
+        "result-recv-long.bin", "fields");
+  /* The same body as the RESULT of another kind, or as a PLAY, is over the limit. */
+  ftcp_put_u16(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_OFF_KIND, FTCP_NSW_KIND_GETRANDOM);
+  check(ftcp_nsw_decode_call(FTCP_NSW_MSG_RESULT, buf + FTCP_NSW_HDR_SIZE, (size_t)len, &lr) == -1, "result-recv-long.bin", "as getrandom");
+  ftcp_put_u16(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_OFF_KIND, FTCP_NSW_KIND_RECV);
+  check(ftcp_nsw_decode_call(FTCP_NSW_MSG_PLAY, buf + FTCP_NSW_HDR_SIZE, (size_t)len, &lr) == -1, "result-recv-long.bin", "as PLAY");
+  unsigned char io[8] = {FTCP_NSW_PROTO_VERSION, FTCP_NSW_MSG_RESULT, 0, 0, 0, 0, 0, 0};
+  ftcp_put_u32(io + FTCP_NSW_HDR_OFF_LEN, FTCP_NSW_MAX_IO_BODY);
+  check(ftcp_nsw_check_header(io) == (long)FTCP_NSW_MAX_IO_BODY, "I/O header", "MAX_IO_BODY refused");
+  ftcp_put_u32(io + FTCP_NSW_HDR_OFF_LEN, FTCP_NSW_MAX_IO_BODY + 1);
+  check(ftcp_nsw_check_header(io) == -1, "I/O header", "past MAX_IO_BODY accepted");
+  io[FTCP_NSW_HDR_OFF_TYPE] = FTCP_NSW_MSG_PLAY;
+  ftcp_put_u32(io + FTCP_NSW_HDR_OFF_LEN, FTCP_NSW_MAX_FRAME);
+  check(ftcp_nsw_check_header(io) == -1, "PLAY header", "past MAX_FRAME accepted");
+
+  /* A lock record with its positions, and the DONE of a contended attempt. */
+  unsigned char pos[FTCP_NSW_LOCK_SIZE];
+  ftcp_put_u64(pos + FTCP_NSW_LOCK_OFF_DOMAIN, 0x0123456789abcdefULL);
+  ftcp_put_u64(pos + FTCP_NSW_LOCK_OFF_TRY, 3);
+  ftcp_put_u64(pos + FTCP_NSW_LOCK_OFF_GRANT, 7);
+  struct ftcp_nsw_call lk = {13, FTCP_NSW_KIND_LOCK, 0, 0, 0, 0x10002, sizeof pos, pos};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &lk);
+  expect_bytes(dir, "call-lock.bin", buf, n);
+  struct ftcp_nsw_call tr = {13, FTCP_NSW_KIND_LOCK, FTCP_NSW_CALL_F_TRY, 11, -1, 0x10002, 0, NULL};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_DONE, &tr);
+  expect_bytes(dir, "done-lock-try.bin", buf, n);
+
+  /* posix_spawn's record: the child's pid as an i32. */
+  unsigned char pid[4];
+  ftcp_put_u32(pid, 12345);
+  struct ftcp_nsw_call sp = {14, FTCP_NSW_KIND_SPAWN, 0, 0, 0, 0, sizeof pid, pid};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &sp);
+  expect_bytes(dir, "call-spawn.bin", buf, n);
+
   /* A header with another version or non-zero flags is refused. */
-  unsigned char bad[8] = {2, FTCP_NSW_MSG_STABLE, 0, 0, 8, 0, 0, 0};
-  check(ftcp_nsw_check_header(bad) == -1, "bad header", "version 2 accepted");
-  bad[0] = 1;
+  unsigned char bad[8] = {1, FTCP_NSW_MSG_STABLE, 0, 0, 8, 0, 0, 0};
+  check(ftcp_nsw_check_header(bad) == -1, "bad header", "version 1 accepted");
+  bad[0] = FTCP_NSW_PROTO_VERSION;
   bad[2] = 1;
   check(ftcp_nsw_check_header(bad) == -1, "bad header", "flags accepted");
 
