@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NswAgent } from '../src/agent.js';
+import { NswAgent, type Divergence } from '../src/agent.js';
+import { MemoryRecordSink } from '../src/sink.js';
 
 /** packages/nsw, found from dist/test/helpers.js. */
 export const packageDir = join(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -89,4 +90,35 @@ export async function until(cond: () => boolean, timeoutMs = 5000): Promise<void
 /** Resolves after ms milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A record agent and a playback agent sharing one in-memory log, as most shim tests use them. */
+export interface AgentPair {
+  sink: MemoryRecordSink;
+  primary: NswAgent;
+  replica: NswAgent;
+  /** Divergences the replica reported, in order. */
+  divergences: Divergence[];
+  close(): Promise<void>;
+}
+
+/** Starts an {@link AgentPair} with its sockets in `dir`. */
+export async function agentPair(dir: string): Promise<AgentPair> {
+  const sink = new MemoryRecordSink();
+  const primary = new NswAgent({ socketPath: join(dir, 'primary.sock'), mode: 'record', sink });
+  const replica = new NswAgent({ socketPath: join(dir, 'replica.sock'), mode: 'playback', source: sink });
+  const divergences: Divergence[] = [];
+  replica.on('divergence', (d: Divergence) => divergences.push(d));
+  await primary.listen();
+  await replica.listen();
+  return {
+    sink,
+    primary,
+    replica,
+    divergences,
+    async close() {
+      await primary.close();
+      await replica.close();
+    },
+  };
 }

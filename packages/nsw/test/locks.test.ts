@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { NswAgent, SHIM_EXIT_DIVERGED, shimPath, type Divergence } from '../src/index.js';
 import { CallKind, decodeCallData, decodeLockPosition } from '../src/protocol.js';
 import { MemoryRecordSink } from '../src/sink.js';
-import { compileC, quiet, run, shimEnv, tempDir } from './helpers.js';
+import { agentPair, compileC, quiet, run, shimEnv, tempDir, type AgentPair } from './helpers.js';
 
 describe('file locks under the shim', function () {
   this.timeout(30000);
@@ -24,19 +24,12 @@ describe('file locks under the shim', function () {
     locks = compileC('locks', tmp.dir, ['-lpthread']);
   });
   after(() => tmp.remove());
+  let pair: AgentPair;
   beforeEach(async () => {
-    sink = new MemoryRecordSink();
-    primary = new NswAgent({ socketPath: join(tmp.dir, 'p.sock'), mode: 'record', sink });
-    replica = new NswAgent({ socketPath: join(tmp.dir, 'r.sock'), mode: 'playback', source: sink });
-    divergences = [];
-    replica.on('divergence', (d: Divergence) => divergences.push(d));
-    await primary.listen();
-    await replica.listen();
+    pair = await agentPair(tmp.dir);
+    ({ sink, primary, replica, divergences } = pair);
   });
-  afterEach(async () => {
-    await primary.close();
-    await replica.close();
-  });
+  afterEach(() => pair.close());
 
   /** A fresh lock file holding the counter 0. */
   const lockFile = (name: string): string => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { NswAgent, SHIM_EXIT_DIVERGED, shimPath, type Divergence } from '../src/index.js';
 import { callKindName, decodeCallData } from '../src/protocol.js';
 import { MemoryRecordSink } from '../src/sink.js';
-import { cDir, compileC, quiet, run, shimEnv, sleep, tempDir, until } from './helpers.js';
+import { agentPair, cDir, compileC, quiet, run, shimEnv, sleep, tempDir, until, type AgentPair } from './helpers.js';
 
 /** A dynamically linked python3: LD_PRELOAD does nothing to a static one or to a pyenv shim script. */
 const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => existsSync(p));
@@ -24,19 +24,12 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
   });
   after(() => tmp.remove());
 
+  let pair: AgentPair;
   beforeEach(async () => {
-    sink = new MemoryRecordSink();
-    primary = new NswAgent({ socketPath: join(tmp.dir, 'primary.sock'), mode: 'record', sink });
-    replica = new NswAgent({ socketPath: join(tmp.dir, 'replica.sock'), mode: 'playback', source: sink });
-    divergences = [];
-    replica.on('divergence', (d: Divergence) => divergences.push(d));
-    await primary.listen();
-    await replica.listen();
+    pair = await agentPair(tmp.dir);
+    ({ sink, primary, replica, divergences } = pair);
   });
-  afterEach(async () => {
-    await primary.close();
-    await replica.close();
-  });
+  afterEach(() => pair.close());
 
   const recordEnv = (): Record<string, string | undefined> => shimEnv(shimPath(), 'record', primary.options.socketPath);
   const playbackEnv = (): Record<string, string | undefined> => shimEnv(shimPath(), 'playback', replica.options.socketPath);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { NswAgent, shimPath, type Divergence } from '../src/index.js';
 import { CallKind, decodeCallData } from '../src/protocol.js';
 import { MemoryRecordSink } from '../src/sink.js';
-import { compileC, quiet, run, shimEnv, tempDir } from './helpers.js';
+import { agentPair, compileC, quiet, run, shimEnv, tempDir, type AgentPair } from './helpers.js';
 
 describe('spawned children under the shim', function () {
   this.timeout(30000);
@@ -26,21 +26,14 @@ describe('spawned children under the shim', function () {
     prog = compileC('spawn', tmp.dir);
   });
   after(() => tmp.remove());
+  let pair: AgentPair;
   beforeEach(async () => {
-    sink = new MemoryRecordSink();
-    primary = new NswAgent({ socketPath: join(tmp.dir, 'p.sock'), mode: 'record', sink });
-    replica = new NswAgent({ socketPath: join(tmp.dir, 'r.sock'), mode: 'playback', source: sink });
-    divergences = [];
+    pair = await agentPair(tmp.dir);
+    ({ sink, primary, replica, divergences } = pair);
     badInput = [];
-    replica.on('divergence', (d: Divergence) => divergences.push(d));
     for (const a of [primary, replica]) a.on('bad-input', (e: { code: string }) => badInput.push(e.code));
-    await primary.listen();
-    await replica.listen();
   });
-  afterEach(async () => {
-    await primary.close();
-    await replica.close();
-  });
+  afterEach(() => pair.close());
 
   it('names the children of posix_spawn, posix_spawnp, system and popen by spawn order, and replays them to the same output', async () => {
     const recorded = await run(prog, ['spawn'], shimEnv(shimPath(), 'record', primary.options.socketPath));

@@ -1,9 +1,7 @@
-import { hostname } from 'node:os';
 import { Args, Command, Flags } from '@oclif/core';
-import { jsonLogger, type LogLevel } from '@ftcp/stable-buffer';
 import { ExitCode, fail } from '../flags.js';
+import { nodeFlags, nodeOptions, serverAndService } from '../node-flags.js';
 import { Backup } from '../runtime/backup.js';
-import { parseService } from '../runtime/service.js';
 
 export default class BackupCommand extends Command {
   static override summary = 'Follow a primary through the stable buffer and take over its live connections when it fails.';
@@ -46,41 +44,24 @@ not start, 4 stepped down (after a takeover), 5 the takeover failed.`;
 
   static override flags = {
     mode: Flags.option({ summary: 'hot: replay as the primary runs; cold: start the replica only after a failure.', options: ['hot', 'cold'] as const, required: true })(),
-    service: Flags.string({ summary: 'The service: VIP:PORT that clients connect to.', required: true }),
-    buffer: Flags.string({ summary: 'The stable buffer\'s ZeroMQ endpoint.', required: true, env: 'FTCP_BUFFER' }),
-    iface: Flags.string({ summary: 'Interface that takes the VIP on takeover (and its GSO/GRO sizes capped for NFQUEUE).' }),
-    ack: Flags.option({ summary: 'After a takeover: when the client hears its bytes are logged (FT-TCP 3.11).', options: ['eager', 'delayed', 'lazy'] as const, default: 'eager' })(),
-    node: Flags.string({ summary: 'This node\'s name in the buffer and in ftcp status.', default: hostname() }),
-    queue: Flags.integer({ summary: 'NFQUEUE queue number after a takeover.', default: 7400, min: 0, max: 65535 }),
-    'failure-timeout': Flags.integer({ summary: 'After a takeover: milliseconds of silence from the buffer before stepping down; match the buffer\'s.', default: 30, min: 1 }),
-    'log-level': Flags.option({ summary: 'Least severe log level written to stderr.', options: ['debug', 'info', 'warn', 'error'] as const, default: 'info' })(),
+    ...nodeFlags({
+      iface: 'Interface that takes the VIP on takeover (and its GSO/GRO sizes capped for NFQUEUE).',
+      ack: 'After a takeover: when the client hears its bytes are logged (FT-TCP 3.11).',
+      queue: 'NFQUEUE queue number after a takeover.',
+      failureTimeout: 'After a takeover: milliseconds of silence from the buffer before stepping down; match the buffer\'s.',
+    }),
   };
 
   async run(): Promise<void> {
     const { flags, argv } = await this.parse(BackupCommand);
-    // As for `ftcp primary`: what follows `--` passes through verbatim.
-    const dashes = process.argv.indexOf('--');
-    const command = dashes >= 0 ? process.argv.slice(dashes + 1) : (argv as string[]);
-    if (command.length === 0) this.error('give the server command after --, the same as the primary\'s, like: -- redis-server --port 6379', { exit: ExitCode.BAD_USAGE });
-    let service;
-    try {
-      service = parseService(flags.service);
-    } catch (err) {
-      fail(err, ['give --service as VIP:PORT, like 10.0.0.100:6379: the same as the primary\'s']);
-    }
+    const { command, service } = serverAndService(argv, flags.service, ': the same as the primary\'s');
     let backup: Backup;
     try {
       backup = new Backup({
         mode: flags.mode,
         service,
-        buffer: flags.buffer,
         command,
-        ...(flags.iface ? { iface: flags.iface } : {}),
-        ack: flags.ack,
-        node: flags.node,
-        queue: flags.queue,
-        failureTimeoutMs: flags['failure-timeout'],
-        logger: jsonLogger('backup', flags['log-level'] as LogLevel),
+        ...nodeOptions(flags, 'backup'),
       });
       await backup.start();
     } catch (err) {

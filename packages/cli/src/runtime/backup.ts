@@ -21,7 +21,7 @@ import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type
 import { planRebuild } from './rebuild-plan.js';
 import { Reign } from './reign.js';
 import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
-import { spawnWrappedServer } from './wrapped-server.js';
+import { spawnWrappedServer, stopServer } from './wrapped-server.js';
 
 export type BackupMode = 'hot' | 'cold';
 
@@ -377,13 +377,7 @@ export class Backup {
   private async end(e: BackupExit): Promise<void> {
     if (this.ending) return;
     this.ending = true;
-    if (this.server && this.server.exitCode === null && this.server.signalCode === null) {
-      const gone = new Promise((r) => this.server!.once('exit', r));
-      this.server.kill('SIGTERM');
-      const t = setTimeout(() => this.server?.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(t);
-    }
+    await stopServer(this.server);
     await this.cleanup();
     this.finish(e);
   }

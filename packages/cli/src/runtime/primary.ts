@@ -18,7 +18,7 @@ import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
 import { CallWriter, StableBufferClient, type Logger } from '@ftcp/stable-buffer';
 import { Reign } from './reign.js';
 import { capOffloadSizes, type Service } from './service.js';
-import { spawnWrappedServer } from './wrapped-server.js';
+import { spawnWrappedServer, stopServer } from './wrapped-server.js';
 
 export interface PrimaryOptions {
   service: Service;
@@ -125,13 +125,7 @@ export class Primary {
   private async end(e: PrimaryExit): Promise<void> {
     if (this.ending) return;
     this.ending = true;
-    if (this.server && this.server.exitCode === null && this.server.signalCode === null) {
-      const gone = new Promise((r) => this.server!.once('exit', r));
-      this.server.kill('SIGTERM');
-      const t = setTimeout(() => this.server?.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(t);
-    }
+    await stopServer(this.server);
     await this.cleanup(false);
     this.finish(e);
   }

@@ -32,3 +32,13 @@ export function spawnWrappedServer(command: readonly string[], opts: WrappedServ
     },
   });
 }
+
+/** Stops the server if it still runs: SIGTERM, then SIGKILL after `graceMs`. Resolves once it exited. */
+export async function stopServer(server: ChildProcess | null, graceMs = 5000): Promise<void> {
+  if (!server || server.exitCode !== null || server.signalCode !== null) return;
+  const gone = new Promise((r) => server.once('exit', r));
+  server.kill('SIGTERM');
+  const t = setTimeout(() => server.kill('SIGKILL'), graceMs);
+  await gone;
+  clearTimeout(t);
+}
