@@ -75,7 +75,9 @@ describe('ftcp buffer serve', function () {
   it('exits 3 with a suggestion when the port is taken', async () => {
     const first = await serve(['--listen', 'tcp://127.0.0.1:0', '--data-dir', dir]);
     children.push(first.child);
-    const r = spawnSync(ftcp, ['buffer', 'serve', '--listen', first.endpoint, '--data-dir', mkdtempSync(join(tmpdir(), 'ftcp-serve-'))], { encoding: 'utf8' });
+    const second = mkdtempSync(join(tmpdir(), 'ftcp-serve-'));
+    const r = spawnSync(ftcp, ['buffer', 'serve', '--listen', first.endpoint, '--data-dir', second], { encoding: 'utf8' });
+    rmSync(second, { recursive: true, force: true });
     expect(r.status).to.equal(3);
     expect(r.stderr).to.include('cannot listen');
     expect(r.stderr).to.include('Try this');
