@@ -46,7 +46,7 @@ export {
   type Neighbor,
 } from './testbed.js';
 export { PEER_TOOL, startPeer } from './peer-path.js';
-export { STREAM_TOOL, SSW_RECORD_TOOL, FTCP_BIN, ECHO_CLIENT_TOOL, ECHOD_BIN } from './tool-paths.js';
+export { STREAM_TOOL, SSW_RECORD_TOOL, FTCP_BIN, ECHO_CLIENT_TOOL, ECHOD_BIN, REDIS_INCR_CLIENT_TOOL, FETCH_CLIENT_TOOL } from './tool-paths.js';
 export {
   runFailover,
   describeReport,
@@ -64,3 +64,36 @@ export {
   type CaptureSummary,
   type StallSnapshot,
 } from './failover.js';
+export {
+  runScenario,
+  describeScenario,
+  scenarioLogs,
+  speakerOrder,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioOptions,
+  type ScenarioReport,
+  type CommandSpec,
+  type ClientOutcome,
+  type Verdict,
+  type FaultKind,
+  type FaultPoint,
+  type BufferRestart,
+  type PartitionReport,
+  type NodeEvent,
+} from './scenario.js';
+export {
+  echoScenario,
+  httpScenario,
+  redisScenario,
+  tlsScenario,
+  iperfScenario,
+  writeSeededFile,
+  sha256File,
+  SYSTEM_PYTHON,
+  type EchoScenarioOptions,
+  type HttpScenarioOptions,
+  type RedisScenarioOptions,
+  type TlsScenarioOptions,
+  type IperfScenarioOptions,
+} from './scenarios.js';

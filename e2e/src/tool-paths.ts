@@ -11,3 +11,7 @@ export const ECHO_CLIENT_TOOL: string = fileURLToPath(new URL('./tools/echo-clie
 export const ECHOD_BIN: string = fileURLToPath(new URL('../../native/build/echod', import.meta.url));
 /** The `ftcp` launcher of this checkout. */
 export const FTCP_BIN: string = fileURLToPath(new URL('../../../bin/ftcp', import.meta.url));
+/** Pipelined `INCR` client of redis checking every reply (see tools/redis-incr-client.ts). */
+export const REDIS_INCR_CLIENT_TOOL: string = fileURLToPath(new URL('./tools/redis-incr-client.js', import.meta.url));
+/** HTTP/1.0 GET over TCP or TLS checking the body's length and sha256 (see tools/fetch-client.ts). */
+export const FETCH_CLIENT_TOOL: string = fileURLToPath(new URL('./tools/fetch-client.js', import.meta.url));

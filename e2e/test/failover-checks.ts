@@ -1,0 +1,43 @@
+/**
+ * The checks every failover test makes of a {@link ScenarioReport}, so that
+ * each spec states only what is particular to it. Each check fails with the
+ * whole report and the processes' logs in its message.
+ */
+import { expect } from 'chai';
+import { describeScenario, scenarioLogs, speakerOrder, type ScenarioReport } from '../src/index.js';
+
+/** The report and the last lines of every process's output, for failure messages. */
+export function why(r: ScenarioReport): string {
+  return `\n${describeScenario(r, { verbose: true })}\n${scenarioLogs(r)}`;
+}
+
+/** Prints the report's summary under the test's name. */
+export function logSummary(r: ScenarioReport): void {
+  console.log(describeScenario(r).replace(/^/gm, '      '));
+}
+
+/** The harness did its part and the client and the checker saw everything right. */
+export function expectClientIntact(r: ScenarioReport): void {
+  const w = why(r);
+  expect(r.harnessError, `harness${w}`).to.equal(undefined);
+  expect(r.verdict?.problems, `the client's checks${w}`).to.deep.equal([]);
+}
+
+/**
+ * A crash of the primary host mid-run that the backup masked: the client
+ * and checker are satisfied, the crash came before the client ended, the
+ * backup took over, no RST reached the client (nor a FIN before the
+ * client's own, unless the server closes first in this protocol), and the
+ * VIP spoke with one MAC at a time: the primary's, then the backup's.
+ */
+export function expectMaskedCrash(r: ScenarioReport, opts: { serverClosesFirst?: boolean } = {}): void {
+  const w = why(r);
+  expect(r.crash, `the primary was not crashed${w}`).to.not.equal(undefined);
+  expectClientIntact(r);
+  expect(r.client?.endedAt, `the client ended before the crash${w}`).to.be.greaterThan(r.crash!.cutAt);
+  expect(r.takeover.takeoverComplete, `no takeover-complete from the backup${w}`).to.not.equal(undefined);
+  const cap = r.capture!;
+  expect(cap.serverRsts, `RST from the VIP${w}`).to.have.length(0);
+  if (opts.serverClosesFirst !== true) expect(cap.serverFinsBeforeClientFin, `FIN from the VIP before the client closed${w}`).to.have.length(0);
+  expect(speakerOrder(r), `who spoke for the VIP, by runs of segments${w}`).to.deep.equal(['primary', 'backup']);
+}
