@@ -110,6 +110,8 @@ export interface RecorderCounters {
   pendingReleased: number;
   /** Crafted packets the raw socket refused (each is lost; the client or a timer recovers). */
   injectFailures: number;
+  /** Outgoing packets dropped while muted (see {@link Recorder.mute}). */
+  mutedDrops: number;
 }
 
 /**
@@ -154,6 +156,7 @@ export class Recorder {
     connectionsLogged: 0,
     synAcksHeld: 0,
     acksInjected: 0,
+    mutedDrops: 0,
     logFailures: 0,
     truncatedDropped: 0,
     closesLogged: 0,
@@ -174,6 +177,7 @@ export class Recorder {
   private readonly pendingKeepaliveMs: number;
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private muted = false;
 
   constructor(private readonly opts: RecorderOptions) {
     this.ack = opts.ack ?? 'eager';
@@ -284,6 +288,20 @@ export class Recorder {
     return this.nextConnId++;
   }
 
+  /**
+   * Muted, this host says nothing for the service: every outgoing packet is
+   * dropped and nothing is injected, while client segments are still logged
+   * and delivered. A primary that lost the buffer mutes itself until it
+   * learns whether it still reigns (DESIGN invariant 4: a backup may be
+   * speaking already); unmuted again, each connection whose client is owed
+   * an acknowledgement gets one at once.
+   */
+  mute(on: boolean): void {
+    if (this.muted === on) return;
+    this.muted = on;
+    if (!on && this.ack !== 'lazy') for (const t of this.tracked.values()) this.injectAckIfDue(t.conn);
+  }
+
   /** Handles a batch from the queue, in order. Never throws: a bad packet is dropped and counted. */
   handle(packets: readonly RecordedPacket[]): void {
     for (const p of packets) {
@@ -294,7 +312,12 @@ export class Recorder {
       const meta = { checksumPartial: p.checksumPartial, truncatedOk: p.truncatedOk ?? true };
       const outgoing = p.hook === HOOK_LOCAL_OUT;
       const v = outgoing ? this.opts.wrap.outgoing(p.payload, meta) : this.opts.wrap.incoming(p.payload, meta);
-      if (outgoing) this.onOutgoing(p, v);
+      // Muted, the segment still tells the wrap what the kernel acknowledged
+      // (for the ACK owed at unmute); the kernel resends what is lost.
+      if (outgoing && this.muted) {
+        this.opts.verdicts.drop(p.id);
+        this.counters.mutedDrops++;
+      } else if (outgoing) this.onOutgoing(p, v);
       else this.onIncoming(p, v);
     }
   }
@@ -457,14 +480,23 @@ export class Recorder {
 
   private injectAckIfDue(c: Connection): void {
     if (this.closed || !ackIsDue(c)) return;
-    if (this.inject(craftAck(c))) this.counters.acksInjected++;
+    if (this.canInject() && this.inject(craftAck(c))) this.counters.acksInjected++;
+  }
+
+  /**
+   * Whether a crafted packet would go out now. Asked before crafting, since
+   * crafting records the ack and window as sent.
+   */
+  private canInject(): boolean {
+    return !this.closed && !this.muted && this.opts.injector !== undefined;
   }
 
   /** Sends a crafted packet; a refusal is counted, never thrown (the per-packet path must not throw). */
   private inject(packet: Buffer): boolean {
-    if (this.closed || !this.opts.injector) return false;
+    const injector = this.opts.injector;
+    if (!this.canInject() || !injector) return false;
     try {
-      this.opts.injector.send(packet);
+      injector.send(packet);
       return true;
     } catch {
       this.counters.injectFailures++;
@@ -491,7 +523,7 @@ export class Recorder {
    */
   private sendZeroWindowAck(t: Tracked, now: number): void {
     t.lastZeroWindowAckAt = now;
-    if (this.inject(craftAck(t.conn, { zeroWindow: true }))) this.counters.zeroWindowAcks++;
+    if (this.canInject() && this.inject(craftAck(t.conn, { zeroWindow: true }))) this.counters.zeroWindowAcks++;
   }
 
   private startKeepalive(): void {
@@ -533,7 +565,7 @@ export class Recorder {
    * socket lags (`craftedSeqNumber`).
    */
   private sendGoLiveAcks(c: Connection): void {
-    if (c.sndNxt === undefined) return;
+    if (c.sndNxt === undefined || !this.canInject()) return;
     const ack = craftAck(c);
     for (let i = 0; i <= GO_LIVE_DUPLICATE_ACKS; i++) {
       if (this.inject(ack)) this.counters.goLiveAcks++;

@@ -91,6 +91,11 @@ export class RecordingWrap {
     this.recorder.adopt(list);
   }
 
+  /** Drop everything this host would send for the service, or stop doing so; see {@link Recorder.mute}. */
+  mute(on: boolean): void {
+    if (!this.stopped) this.recorder.mute(on);
+  }
+
   /** Give up a pending connection whose socket could not be rebuilt; see {@link Recorder.releasePending}. */
   releasePending(bufferConnId: number): boolean {
     return this.recorder.releasePending(bufferConnId);

@@ -221,6 +221,23 @@ describe('Recorder', function () {
     expect(f.connection(connId)!.clientTsEcr).to.equal(950);
   });
 
+  it('says nothing while muted, still logs client bytes, and acknowledges them once unmuted', async () => {
+    await setup('eager');
+    await handshake();
+    recorder.mute(true);
+    const data = feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | PSH, payload: 'quiet', options: [opt.nop(), opt.nop(), opt.timestamps(102, 900)] }));
+    const reply = feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 6) >>> 0, flags: ACK | PSH, payload: 'reply', options: [opt.nop(), opt.nop(), opt.timestamps(901, 102)] })));
+    expect(verdictOf(reply)!.verdict).to.equal('drop');
+    await until(() => verdictOf(data) !== undefined && recorder.counters.segmentsLogged === 1, 5000, 'the segment to be logged');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(injected, 'an ACK crafted while muted').to.have.length(0);
+    expect(recorder.counters.mutedDrops).to.equal(1);
+    recorder.mute(false);
+    expect(injected).to.have.length(1);
+    const ack = parseTcpPacket(injected[0]!, {});
+    expect(ack.ok && ack.packet.ack).to.equal((CISN + 6) >>> 0);
+  });
+
   it('drops every packet once closed, failing closed', async () => {
     await setup('lazy');
     recorder.close();

@@ -207,6 +207,7 @@ export class Backup {
       void this.end({ reason: 'server-exited', code: null });
     });
     server.once('exit', (code, signal) => {
+      if (this.reign?.steppedDown) return;
       if (code === 86) this.logger.log('error', 'replica-stopped-diverged', { code });
       void this.end({ reason: 'server-exited', code: code ?? (signal ? 128 : null) });
     });
@@ -254,14 +255,14 @@ export class Backup {
       const vipMs = since();
       this.logger.log('warn', 'vip-moved', { iface: this.opts.iface ?? null, ms: vipMs, adopted: adopt.length });
 
-      const rebuilt = this.awaitRebuilds(adopt.length);
+      const rebuilt = this.awaitRebuilds(adopt, positions.streams.reduce((n, st) => n + st.lastCallNo, 0));
       this.agent!.goLive(new Map(positions.streams.map((s) => [s.stream, s.lastCallNo])), new CallWriter(writer));
       const { ok, failed, rebuiltPeers } = await rebuilt;
       // A connection the replica no longer holds (closed during the roll-forward)
       // or could not rebuild has no socket: its client must learn that (the
       // kernel's RST) instead of waiting on zero-window ACKs for ever.
       for (const a of adopt) {
-        if (!rebuiltPeers.has(`${a.rec.clientIp}:${a.rec.clientPort}`) && wrap.releasePending(a.rec.connId)) {
+        if (!rebuiltPeers.has(peerKey(a.rec.clientIp, a.rec.clientPort)) && wrap.releasePending(a.rec.connId)) {
           this.logger.log('warn', 'connection-not-rebuilt', { connId: a.rec.connId, client: `${a.rec.clientIp}:${a.rec.clientPort}` });
         }
       }
@@ -275,7 +276,8 @@ export class Backup {
         failureTimeoutMs: this.opts.failureTimeoutMs ?? 30,
         server: () => this.server,
         logger: this.logger,
-        silence: () => this.wrap?.abandon(),
+        mute: (on) => this.wrap?.mute(on),
+      silence: () => this.wrap?.abandon(),
       onSteppedDown: (silentMs) => void this.steppedDown(silentMs),
       });
       this.reign.start();
@@ -312,34 +314,48 @@ export class Backup {
   }
 
   /**
-   * Resolves once `expected` rebuilds were reported, or after the rebuild
-   * timeout: a connection the replica had already closed is never rebuilt.
+   * Resolves once every adopted connection was rebuilt or reported failed,
+   * or once the replica has played every call the log held (a cold replica
+   * only gets there after its roll-forward) and holds no socket for the
+   * connections still missing: it closed them during the roll-forward. The
+   * rebuild timeout bounds the wait.
    */
-  private awaitRebuilds(expected: number): Promise<{ ok: number; failed: number; rebuiltPeers: Set<string> }> {
+  private awaitRebuilds(adopt: readonly AdoptedConnection[], loggedCalls: number): Promise<{ ok: number; failed: number; rebuiltPeers: Set<string> }> {
     const agent = this.agent!;
     let ok = 0;
     let failed = 0;
     const rebuiltPeers = new Set<string>();
+    const missing = new Set(adopt.map((a) => peerKey(a.rec.clientIp, a.rec.clientPort)));
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
+        clearInterval(poll);
         agent.off('rebuilt', onRebuilt);
         resolve({ ok, failed, rebuiltPeers });
       };
+      const check = (): void => {
+        if (missing.size > 0 && agent.counters.played >= loggedCalls) {
+          const held = new Set(agent.replicatedConnections().map((c) => peerKey(ipv4ToU32(c.peer.address), c.peer.port)));
+          for (const p of missing) if (!held.has(p)) missing.delete(p);
+        }
+        if (missing.size === 0) done();
+      };
       const onRebuilt = (r: RebuildReport): void => {
+        const key = r.peer ? peerKey(ipv4ToU32(r.peer.address), r.peer.port) : undefined;
         if (r.ok) {
           ok++;
-          if (r.peer) rebuiltPeers.add(`${ipv4ToU32(r.peer.address)}:${r.peer.port}`);
-        }
-        else {
+          if (key !== undefined) rebuiltPeers.add(key);
+        } else {
           failed++;
           this.logger.log('error', 'rebuild-failed', { stream: r.stream, fd: r.fd, error: r.error });
         }
-        if (ok + failed >= Math.min(expected, agent.replicatedConnections().length)) done();
+        if (key !== undefined) missing.delete(key);
+        check();
       };
       const timer = setTimeout(done, this.opts.rebuildTimeoutMs ?? 30_000);
+      const poll = setInterval(check, 5);
       agent.on('rebuilt', onRebuilt);
-      if (expected === 0 || agent.replicatedConnections().length === 0) done();
+      check();
     });
   }
 
@@ -399,4 +415,9 @@ export class Backup {
     this.follower.close();
     rmSync(this.stateDir, { recursive: true, force: true });
   }
+}
+
+/** A client's address and port as one key: the rebuild reports name connections by their peer. */
+function peerKey(ipU32: number, port: number): string {
+  return `${ipU32}:${port}`;
 }

@@ -70,7 +70,9 @@ export class Primary {
         logger.log('error', 'server-failed-to-start', { command: this.opts.command.join(' '), error: String(err) });
         void this.end({ reason: 'server-exited', code: null });
       });
-      this.server.once('exit', (code) => void this.end({ reason: 'server-exited', code }));
+      this.server.once('exit', (code) => {
+        if (!this.reign?.steppedDown) void this.end({ reason: 'server-exited', code });
+      });
     } catch (err) {
       await this.cleanup(false);
       throw err;
@@ -83,6 +85,7 @@ export class Primary {
       failureTimeoutMs: this.opts.failureTimeoutMs ?? 30,
       server: () => this.server,
       logger,
+      mute: (on) => this.wrap?.mute(on),
       silence: () => this.wrap?.abandon(),
       onSteppedDown: (silentMs) => void this.steppedDown(silentMs),
     });

@@ -32,6 +32,12 @@ export interface ReignOptions {
   server: () => ChildProcess | null;
   logger: Logger;
   /**
+   * Mutes the wrap while quiet (true) and unmutes it on resuming (false):
+   * crafted ACKs and the kernel's own segments would otherwise still leave
+   * (a raw socket needs no local address) while a backup may be speaking.
+   */
+  mute: (on: boolean) => void;
+  /**
    * Called once, before the server is killed: from here nothing of the
    * service may leave (the wrap stops answering its queue, so its rules drop
    * everything: the RSTs the kernel sends for a killed server's sockets too).
@@ -45,6 +51,7 @@ export class Reign {
   private unwatch: () => void = () => {};
   private quietSince: number | null = null;
   private ended = false;
+  private steppingDown = false;
   /** Times this node went quiet and came back. */
   pauses = 0;
 
@@ -53,6 +60,14 @@ export class Reign {
   start(): void {
     this.watch();
     this.opts.client.once('fenced', () => void this.stepDown(this.quietSince === null ? 0 : Date.now() - this.quietSince));
+  }
+
+  /**
+   * True once the reign is ending by a step-down: the server's exit that
+   * follows is the step-down's doing, not a reason of its own to end.
+   */
+  get steppedDown(): boolean {
+    return this.steppingDown;
   }
 
   /** True while the node is quiet, waiting to learn whether it still reigns. */
@@ -82,6 +97,7 @@ export class Reign {
   private async goQuiet(silentMs: number): Promise<void> {
     if (this.ended || this.quietSince !== null) return;
     this.quietSince = Date.now();
+    this.opts.mute(true);
     this.signalServer('SIGSTOP');
     if (this.opts.iface) await dropVip(this.opts.iface, this.opts.service.vip).catch(() => {});
     this.opts.logger.log('warn', 'quiet', { silentMs: Math.round(silentMs), epoch: this.opts.epoch });
@@ -102,6 +118,7 @@ export class Reign {
       await addVip(this.opts.iface, this.opts.service.vip);
       sendGratuitousArp(this.opts.iface, this.opts.service.vip).catch((err: unknown) => this.opts.logger.log('warn', 'garp-failed', { error: String(err) }));
     }
+    this.opts.mute(false);
     this.signalServer('SIGCONT');
     const pausedMs = Date.now() - this.quietSince;
     this.quietSince = null;
@@ -113,6 +130,7 @@ export class Reign {
   private async stepDown(silentMs: number): Promise<void> {
     if (this.ended) return;
     this.ended = true;
+    this.steppingDown = true;
     this.unwatch();
     this.opts.logger.log('warn', 'stepping-down', { silentMs: Math.round(silentMs), epoch: this.opts.epoch });
     // Freeze first: from here the server produces nothing. Silence the wrap

@@ -5,6 +5,13 @@
  * failed. A silent primary is therefore declared failed within
  * probeInterval + failureTimeout of its last message, plus timer lateness.
  *
+ * A timer that fires late means the buffer's own event loop stalled: the
+ * primary's answer may be sitting unread in the socket, so the silence it
+ * measures is partly the buffer's. Such a probe is not a verdict: the
+ * detector probes once more and waits a whole timeout it could observe.
+ * That costs one more timeout of detection only when the buffer itself
+ * stalled, and spares a false failover on a loaded host.
+ *
  * The detector arms one timer at a time and does not touch it per message:
  * `heard()` only stores a timestamp, so the write path pays one clock read.
  */
@@ -46,10 +53,16 @@ export class Detector {
   private lastHeard = 0;
   private probeAt = 0;
   private timer: unknown = null;
+  /** When the armed timer is due; how late it fires tells of a stall here. */
+  private dueAt = 0;
+  /** The current probe is the second chance after a stall. */
+  private reprobed = false;
   /** Probes sent over the detector's life. */
   probes = 0;
   /** Probes answered only after the primary was declared failed, or never. */
   misses = 0;
+  /** Probes repeated because the buffer's own timer fired late. */
+  reprobes = 0;
 
   constructor(private readonly options: DetectorOptions) {
     this.clock = options.clock ?? systemClock;
@@ -81,6 +94,7 @@ export class Detector {
       // probeInterval + failureTimeout holds from every message (once per probe).
       this.lastHeard = this.clock.now();
       this.stateValue = 'watching';
+      this.reprobed = false;
       if (this.timer !== null) this.clock.clearTimeout(this.timer);
       this.arm(this.options.probeIntervalMs);
     }
@@ -94,6 +108,7 @@ export class Detector {
   }
 
   private arm(ms: number): void {
+    this.dueAt = this.clock.now() + Math.max(0, ms);
     this.timer = this.clock.setTimeout(() => this.fire(), Math.max(0, ms));
   }
 
@@ -103,6 +118,12 @@ export class Detector {
     if (this.stateValue === 'probing') {
       if (this.lastHeard >= this.probeAt) {
         this.stateValue = 'watching';
+        this.reprobed = false;
+      } else if (!this.reprobed && now - this.dueAt > this.stallSlackMs()) {
+        this.reprobed = true;
+        this.reprobes++;
+        this.probe(now);
+        return;
       } else {
         this.stateValue = 'failed';
         this.misses++;
@@ -116,10 +137,19 @@ export class Detector {
       this.arm(this.options.probeIntervalMs - silent);
       return;
     }
+    this.probe(now);
+  }
+
+  private probe(now: number): void {
     this.stateValue = 'probing';
     this.probeAt = now;
     this.probes++;
     this.options.onProbe();
     this.arm(this.options.failureTimeoutMs);
+  }
+
+  /** Lateness of a timer that says this process stalled rather than the primary. */
+  private stallSlackMs(): number {
+    return Math.max(5, this.options.failureTimeoutMs / 2);
   }
 }

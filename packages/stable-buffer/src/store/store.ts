@@ -97,6 +97,12 @@ export class Store {
   private backups = new Map<string, BackupRow>();
   private nextLsn = 0;
   private collectedBelow = 0;
+  /**
+   * Per stream, the highest call number collected: its records are gone, but
+   * the stream's contiguous end must not fall back to 0 when the buffer
+   * restarts, or the writer's next call would look like a gap.
+   */
+  private collectedCalls = new Map<string, number>();
   private retained = 0;
   private epochValue = 0;
   private ownerValue = '';
@@ -173,6 +179,9 @@ export class Store {
       if (value.finOffset !== null) coverage.add(value.finOffset, value.finOffset + 1);
       this.conns.set(key, { ...value, tsEcr: value.tsEcr ?? 0, coverage }); // rows written before tsEcr existed lack it
     }
+    const collectedCalls = (this.meta.get('collectedCalls') as Record<string, number> | undefined) ?? {};
+    this.collectedCalls = new Map(Object.entries(collectedCalls));
+    for (const [stream, callNo] of this.collectedCalls) this.streamCoverage(stream).add(0, callNo);
     for (const key of this.call.getKeys()) {
       const [stream, callNo] = key;
       this.streamCoverage(stream).add(callNo - 1, callNo);
@@ -484,10 +493,10 @@ export class Store {
   }
 
   /**
-   * Collects what no one needs any more: records of connections that closed
-   * and that every registered backup consumed, and, when no registered backup
-   * is cold (a cold one replays from the server's start), consumed call
-   * records. With no registered backup nothing is collected. Returns the
+   * Collects what no one needs any more: when no registered backup is cold
+   * (a cold one replays from the server's start), the consumed records of
+   * connections that closed and consumed call records; and consumed client
+   * acknowledgements, which the connection's row supersedes. With no registered backup nothing is collected. Returns the
    * number of records removed.
    */
   async collect(maxRecords = 10_000): Promise<number> {
@@ -499,23 +508,31 @@ export class Store {
       if (b.mode === BackupMode.COLD) anyCold = true;
     }
     let removed = 0;
+    let callsCollected = false;
     let contiguous = true;
     let newFirst = this.collectedBelow;
     await this.settled();
     for (const { key: lsn, value } of this.log.getRange({ start: this.collectedBelow, end: horizon, limit: maxRecords })) {
       const rec = decodeRecord(value);
       let drop = false;
-      if (rec.kind === 'call') {
+      if (rec.kind === 'call' || rec.kind === 'call-batch') {
         drop = !anyCold;
-        if (drop) void this.call.remove([rec.stream, rec.callNo]);
-      } else if (rec.kind === 'call-batch') {
-        drop = !anyCold;
-        if (drop) for (let i = 0; i < rec.datas.length; i++) void this.call.remove([rec.stream, rec.firstCallNo + i]);
+        if (drop) {
+          const first = rec.kind === 'call' ? rec.callNo : rec.firstCallNo;
+          const count = rec.kind === 'call' ? 1 : rec.datas.length;
+          for (let i = 0; i < count; i++) void this.call.remove([rec.stream, first + i]);
+          if (first + count - 1 > (this.collectedCalls.get(rec.stream) ?? 0)) {
+            this.collectedCalls.set(rec.stream, first + count - 1);
+            callsCollected = true;
+          }
+        }
       } else if (rec.kind === 'client-ack') {
         drop = true;
       } else {
+        // A cold backup replays the server from its start: the instream of a
+        // connection that closed long ago is still read by that replay.
         const c = this.conns.get(rec.connId);
-        drop = c === undefined || (c.closedLsn !== null && c.closedLsn < horizon);
+        drop = !anyCold && (c === undefined || (c.closedLsn !== null && c.closedLsn < horizon));
         if (drop && c && rec.kind === 'close') {
           for (const k of this.seg.getKeys({ start: [c.rec.connId, 0], end: [c.rec.connId, LAST] })) void this.seg.remove(k);
           void this.connDb.remove(c.rec.connId);
@@ -535,6 +552,7 @@ export class Store {
       this.collectedBelow = newFirst;
       void this.meta.put('collectedBelow', newFirst);
     }
+    if (callsCollected) void this.meta.put('collectedCalls', Object.fromEntries(this.collectedCalls));
     await this.log.committed;
     return removed;
   }

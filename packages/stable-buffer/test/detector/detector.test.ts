@@ -17,6 +17,13 @@ class ManualClock implements Clock {
   clearTimeout(h: unknown): void {
     this.timers = this.timers.filter((x) => x.id !== h);
   }
+  /** This process stalls for `ms`: no timer fires meanwhile; then the due ones fire, late. */
+  stall(ms: number): void {
+    this.t += ms;
+    const due = this.timers.filter((x) => x.at <= this.t).sort((a, b) => a.at - b.at);
+    this.timers = this.timers.filter((x) => x.at > this.t);
+    for (const x of due) x.fn();
+  }
   advance(ms: number): void {
     const end = this.t + ms;
     for (let guard = 0; guard < 10_000; guard++) {
@@ -45,6 +52,30 @@ function setup(probeIntervalMs = 10, failureTimeoutMs = 30) {
 }
 
 describe('Detector', () => {
+  it('probes again instead of declaring failure when its own timer fired late, and declares it after a second silent timeout', () => {
+    const { clock, events, d } = setup(10, 30);
+    d.start();
+    clock.advance(10); // probe at 10, due to fail at 40
+    clock.stall(100); // the buffer's loop stalls: the failure timer fires at 110
+    expect(events).to.deep.equal(['probe@10', 'probe@110']);
+    expect(d.reprobes).to.equal(1);
+    clock.advance(29);
+    expect(d.state).to.equal('probing');
+    clock.advance(1);
+    expect(events.at(-1)).to.equal('failed@140/140');
+  });
+
+  it('keeps a primary whose answer was read after the buffer stalled', () => {
+    const { clock, events, d } = setup(10, 30);
+    d.start();
+    clock.advance(10);
+    clock.stall(100);
+    d.heard(); // the answer that waited in the socket
+    clock.advance(5);
+    expect(d.state).to.equal('watching');
+    expect(events).to.deep.equal(['probe@10', 'probe@110']);
+  });
+
   it('never probes a primary that keeps talking', () => {
     const { clock, events, d } = setup();
     d.start();

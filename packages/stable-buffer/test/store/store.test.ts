@@ -179,12 +179,36 @@ describe('Store', () => {
     }
   });
 
+  it('keeps a stream contiguous across a restart after its first calls were collected', async () => {
+    store.append({ kind: 'call-batch', epoch: 1, stream: 's', firstCallNo: 1, datas: [Buffer.from('a'), Buffer.from('b')] });
+    await stable(store.append({ kind: 'call', epoch: 1, stream: 's', callNo: 3, data: Buffer.from('c') }));
+    store.registerBackup('hot', BackupMode.HOT, 0);
+    store.consumed('hot', 2);
+    expect(await store.collect()).to.equal(2);
+    await store.close();
+    store = await openStore();
+    expect(store.positions().streams).to.deep.equal([{ stream: 's', lastCallNo: 3 }]);
+    const r = await stable(store.append({ kind: 'call', epoch: 1, stream: 's', callNo: 4, data: Buffer.from('d') }));
+    expect(r.ack).to.deep.equal({ kind: 'ack-call', stream: 's', contiguous: 4 });
+  });
+
   it('keeps call records while a cold backup is registered', async () => {
     await stable(store.append({ kind: 'call', epoch: 1, stream: 's', callNo: 1, data: Buffer.from('c') }));
     store.registerBackup('cold', BackupMode.COLD, 0);
     store.consumed('cold', 1);
     expect(await store.collect()).to.equal(0);
     expect(await store.readCalls('s', 1, 10)).to.have.length(1);
+  });
+
+  it('keeps a closed connection and its bytes while a cold backup is registered', async () => {
+    store.append(connRec(1));
+    store.append(seg(1, 0, 'abc'));
+    await stable(store.append({ kind: 'close', epoch: 1, connId: 1, reason: 1 }));
+    store.registerBackup('cold', BackupMode.COLD, 0);
+    store.consumed('cold', 3);
+    expect(await store.collect()).to.equal(0);
+    expect(store.positions().conns).to.deep.equal([{ connId: 1, stableOffset: 3, closed: true }]);
+    expect((await store.readInstream(1, 0, 3)).toString()).to.equal('abc');
   });
 
   for (const durability of ['memory', 'commit', 'fsync'] as const) {
