@@ -255,7 +255,10 @@ export class Backup {
       const vipMs = since();
       this.logger.log('warn', 'vip-moved', { iface: this.opts.iface ?? null, ms: vipMs, adopted: adopt.length });
 
-      const rebuilt = this.awaitRebuilds(adopt, positions.streams.reduce((n, st) => n + st.lastCallNo, 0));
+      const loggedCalls = positions.streams.reduce((n, st) => n + st.lastCallNo, 0);
+      // How far the replica's playback trails the log: the roll-forward still to do.
+      this.logger.log('info', 'replay-behind', { calls: loggedCalls - this.agent!.counters.played, loggedCalls });
+      const rebuilt = this.awaitRebuilds(adopt, loggedCalls);
       this.agent!.goLive(new Map(positions.streams.map((s) => [s.stream, s.lastCallNo])), new CallWriter(writer));
       const { ok, failed, rebuiltPeers } = await rebuilt;
       // A connection the replica no longer holds (closed during the roll-forward)
