@@ -12,8 +12,8 @@
  * while the wrap keeps the clients waiting with zero-window ACKs.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
@@ -21,6 +21,7 @@ import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type
 import { planRebuild } from './rebuild-plan.js';
 import { Reign } from './reign.js';
 import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
+import { makeStateDir } from './state-dir.js';
 import { spawnWrappedServer, stopServer } from './wrapped-server.js';
 
 export type BackupMode = 'hot' | 'cold';
@@ -100,7 +101,7 @@ export class Backup {
   /** A cold backup's second client, for the roll-forward's subscription (one per client). */
   private reader: StableBufferClient | null = null;
   private readonly follower: StableBufferClient;
-  private readonly stateDir = mkdtempSync(join(tmpdir(), 'ftcp-backup-'));
+  private readonly stateDir = makeStateDir('backup');
   private readonly node: string;
   private timers: NodeJS.Timeout[] = [];
   private reign: Reign | null = null;

@@ -10,14 +10,15 @@
  * client the backup serves), and the VIP is given up.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { NswAgent } from '@ftcp/nsw';
 import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
 import { CallWriter, StableBufferClient, type Logger } from '@ftcp/stable-buffer';
 import { Reign } from './reign.js';
 import { capOffloadSizes, type Service } from './service.js';
+import { makeStateDir } from './state-dir.js';
 import { spawnWrappedServer, stopServer } from './wrapped-server.js';
 
 export interface PrimaryOptions {
@@ -41,7 +42,7 @@ export class Primary {
   private wrap: RecordingWrap | null = null;
   private agent: NswAgent | null = null;
   private readonly client: StableBufferClient;
-  private readonly stateDir = mkdtempSync(join(tmpdir(), 'ftcp-primary-'));
+  private readonly stateDir = makeStateDir('primary');
   private timers: NodeJS.Timeout[] = [];
   private reign: Reign | null = null;
   private finish!: (e: PrimaryExit) => void;
