@@ -20,6 +20,8 @@ export const SswErrorCode = {
   NFQUEUE: 'FTCP_ERR_NFQUEUE',
   /** A raw-socket operation failed (open, send); `errno` says why. */
   RAW_SOCKET: 'FTCP_ERR_RAW_SOCKET',
+  /** The kernel refused an rtnetlink request (an address change); `errno` says why. */
+  NETLINK: 'FTCP_ERR_NETLINK',
   /** A network device named in a call does not exist (in this network namespace). */
   NO_SUCH_DEVICE: 'FTCP_ERR_NO_SUCH_DEVICE',
   /** The connection table is full: a connection could not be adopted. */

@@ -146,6 +146,7 @@ export type { AckStrategy, PacketInjector, PacketVerdicts, RecordedPacket, Recor
 export { RecordingWrap } from './recording-wrap.js';
 export type { RecordingWrapOptions, RecordingWrapStatus } from './recording-wrap.js';
 
+export { addLocalAddress, removeLocalAddress } from './address.js';
 export { sendGratuitousArp } from './garp.js';
 export type { GratuitousArpOptions } from './garp.js';
 export { ARP_FRAME, gratuitousArpFrame } from './wire/arp.js';

@@ -54,6 +54,7 @@ export interface NativeAddon {
   RawSocket: new (mark: number) => NativeRawSocket;
   linkAddress(ifname: string): NativeLinkAddress;
   sendFrame(ifindex: number, frame: Uint8Array): number;
+  routeRequest(message: Uint8Array): Buffer;
   NF_DROP: number;
   NF_ACCEPT: number;
   NF_REPEAT: number;

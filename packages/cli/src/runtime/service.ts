@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { addLocalAddress, removeLocalAddress } from '@ftcp/ssw';
 import { ErrorCode, FtcpError } from '@ftcp/stable-buffer';
 
 const run = promisify(execFile);
@@ -33,14 +34,9 @@ async function ip(args: string[]): Promise<string> {
   }
 }
 
-/** True when `vip` is assigned to `iface`. */
-export async function hasVip(iface: string, vip: string): Promise<boolean> {
-  return (await ip(['-o', '-4', 'addr', 'show', 'dev', iface])).includes(` ${vip}/`);
-}
-
 /** Removes the VIP from `iface` if it is there: a primary stepping down gives up the address. */
 export async function dropVip(iface: string, vip: string): Promise<void> {
-  if (await hasVip(iface, vip)) await ip(['addr', 'del', `${vip}/32`, 'dev', iface]);
+  removeLocalAddress(iface, vip);
 }
 
 /**
@@ -52,10 +48,12 @@ export async function capOffloadSizes(iface: string, bytes = 32768): Promise<voi
   await ip(['link', 'set', 'dev', iface, 'gso_max_size', String(bytes), 'gro_max_size', String(bytes)]);
 }
 
-/** Adds the VIP to `iface` as a /32 unless it is there: a promoted backup takes the address. */
+/**
+ * Adds the VIP to `iface` as a /32 unless it is there: a promoted backup
+ * takes the address. Through rtnetlink, not `ip`: a takeover waits on it.
+ */
 export async function addVip(iface: string, vip: string): Promise<void> {
-  // `replace` is idempotent: one `ip` run instead of a check and an add (each costs ~10 ms in a takeover).
-  await ip(['addr', 'replace', `${vip}/32`, 'dev', iface]);
+  addLocalAddress(iface, vip);
 }
 
 /**

@@ -398,11 +398,41 @@ Napi::Value SendFrame(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
+// routeRequest(message) -> reply: one rtnetlink request (NETLINK_ROUTE),
+// built by the caller with NLM_F_ACK, sent on a socket opened for this call
+// only; returns the first reply datagram (the kernel's NLMSG_ERROR ack) for
+// the caller to parse. For rare configuration such as moving the VIP.
+Napi::Value RouteRequest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "routeRequest(message)");
+  Napi::Uint8Array msg = info[0].As<Napi::Uint8Array>();
+  if (msg.ByteLength() < sizeof(nlmsghdr)) throw Napi::RangeError::New(env, "message shorter than a netlink header");
+  const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) throw SysError(env, "socket(AF_NETLINK)", errno);
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, msg.Data(), msg.ByteLength(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
+    const int e = errno;
+    close(fd);
+    throw SysError(env, "sendto(AF_NETLINK)", e);
+  }
+  uint8_t reply[8192];
+  ssize_t n;
+  do {
+    n = recv(fd, reply, sizeof reply, 0);
+  } while (n < 0 && errno == EINTR);
+  const int e = errno;
+  close(fd);
+  if (n < 0) throw SysError(env, "recv(AF_NETLINK)", e);
+  return Napi::Buffer<uint8_t>::Copy(env, reply, static_cast<size_t>(n));
+}
+
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("Queue", Queue::Init(env));
   exports.Set("RawSocket", RawSocket::Init(env));
   exports.Set("linkAddress", Napi::Function::New(env, LinkAddress, "linkAddress"));
   exports.Set("sendFrame", Napi::Function::New(env, SendFrame, "sendFrame"));
+  exports.Set("routeRequest", Napi::Function::New(env, RouteRequest, "routeRequest"));
   exports.Set("NF_DROP", Napi::Number::New(env, NF_DROP));
   exports.Set("NF_ACCEPT", Napi::Number::New(env, NF_ACCEPT));
   exports.Set("NF_REPEAT", Napi::Number::New(env, NF_REPEAT));
