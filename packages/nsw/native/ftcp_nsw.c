@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -58,15 +59,22 @@
 #include <sys/sendfile.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/times.h>
+#include <sys/utsname.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <time.h>
@@ -96,6 +104,11 @@ static void (*real__exit)(int) __attribute__((noreturn));
 static time_t (*real_time)(time_t *);
 static int (*real_gettimeofday)(struct timeval *, void *);
 static int (*real_clock_gettime)(clockid_t, struct timespec *);
+static clock_t (*real_clock)(void);
+static int (*real_getrusage)(int, struct rusage *);
+static clock_t (*real_times)(struct tms *);
+static int (*real_uname)(struct utsname *);
+static int (*real_gethostname)(char *, size_t);
 static ssize_t (*real_getrandom)(void *, size_t, unsigned int);
 static int (*real_getentropy)(void *, size_t);
 static pid_t (*real_getpid)(void);
@@ -143,9 +156,12 @@ static ssize_t (*real_write)(int, const void *, size_t);
 static int (*real_close)(int);
 static int (*real_fcntl)(int, int, ...);
 static int (*real_flock)(int, int);
-/* Only the promotion's rebuild uses these; none is wrapped. */
+/* Wrapped for replicated connections; the promotion's rebuild uses them too. */
 static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
 static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
+static int (*real_shutdown)(int, int);
+static int (*real_ioctl)(int, unsigned long, ...);
+/* Only the promotion's rebuild uses this; not wrapped. */
 static int (*real_bind)(int, const struct sockaddr *, socklen_t);
 /* Flush points only: coalesced records go out before these block or end the image. */
 static int (*real_nanosleep)(const struct timespec *, struct timespec *);
@@ -153,6 +169,14 @@ static int (*real_clock_nanosleep)(clockid_t, int, const struct timespec *, stru
 static unsigned (*real_sleep)(unsigned);
 static int (*real_usleep)(useconds_t);
 static int (*real_pthread_join)(pthread_t, void **);
+/* Timed waits: a clock read right before one was only its deadline. */
+static int (*real_pthread_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+static int (*real_pthread_cond_clockwait)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
+static int (*real_sem_timedwait)(sem_t *, const struct timespec *);
+static int (*real_sem_clockwait)(sem_t *, clockid_t, const struct timespec *);
+static int (*real_sem_wait)(sem_t *);
+static int (*real_sem_trywait)(sem_t *);
+static int (*real_pthread_mutex_timedlock)(pthread_mutex_t *, const struct timespec *);
 static int (*real_execve)(const char *, char *const[], char *const[]);
 static int (*real_execvpe)(const char *, char *const[], char *const[]);
 static int (*real_fexecve)(int, char *const[], char *const[]);
@@ -191,6 +215,16 @@ static uint64_t nsw_lock_domain;
 
 /* ---- per-thread state: one logical stream per thread -------------------- */
 
+/* What a thread's last clock read is while it may still be only a deadline (see "deadline reads"). */
+#define NSW_CLOCK_NONE 0
+#define NSW_CLOCK_KEPT 1   /* record: kept aside, not recorded yet */
+#define NSW_CLOCK_PEEKED 2 /* playback: answered with the primary's record, not consumed yet */
+#define NSW_CLOCK_REAL 3   /* playback: answered with the real clock (the next record was no such read) */
+
+struct nsw_thread;
+static void nsw_clock_settle(struct nsw_thread *t);
+static void nsw_clock_record_locked(struct nsw_thread *t);
+
 /* Bytes of CALL frames a thread coalesces before one write carries them all. */
 #define NSW_OUT_CAP 4096
 
@@ -205,6 +239,12 @@ struct nsw_thread {
   int live;          /* a replica's stream past the primary's last record: records now */
   int went_live;     /* set by nsw_play when the agent says LIVE; read once by the caller */
   uint32_t spawns;   /* posix_spawn() calls made by this stream (system and popen among them) */
+  uint16_t result_flags; /* flags of the last RESULT nsw_play received */
+  /* The thread's last clock read while it may still be only a deadline (see "deadline reads"). */
+  uint8_t clock_state;   /* NSW_CLOCK_* */
+  clockid_t clock_id;
+  int clock_result, clock_err;
+  struct timespec clock_value;
   size_t name_len;
   char name[FTCP_NSW_MAX_NAME + 1];
   /* Coalesced CALL frames not sent yet (see "the channel to the agent"). Every
@@ -379,6 +419,78 @@ static void nsw_name_exec_image(const char *name, size_t len) {
   putenv(nsw_env_name);
 }
 
+/* ---- one address layout in record and playback ---------------------------- */
+
+/*
+ * A replica must compute what its primary computed, and programs derive
+ * values from addresses: OpenSSL mixes its DRBG's heap address and
+ * pthread_self() into its nonce (a signature's DER length then differs),
+ * Python orders sets of objects by id(). With ASLR every run has other
+ * addresses. rr records and replays with ASLR off, and so does this shim:
+ * before anything is recorded, a process whose personality lacks
+ * ADDR_NO_RANDOMIZE sets it and execs its own image again (/proc/self/exe,
+ * the same argv and environment). The pid stays, and nothing was recorded
+ * or named yet (the shim passes every call through until then), so the
+ * streams and their names are those of the image that runs.
+ *
+ * The initial stack also moves with the size of the environment, and
+ * FTCP_NSW_MODE and FTCP_NSW_SOCKET differ between primary and replica:
+ * FTCP_NSW_PAD fills those three entries up to NSW_ENV_BUDGET bytes on both,
+ * so the stack starts at the same address when the rest of the environment
+ * is the same. Children inherit both, so only the first image re-executes.
+ */
+#define NSW_ENV_BUDGET 512
+static const char nsw_pad_key[] = "FTCP_NSW_PAD=";
+
+/* Set by the start-up when this image must run again with the fixed layout: its constructor does it. */
+static int nsw_relayout_pending;
+
+/* Bytes the entries that must fill NSW_ENV_BUDGET take in env (strlen + 1 each); with_pad 0 leaves FTCP_NSW_PAD out. */
+static size_t nsw_layout_env_bytes(char **env, int with_pad) {
+  size_t n = 0;
+  for (; env && *env; env++) {
+    if (!strncmp(*env, "FTCP_NSW_MODE=", 14) || !strncmp(*env, "FTCP_NSW_SOCKET=", 16) ||
+        (with_pad && !strncmp(*env, nsw_pad_key, sizeof nsw_pad_key - 1))) {
+      n += strlen(*env) + 1;
+    }
+  }
+  return n;
+}
+
+/* Whether this image already runs with the layout the other side has too. */
+static int nsw_layout_fixed(void) {
+  int p = personality(0xffffffff);
+  return p != -1 && (p & ADDR_NO_RANDOMIZE) && nsw_layout_env_bytes(environ, 1) == NSW_ENV_BUDGET;
+}
+
+/* Runs this image again with ASLR off and the environment padded; returns only to die. */
+static void __attribute__((noreturn)) nsw_relayout(char **argv) {
+  if (getauxval(AT_SECURE)) nsw_die(FTCP_NSW_EXIT_FATAL, "cannot fix the address layout of a set-user-ID program", "", 0);
+  int p = personality(0xffffffff);
+  if (p == -1 || (!(p & ADDR_NO_RANDOMIZE) && personality((unsigned long)p | ADDR_NO_RANDOMIZE) == -1) ||
+      !(personality(0xffffffff) & ADDR_NO_RANDOMIZE)) {
+    nsw_die(FTCP_NSW_EXIT_FATAL, "cannot turn address randomization off (personality ADDR_NO_RANDOMIZE); ",
+            "record and playback need the same address layout", 50);
+  }
+  static char pad[NSW_ENV_BUDGET];
+  size_t base = nsw_layout_env_bytes(environ, 0), n = 0;
+  if (base + sizeof nsw_pad_key > NSW_ENV_BUDGET) nsw_die(FTCP_NSW_EXIT_FATAL, "FTCP_NSW_SOCKET is too long to pad the environment", "", 0);
+  memcpy(pad, nsw_pad_key, sizeof nsw_pad_key - 1);
+  memset(pad + sizeof nsw_pad_key - 1, 'x', NSW_ENV_BUDGET - base - sizeof nsw_pad_key);
+  pad[NSW_ENV_BUDGET - base - 1] = 0;
+  while (environ && environ[n]) n++;
+  char **env = malloc((n + 2) * sizeof *env);
+  if (!env) nsw_die(FTCP_NSW_EXIT_FATAL, "no memory to fix the address layout", "", 0);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strncmp(environ[i], nsw_pad_key, sizeof nsw_pad_key - 1) != 0) env[k++] = environ[i];
+  }
+  env[k++] = pad;
+  env[k] = NULL;
+  real_execve("/proc/self/exe", argv, env);
+  nsw_die(FTCP_NSW_EXIT_FATAL, "cannot exec /proc/self/exe again with the fixed address layout", "", 0);
+}
+
 static void nsw_init_impl(void) {
   /* Resolve write and _exit first so that failures below can be reported. */
   real_write = nsw_resolve("write");
@@ -386,6 +498,11 @@ static void nsw_init_impl(void) {
   real_time = nsw_resolve("time");
   real_gettimeofday = nsw_resolve("gettimeofday");
   real_clock_gettime = nsw_resolve("clock_gettime");
+  real_clock = nsw_resolve("clock");
+  real_getrusage = nsw_resolve("getrusage");
+  real_times = nsw_resolve("times");
+  real_uname = nsw_resolve("uname");
+  real_gethostname = nsw_resolve("gethostname");
   real_getrandom = nsw_resolve("getrandom");
   real_getentropy = nsw_resolve("getentropy");
   real_getpid = nsw_resolve("getpid");
@@ -433,12 +550,21 @@ static void nsw_init_impl(void) {
   real_flock = nsw_resolve("flock");
   real_setsockopt = nsw_resolve("setsockopt");
   real_getsockopt = nsw_resolve("getsockopt");
+  real_shutdown = nsw_resolve("shutdown");
+  real_ioctl = nsw_resolve("ioctl");
   real_bind = nsw_resolve("bind");
   real_nanosleep = nsw_resolve("nanosleep");
   real_clock_nanosleep = nsw_resolve("clock_nanosleep");
   real_sleep = nsw_resolve("sleep");
   real_usleep = nsw_resolve("usleep");
   real_pthread_join = nsw_resolve("pthread_join");
+  real_pthread_cond_timedwait = nsw_resolve("pthread_cond_timedwait");
+  real_pthread_cond_clockwait = nsw_resolve("pthread_cond_clockwait");
+  real_sem_timedwait = nsw_resolve("sem_timedwait");
+  real_sem_clockwait = nsw_resolve("sem_clockwait");
+  real_sem_wait = nsw_resolve("sem_wait");
+  real_sem_trywait = nsw_resolve("sem_trywait");
+  real_pthread_mutex_timedlock = nsw_resolve("pthread_mutex_timedlock");
   real_execve = nsw_resolve("execve");
   real_execvpe = nsw_resolve("execvpe");
   real_fexecve = nsw_resolve("fexecve");
@@ -485,6 +611,13 @@ static void nsw_init_impl(void) {
     nsw_service_port = (uint16_t)v;
   }
 
+  if (!nsw_layout_fixed()) {
+    /* Nothing is recorded, named or changed before the constructor runs this image again. */
+    nsw_relayout_pending = 1;
+    nsw_mode = FTCP_NSW_MODE_OFF;
+    return;
+  }
+
   nsw_name_exec_image(nsw_root_name, nsw_root_len);
   nsw_pid = real_getpid();
   nsw_main_self = &nsw_self;
@@ -525,7 +658,13 @@ static void nsw_init(void) {
   __atomic_store_n(&nsw_ready, 1, __ATOMIC_RELEASE);
 }
 
-__attribute__((constructor)) static void nsw_ctor(void) { nsw_init(); }
+/* glibc gives constructors of the initial objects argc, argv and the environment. */
+__attribute__((constructor)) static void nsw_ctor(int argc, char **argv, char **envp) {
+  (void)argc;
+  (void)envp;
+  nsw_init();
+  if (nsw_relayout_pending) nsw_relayout(argv);
+}
 
 /* Every wrapper starts with this: a call may arrive before our constructor ran. */
 #define NSW_INIT()                                                                \
@@ -580,6 +719,12 @@ static void nsw_flush_locked(struct nsw_thread *t) {
 static void __attribute__((noinline)) nsw_flush_self(void) {
   struct nsw_thread *t = &nsw_self;
   int saved = errno;
+  if (t->clock_state) {
+    /* A flush point after a clock read: the read was more than a deadline. */
+    t->busy = 1;
+    nsw_clock_settle(t);
+    t->busy = 0;
+  }
   nsw_out_lock(t);
   nsw_flush_locked(t);
   nsw_out_unlock(t);
@@ -587,9 +732,9 @@ static void __attribute__((noinline)) nsw_flush_self(void) {
 }
 
 /* Before a call that may block: this thread's coalesced records go out first. */
-#define NSW_FLUSH()                                                              \
-  do {                                                                           \
-    if (NSW_UNLIKELY(nsw_self.out_len) && !nsw_self.busy) nsw_flush_self(); \
+#define NSW_FLUSH()                                                                                \
+  do {                                                                                             \
+    if (NSW_UNLIKELY(nsw_self.out_len | nsw_self.clock_state) && !nsw_self.busy) nsw_flush_self(); \
   } while (0)
 
 /*
@@ -601,11 +746,19 @@ static void __attribute__((noinline)) nsw_flush_self(void) {
 static void nsw_flush_all(void) {
   if (nsw_mode == FTCP_NSW_MODE_OFF || real_getpid() != nsw_pid) return;
   int saved = errno;
+  /* This thread's clock read counts. */
+  if (nsw_self.clock_state && !nsw_self.busy) {
+    nsw_self.busy = 1;
+    nsw_clock_settle(&nsw_self);
+    nsw_self.busy = 0;
+  }
   pthread_mutex_lock(&nsw_threads_lock);
   for (int i = 0; i < NSW_MAX_THREADS; i++) {
     struct nsw_thread *t = nsw_threads[i];
     if (!t) continue;
     nsw_out_lock(t);
+    /* What this output shows may depend on another thread's clock read too (see "deadline reads"). */
+    if (t != &nsw_self && t->clock_state == NSW_CLOCK_KEPT) nsw_clock_record_locked(t);
     nsw_flush_locked(t);
     nsw_out_unlock(t);
   }
@@ -613,9 +766,13 @@ static void nsw_flush_all(void) {
   errno = saved;
 }
 
+static void nsw_stream_end(void);
+
 /* The process ends: every thread's coalesced records go out, and any recorded after (a destructor's) at once. */
 static void nsw_exiting(void) {
   if (nsw_mode == FTCP_NSW_MODE_OFF || real_getpid() != nsw_pid) return; /* a vfork child must not change its parent */
+  static int ended;
+  if (!__atomic_exchange_n(&ended, 1, __ATOMIC_ACQ_REL)) nsw_stream_end();
   __atomic_store_n(&nsw_unbuffered, 1, __ATOMIC_RELEASE);
   nsw_flush_all();
 }
@@ -752,6 +909,15 @@ static void nsw_name_thread(struct nsw_thread *t, const char *name, size_t len) 
   t->stable = 0;
   t->out_len = 0;
   t->out_lock = 0;
+  t->clock_state = 0;
+  /*
+   * A new stream (a thread, a forked child) starts in playback even when its
+   * creator went live: the primary's log may hold records of a stream of
+   * that name (it started before its creator's records were lost), and the
+   * agent answers its first PLAY with LIVE when it holds none. Starting
+   * live would send records for a stream the agent still plays back.
+   */
+  t->live = 0;
 }
 
 /* The main thread takes the root name; any thread we did not create is unnamed. */
@@ -779,6 +945,8 @@ static inline int nsw_begin(void) {
   if (t->busy) return NSW_PASS;
   if (NSW_UNLIKELY(!t->named) && !nsw_name_first(t)) return NSW_PASS;
   t->busy = 1;
+  /* Another call after a clock read: that read was more than a deadline. */
+  if (NSW_UNLIKELY(t->clock_state)) nsw_clock_settle(t);
   return nsw_mode == FTCP_NSW_MODE_RECORD || t->live ? NSW_RECORD : NSW_PLAY;
 }
 
@@ -790,13 +958,12 @@ static inline void nsw_end(int err) {
 
 /* Record mode: sends the call's outcome; the shim does not wait (FT-TCP 3.4:
  * only output waits for stability, in an output commit). */
-static void nsw_record(uint16_t kind, uint64_t arg, int64_t result, int err, const void *payload, size_t len) {
-  struct nsw_thread *t = &nsw_self;
-  int fd = nsw_channel(t);
+/* Appends a record to t's coalescing buffer; t's channel is open and t->out_lock held (another thread may be the caller). */
+static void nsw_record_locked(struct nsw_thread *t, uint16_t kind, uint64_t arg, int64_t result, int err, const void *payload, size_t len) {
+  int fd = t->fd;
   struct ftcp_nsw_call c = {++t->call_no, kind, 0, err, result, arg, (uint32_t)len, payload};
   size_t need = FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + len;
   if (len > FTCP_NSW_MAX_PAYLOAD) nsw_fatal("a call payload is too large in stream ");
-  nsw_out_lock(t);
   if (t->out_len + need > sizeof t->out) nsw_flush_locked(t);
   if (NSW_LIKELY(need <= sizeof t->out)) {
     t->out_len += (uint32_t)ftcp_nsw_encode_call(t->out + t->out_len, sizeof t->out - t->out_len, FTCP_NSW_MSG_CALL, &c);
@@ -808,6 +975,13 @@ static void nsw_record(uint16_t kind, uint64_t arg, int64_t result, int err, con
     nsw_send_all(fd, head, sizeof head);
     nsw_send_all(fd, payload, len);
   }
+}
+
+static void nsw_record(uint16_t kind, uint64_t arg, int64_t result, int err, const void *payload, size_t len) {
+  struct nsw_thread *t = &nsw_self;
+  nsw_channel(t);
+  nsw_out_lock(t);
+  nsw_record_locked(t, kind, arg, result, err, payload, len);
   nsw_out_unlock(t);
 }
 
@@ -871,13 +1045,15 @@ static int64_t nsw_play_iov(uint16_t kind, uint64_t arg, uint16_t flags, int64_t
                             const struct iovec *out, int out_n, int *out_err) {
   struct nsw_thread *t = &nsw_self;
   int fd = nsw_channel(t);
-  struct ftcp_nsw_call c = {++t->call_no, kind, flags, err, result, arg, (uint32_t)len, payload};
+  struct ftcp_nsw_call c = {0, kind, flags, err, result, arg, (uint32_t)len, payload};
   unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + 64];
+  struct ftcp_nsw_call r;
+  c.call_no = ++t->call_no;
   size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, &c);
   if (!n) nsw_fatal("a call payload is too large in stream ");
   nsw_send_frame(t, buf, n);
-  struct ftcp_nsw_call r;
   nsw_recv_result(fd, buf, &r);
+  t->result_flags = r.flags;
   if (r.flags & FTCP_NSW_CALL_F_LIVE) {
     /* Going live: this call is performed for real and recorded under the same number.
      * Before it is, the process's replicated connections become real sockets. */
@@ -988,10 +1164,196 @@ NSW_EXPORT int gettimeofday(struct timeval *restrict tv_, void *restrict tz) {
   NSW_QUERY(int, FTCP_NSW_KIND_GETTIMEOFDAY, 0, real_gettimeofday(tv, tz), tv, tv ? sizeof *tv : 0, tv ? sizeof *tv : 0);
 }
 
+/*
+ * Deadline reads. A thread that waits with a timeout often reads the clock
+ * only to compute the wait's deadline, and how often it waits can depend on
+ * scheduling: CPython's GIL makes one timed wait, with one clock_gettime,
+ * each time a thread finds the GIL held, so a replica's thread would make
+ * reads its primary's did not, or the reverse. Such a read is not part of
+ * the stream: record mode keeps a clock_gettime aside (NSW_CLOCK_KEPT) and
+ * records it only when the thread's next event is another call or a flush
+ * point; when it is a timed wait (pthread_cond_timedwait and the others
+ * below), the read is dropped. Playback cannot know what comes next either:
+ * it asks for the stream's next record without consuming it (TENTATIVE).
+ * If that is this clock read, the replica gets the primary's value
+ * (NSW_CLOCK_PEEKED) and the next call consumes the record, or a timed wait
+ * leaves it for the next read; if it is not, the replica gets its own clock
+ * (NSW_CLOCK_REAL), which is right for a deadline and a divergence for
+ * anything else (reported at the next call). Only clock_gettime is treated
+ * so. Another thread's output commit records a read kept aside as it does
+ * every buffered record (what that output shows may depend on it): the
+ * window in which a deadline read is kept is a few instructions, from the
+ * clock read to the wait, where a program's read waits for its thread's
+ * next call; a deadline read caught there is a divergence, loudly.
+ */
+
+/* The thread's clock read was more than a deadline: record mode records it; playback lets the next PLAY consume it, or stops. */
+/* Records t's kept clock read; out_lock held (by t, or by another thread's flush). */
+static void nsw_clock_record_locked(struct nsw_thread *t) {
+  t->clock_state = NSW_CLOCK_NONE;
+  nsw_record_locked(t, FTCP_NSW_KIND_CLOCK_GETTIME, (uint64_t)t->clock_id, t->clock_result, t->clock_err, &t->clock_value,
+                    t->clock_result == 0 ? sizeof t->clock_value : 0);
+}
+
+static void nsw_clock_settle(struct nsw_thread *t) {
+  int state = t->clock_state;
+  if (state == NSW_CLOCK_KEPT) {
+    /* Under out_lock: another thread's flush may record it first (then it is gone from here). */
+    nsw_channel(t);
+    nsw_out_lock(t);
+    if (t->clock_state == NSW_CLOCK_KEPT) nsw_clock_record_locked(t);
+    nsw_out_unlock(t);
+    return;
+  }
+  t->clock_state = NSW_CLOCK_NONE;
+  if (state == NSW_CLOCK_REAL) {
+    /* The replica used a clock read the primary never made: the agent sees the record that is there instead. */
+    int e = 0;
+    struct timespec ts;
+    t->call_no--;
+    (void)nsw_play(FTCP_NSW_KIND_CLOCK_GETTIME, (uint64_t)t->clock_id, 0, 0, 0, NULL, 0, &ts, sizeof ts, &e);
+    nsw_die(FTCP_NSW_EXIT_DIVERGED, "a clock read the primary did not make was more than a deadline, in stream ", t->name, t->name_len);
+  }
+}
+
+/* Before a timed wait: the thread's clock read, if it was its last event, was only this wait's deadline. */
+static void nsw_clock_deadline(void) {
+  struct nsw_thread *t = &nsw_self;
+  if (NSW_LIKELY(!t->clock_state) || t->busy) return;
+  if (t->clock_state == NSW_CLOCK_KEPT) {
+    nsw_out_lock(t); /* another thread's flush may be recording it */
+    t->clock_state = NSW_CLOCK_NONE;
+    nsw_out_unlock(t);
+    return;
+  }
+  t->call_no--; /* its number goes to the next call */
+  t->clock_state = NSW_CLOCK_NONE;
+}
+
 /* Wrapped because: every clock (realtime, monotonic, CPU time) differs between hosts and runs. */
 NSW_EXPORT int clock_gettime(clockid_t id, struct timespec *ts_) {
   struct timespec *ts = nsw_launder(ts_);
-  NSW_QUERY(int, FTCP_NSW_KIND_CLOCK_GETTIME, (uint64_t)id, real_clock_gettime(id, ts), ts, ts ? sizeof *ts : 0, ts ? sizeof *ts : 0);
+  NSW_INIT();
+  int mode = nsw_begin();
+  if (NSW_LIKELY(mode == NSW_PASS)) return real_clock_gettime(id, ts);
+  struct nsw_thread *t = &nsw_self;
+  int saved = errno, e = 0, r;
+  if (mode == NSW_PLAY) {
+    r = (int)nsw_play(FTCP_NSW_KIND_CLOCK_GETTIME, (uint64_t)id, FTCP_NSW_CALL_F_TENTATIVE, 0, 0, NULL, 0, ts, ts ? sizeof *ts : 0, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      t->clock_state = NSW_CLOCK_PEEKED;
+      if (t->result_flags & FTCP_NSW_CALL_F_NOMATCH) {
+        r = real_clock_gettime(id, ts);
+        e = r < 0 ? errno : 0;
+        t->clock_state = NSW_CLOCK_REAL;
+      }
+      t->clock_id = id;
+      nsw_end(e ? e : saved);
+      return r;
+    }
+    errno = saved;
+  }
+  nsw_channel(t); /* registered: an output commit of another thread records the read if it must */
+  r = real_clock_gettime(id, ts);
+  e = r < 0 ? errno : 0;
+  t->clock_id = id;
+  t->clock_result = r;
+  t->clock_err = e;
+  if (r == 0) t->clock_value = *ts;
+  nsw_out_lock(t);
+  t->clock_state = NSW_CLOCK_KEPT;
+  nsw_out_unlock(t);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: a clock read right before it was only its deadline (see "deadline reads"). */
+NSW_EXPORT int pthread_cond_timedwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict m, const struct timespec *restrict at) {
+  NSW_INIT();
+  nsw_clock_deadline();
+  NSW_FLUSH();
+  return real_pthread_cond_timedwait(c, m, at);
+}
+
+/* Wrapped because: the same as pthread_cond_timedwait, with its clock named. */
+NSW_EXPORT int pthread_cond_clockwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict m, clockid_t id, const struct timespec *restrict at) {
+  NSW_INIT();
+  nsw_clock_deadline();
+  NSW_FLUSH();
+  return real_pthread_cond_clockwait(c, m, id, at);
+}
+
+/* Wrapped because: a clock read right before it was only its deadline (CPython's lock.acquire(timeout=...)). */
+NSW_EXPORT int sem_timedwait(sem_t *restrict sem, const struct timespec *restrict at) {
+  NSW_INIT();
+  nsw_clock_deadline();
+  NSW_FLUSH();
+  return real_sem_timedwait(sem, at);
+}
+
+/* Wrapped because: the same as sem_timedwait, with its clock named. */
+NSW_EXPORT int sem_clockwait(sem_t *restrict sem, clockid_t id, const struct timespec *restrict at) {
+  NSW_INIT();
+  nsw_clock_deadline();
+  NSW_FLUSH();
+  return real_sem_clockwait(sem, id, at);
+}
+
+/*
+ * Wrapped because: CPython 3.11 reads the monotonic clock for a deadline in
+ * every lock acquisition, also when it then waits without one or only tries;
+ * how many acquisitions a lock takes (a try, then a wait) depends on
+ * scheduling. The clock read right before was nothing more.
+ */
+NSW_EXPORT int sem_wait(sem_t *sem) {
+  NSW_INIT();
+  nsw_clock_deadline();
+  NSW_FLUSH();
+  return real_sem_wait(sem);
+}
+
+/* Wrapped because: the same as sem_wait (a try never blocks: no flush point). */
+NSW_EXPORT int sem_trywait(sem_t *sem) {
+  NSW_INIT();
+  nsw_clock_deadline();
+  return real_sem_trywait(sem);
+}
+
+/* Wrapped because: a clock read right before it was only its deadline. */
+NSW_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *restrict m, const struct timespec *restrict at) {
+  NSW_INIT();
+  nsw_clock_deadline();
+  NSW_FLUSH();
+  return real_pthread_mutex_timedlock(m, at);
+}
+
+/* Wrapped because: the CPU time a process used differs between runs (glibc's clock reads it internally). */
+NSW_EXPORT clock_t clock(void) { NSW_QUERY(clock_t, FTCP_NSW_KIND_CLOCK, 0, real_clock(), NULL, 0, 0); }
+
+/* Wrapped because: CPU times and resource counts differ between runs (iperf3 reports them). */
+NSW_EXPORT int getrusage(int who, struct rusage *ru_) {
+  struct rusage *ru = nsw_launder(ru_);
+  NSW_QUERY(int, FTCP_NSW_KIND_GETRUSAGE, (uint64_t)(uint32_t)who, real_getrusage(who, ru), ru, ru ? sizeof *ru : 0, ru ? sizeof *ru : 0);
+}
+
+/* Wrapped because: CPU times and the ticks since boot differ between runs and hosts. */
+NSW_EXPORT clock_t times(struct tms *t_) {
+  struct tms *t = nsw_launder(t_);
+  NSW_QUERY(clock_t, FTCP_NSW_KIND_TIMES, 0, real_times(t), t, t ? sizeof *t : 0, t ? sizeof *t : 0);
+}
+
+/* ---- the host: the backup's name is not the primary's ----------------- */
+
+/* Wrapped because: the node name (and kernel release) of the backup's host is not the primary's. */
+NSW_EXPORT int uname(struct utsname *u_) {
+  struct utsname *u = nsw_launder(u_);
+  NSW_QUERY(int, FTCP_NSW_KIND_UNAME, 0, real_uname(u), u, u ? sizeof *u : 0, u ? sizeof *u : 0);
+}
+
+/* Wrapped because: the same as uname (glibc's gethostname calls uname internally). */
+NSW_EXPORT int gethostname(char *name, size_t len) {
+  size_t n = nsw_cap(len);
+  NSW_QUERY(int, FTCP_NSW_KIND_GETHOSTNAME, n, real_gethostname(name, n), name, n, n);
 }
 
 /* ---- randomness: seeds, session ids, keys (FT-TCP 3.8, HotSwap's OpenSSL) -- */
@@ -1412,6 +1774,28 @@ static uint64_t nsw_iov_hash(const struct iovec *iov, int n, size_t sent) {
   return h;
 }
 
+static void nsw_opts_drop(uint64_t key);
+static int64_t nsw_now_ms(void);
+
+/*
+ * How long a replayed accept waits for the primary's descriptor number to
+ * be free. In a thread-per-connection server another thread closes the
+ * previous connection (no recorded call) and the kernel gives its number to
+ * the next accept; in the replica that thread may not have closed it yet.
+ */
+#define NSW_FD_FREE_WAIT_MS 10000
+
+/* Waits until descriptor fd is closed (bounded); true when it is free. */
+static int nsw_await_free_fd(int fd) {
+  int64_t deadline = nsw_now_ms() + NSW_FD_FREE_WAIT_MS;
+  while (real_fcntl(fd, F_GETFD) != -1) {
+    if (nsw_now_ms() > deadline) return 0;
+    struct timespec ms = {0, 1000000};
+    real_nanosleep(&ms, NULL);
+  }
+  return 1;
+}
+
 /*
  * accept and accept4. Record: a connection accepted from the service's
  * socket becomes replicated; the record keeps its descriptor number and
@@ -1434,7 +1818,7 @@ static int nsw_accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, in
     if (NSW_LIKELY(!nsw_went_live())) {
       if (r >= 0) {
         /* The primary's descriptor number must be free here too, or the replica has diverged. */
-        if (r >= NSW_FDS || real_fcntl(r, F_GETFD) != -1) {
+        if (r >= NSW_FDS || !nsw_await_free_fd(r)) {
           nsw_die(FTCP_NSW_EXIT_DIVERGED, "accept: the primary's descriptor number is taken in stream ", nsw_self.name,
                   nsw_self.name_len);
         }
@@ -1451,6 +1835,7 @@ static int nsw_accept_common(int lfd, struct sockaddr *addr, socklen_t *alen, in
         /* The agent sent the peer address as the payload; its length is the record's. */
         socklen_t plen = (socklen_t)(peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
         nsw_conn_keys[r] = ftcp_nsw_hash(FTCP_NSW_HASH_INIT, &peer, plen);
+        nsw_opts_drop(nsw_conn_keys[r]); /* an earlier connection from the same address */
         if (addr && alen) {
           memcpy(addr, &peer, *alen < plen ? *alen : plen);
           *alen = plen;
@@ -1807,6 +2192,218 @@ NSW_EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count) {
 /* Wrapped because: the same as sendfile, under its large-file name. */
 NSW_EXPORT ssize_t sendfile64(int out, int in, off_t *offset, size_t count) { return sendfile(out, in, offset, count); }
 
+/* ---- the socket of a replicated connection: options, shutdown, queue sizes -- */
+
+/*
+ * A replica's replicated descriptor is a placeholder (a unix socket) until
+ * promotion, so socket-level calls on it cannot be performed: a TCP option
+ * fails there (iperf3 then gives up, and a replica that ends like that must
+ * never look like a clean exit), and an answer (TCP_INFO, SO_DOMAIN, the
+ * bytes queued) would be the placeholder's. They are recorded and answered
+ * from the record like every other call. What the program set or shut down
+ * on the placeholder is kept by connection and done again on the rebuilt
+ * socket at promotion (nsw_opts_apply, nsw_opts_shutdown).
+ */
+#define NSW_OPTS 4096
+#define NSW_OPT_SHUTDOWN (-1)       /* level of an entry that is a shutdown; name is how */
+#define NSW_OPT_UNREPEATABLE 0xffffu /* len of an option that cannot be set again (kTLS keys, a long value) */
+static struct {
+  uint64_t key;
+  int level, name;
+  uint32_t len; /* 0 when the slot is free */
+  unsigned char value[FTCP_NSW_SOCKOPT_CMP];
+} nsw_opts[NSW_OPTS];
+static int nsw_opts_used;
+static pthread_mutex_t nsw_opts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+
+/* Keeps (or replaces) what the program set on connection key's placeholder. */
+static void nsw_opts_keep(uint64_t key, int level, int name, const void *value, socklen_t len) {
+  /* kTLS state is the kernel's record sequence at the time it was set: it cannot be set again later. */
+  int unrepeatable = !value || len == 0 || len > FTCP_NSW_SOCKOPT_CMP || level == SOL_TLS || (level == IPPROTO_TCP && name == TCP_ULP);
+  pthread_mutex_lock(&nsw_opts_lock);
+  int slot = -1;
+  for (int i = 0; i < nsw_opts_used; i++) {
+    if (nsw_opts[i].len && nsw_opts[i].key == key && nsw_opts[i].level == level && nsw_opts[i].name == name) {
+      slot = i;
+      break;
+    }
+    if (!nsw_opts[i].len && slot < 0 && level != NSW_OPT_SHUTDOWN) slot = i; /* order matters for shutdowns: append */
+  }
+  if (slot < 0 && nsw_opts_used < NSW_OPTS) slot = nsw_opts_used++;
+  if (slot < 0) {
+    pthread_mutex_unlock(&nsw_opts_lock);
+    nsw_fatal("too many socket options on replicated connections to keep for promotion, stream ");
+  }
+  nsw_opts[slot].key = key;
+  nsw_opts[slot].level = level;
+  nsw_opts[slot].name = name;
+  nsw_opts[slot].len = unrepeatable ? NSW_OPT_UNREPEATABLE : (uint32_t)len;
+  if (!unrepeatable) memcpy(nsw_opts[slot].value, value, len);
+  pthread_mutex_unlock(&nsw_opts_lock);
+}
+
+/* Forgets what was kept for connection key (a new connection from the same peer, or its last descriptor closed). */
+static void nsw_opts_drop(uint64_t key) {
+  pthread_mutex_lock(&nsw_opts_lock);
+  for (int i = 0; i < nsw_opts_used; i++) {
+    if (nsw_opts[i].len && nsw_opts[i].key == key) nsw_opts[i].len = 0;
+  }
+  while (nsw_opts_used > 0 && !nsw_opts[nsw_opts_used - 1].len) nsw_opts_used--;
+  pthread_mutex_unlock(&nsw_opts_lock);
+}
+
+/*
+ * Sets again, on the rebuilt socket fd, every option the program set on
+ * connection key's placeholder (shutdowns: apply_shutdowns). Returns 0, or
+ * -1 with errno (ENOTSUP for an option that cannot be set again).
+ */
+static int nsw_opts_apply(uint64_t key, int fd, int apply_shutdowns) {
+  int r = 0, e = 0;
+  pthread_mutex_lock(&nsw_opts_lock);
+  for (int i = 0; i < nsw_opts_used && r == 0; i++) {
+    if (!nsw_opts[i].len || nsw_opts[i].key != key || (nsw_opts[i].level == NSW_OPT_SHUTDOWN) != apply_shutdowns) continue;
+    if (nsw_opts[i].len == NSW_OPT_UNREPEATABLE) {
+      r = -1;
+      e = ENOTSUP;
+    } else if (apply_shutdowns) {
+      r = real_shutdown(fd, nsw_opts[i].name);
+      e = errno;
+    } else {
+      r = real_setsockopt(fd, nsw_opts[i].level, nsw_opts[i].name, nsw_opts[i].value, nsw_opts[i].len);
+      e = errno;
+    }
+  }
+  pthread_mutex_unlock(&nsw_opts_lock);
+  errno = e;
+  return r;
+}
+
+/* Wrapped because: a replica's replicated descriptor is a placeholder that has no TCP options (see above). */
+NSW_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_setsockopt(fd, level, name, value, len);
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return real_setsockopt(fd, level, name, value, len);
+  int saved = errno, e = 0, r;
+  uint64_t arg = FTCP_NSW_SOCKOPT_ARG(level, name, 0);
+  size_t cmp = value ? (len < FTCP_NSW_SOCKOPT_CMP ? len : FTCP_NSW_SOCKOPT_CMP) : 0;
+  if (mode == NSW_PLAY) {
+    unsigned char echo[FTCP_NSW_SOCKOPT_CMP];
+    r = (int)nsw_play(FTCP_NSW_KIND_SOCKOPT, arg, 0, 0, 0, value, cmp, echo, sizeof echo, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if (r == 0) nsw_opts_keep(nsw_conn_keys[fd], level, name, value, len);
+      nsw_end(e ? e : saved);
+      return r;
+    }
+  }
+  r = real_setsockopt(fd, level, name, value, len);
+  e = r < 0 ? errno : 0;
+  nsw_record(FTCP_NSW_KIND_SOCKOPT, arg, r, e, value, cmp);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: on a placeholder the answer would be a unix socket's (TCP_INFO, SO_DOMAIN), not the primary's. */
+NSW_EXPORT int getsockopt(int fd, int level, int name, void *restrict value, socklen_t *restrict len_) {
+  NSW_INIT();
+  socklen_t *len = nsw_launder(len_);
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_getsockopt(fd, level, name, value, len);
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return real_getsockopt(fd, level, name, value, len);
+  int saved = errno, e = 0, r;
+  uint64_t arg = FTCP_NSW_SOCKOPT_ARG(level, name, 1);
+  /* The payload: the option's length, then its value. */
+  unsigned char rec[FTCP_NSW_MAX_PAYLOAD];
+  size_t cap = value && len ? *len : 0;
+  if (cap > sizeof rec - 4) cap = sizeof rec - 4;
+  if (mode == NSW_PLAY) {
+    memset(rec, 0, 4);
+    r = (int)nsw_play(FTCP_NSW_KIND_SOCKOPT, arg, 0, 0, 0, NULL, 0, rec, 4 + cap, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if (r == 0 && len) {
+        socklen_t got = (socklen_t)ftcp_get_u32(rec);
+        if (got > cap) got = (socklen_t)cap;
+        if (value) memcpy(value, rec + 4, got);
+        *len = got;
+      }
+      nsw_end(e ? e : saved);
+      return r;
+    }
+  }
+  socklen_t got = (socklen_t)cap;
+  r = real_getsockopt(fd, level, name, cap ? rec + 4 : value, cap ? &got : len);
+  e = r < 0 ? errno : 0;
+  if (r == 0 && cap) {
+    if (got > cap) got = (socklen_t)cap;
+    memcpy(value, rec + 4, got);
+    *len = got;
+  }
+  ftcp_put_u32(rec, r == 0 && cap ? (uint32_t)got : 0);
+  nsw_record(FTCP_NSW_KIND_SOCKOPT, arg, r, e, rec, r == 0 ? 4 + (size_t)(cap ? got : 0) : 0);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* Wrapped because: a placeholder cannot send the FIN; the rebuilt socket does it at promotion. */
+NSW_EXPORT int shutdown(int fd, int how) {
+  NSW_INIT();
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_shutdown(fd, how);
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return real_shutdown(fd, how);
+  int saved = errno, e = 0, r;
+  if (mode == NSW_PLAY) {
+    r = (int)nsw_play(FTCP_NSW_KIND_SHUTDOWN, (uint64_t)how, 0, 0, 0, NULL, 0, NULL, 0, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if (r == 0) nsw_opts_keep(nsw_conn_keys[fd], NSW_OPT_SHUTDOWN, how, &how, sizeof how);
+      nsw_end(e ? e : saved);
+      return r;
+    }
+  }
+  r = real_shutdown(fd, how);
+  e = r < 0 ? errno : 0;
+  nsw_record(FTCP_NSW_KIND_SHUTDOWN, (uint64_t)how, r, e, NULL, 0);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
+/* The ioctls whose answer is the connection's queue sizes (SIOCINQ is FIONREAD, SIOCOUTQ is TIOCOUTQ). */
+static int nsw_is_queue_ioctl(unsigned long req) { return req == FIONREAD || req == SIOCOUTQ || req == SIOCOUTQNSD; }
+
+/*
+ * Wrapped because: how many bytes a connection has queued depends on timing,
+ * and a placeholder has none. Every other request passes through.
+ */
+NSW_EXPORT int ioctl(int fd, unsigned long req, ...) {
+  NSW_INIT();
+  va_list ap;
+  va_start(ap, req);
+  void *argp = va_arg(ap, void *); /* every ioctl argument fits a pointer, as glibc reads it */
+  va_end(ap);
+  if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN || !nsw_is_queue_ioctl(req))) return real_ioctl(fd, req, argp);
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return real_ioctl(fd, req, argp);
+  int saved = errno, e = 0, r;
+  unsigned char v[4] = {0};
+  if (mode == NSW_PLAY) {
+    r = (int)nsw_play(FTCP_NSW_KIND_IOCTL, req, 0, 0, 0, NULL, 0, v, sizeof v, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      if (r == 0 && argp) *(int *)argp = (int)ftcp_get_u32(v);
+      nsw_end(e ? e : saved);
+      return r;
+    }
+  }
+  r = real_ioctl(fd, req, argp);
+  e = r < 0 ? errno : 0;
+  if (r == 0 && argp) ftcp_put_u32(v, (uint32_t) * (int *)argp);
+  nsw_record(FTCP_NSW_KIND_IOCTL, req, r, e, v, r == 0 ? sizeof v : 0);
+  nsw_end(e ? e : saved);
+  return r;
+}
+
 /* ---- promotion: placeholders become rebuilt TCP sockets (DESIGN "Failover", step 4) -- */
 
 /*
@@ -1965,9 +2562,16 @@ static int nsw_rebuild(int fd, const struct ftcp_nsw_rebuild *rb, uint16_t *step
   *step = FTCP_NSW_ADOPT_STEP_EPOLL;
   *step_name = "epoll re-registration";
   if (nsw_ep_rearm(fd, 1) != 0) goto abandon;
+  *step = FTCP_NSW_ADOPT_STEP_OPTIONS;
+  *step_name = "socket options set on the placeholder";
+  if (nsw_opts_apply(nsw_conn_keys[fd], fd, 0) != 0) goto abandon;
   *step = FTCP_NSW_ADOPT_STEP_OUTQ;
   *step_name = "unacknowledged outstream";
   if (nsw_write_outq(fd, rb->outq, rb->outq_len) != 0) goto abandon;
+  /* After the outstream: a FIN the program asked for follows its last byte. */
+  *step = FTCP_NSW_ADOPT_STEP_SHUTDOWN;
+  *step_name = "shutdown made on the placeholder";
+  if (nsw_opts_apply(nsw_conn_keys[fd], fd, 1) != 0) goto abandon;
   *step = FTCP_NSW_ADOPT_STEP_NONE;
   *step_name = NULL;
   return 0;
@@ -2059,6 +2663,7 @@ static int nsw_adopt_one(struct nsw_thread *t, int fd) {
   const char *step_name;
   int err = nsw_rebuild(fd, &rb, &step, &step_name);
   nsw_placeholder_set(fd, NSW_PH_NONE);
+  nsw_opts_drop(key); /* from now on the socket is real: what the program sets is set */
   free(body);
   nsw_adopt_report(t, fd, key, err, step, step_name, NULL, 0);
   return err;
@@ -2435,13 +3040,34 @@ struct nsw_start {
   void *(*fn)(void *);
   void *arg;
   size_t name_len;
-  int live; /* a thread created by a live stream is live from the start */
   char name[FTCP_NSW_MAX_NAME + 1];
 };
+
+/*
+ * A stream ends with an END call (a thread's at its exit; the process's at
+ * exit or _exit, in the thread that ends it): a replica's stream that ends
+ * where its primary's went on stops as diverged instead of looking like a
+ * clean exit, and a tentative clock read at a stream's end finds a record.
+ */
+static void nsw_stream_end(void) {
+  int mode = nsw_begin();
+  if (mode == NSW_PASS) return;
+  int saved = errno, e = 0;
+  if (mode == NSW_PLAY) {
+    (void)nsw_play(FTCP_NSW_KIND_END, 0, 0, 0, 0, NULL, 0, NULL, 0, &e);
+    if (NSW_LIKELY(!nsw_went_live())) {
+      nsw_end(saved);
+      return;
+    }
+  }
+  nsw_record(FTCP_NSW_KIND_END, 0, 0, 0, NULL, 0);
+  nsw_end(saved);
+}
 
 static void nsw_thread_exit(void *unused) {
   (void)unused;
   struct nsw_thread *t = &nsw_self;
+  nsw_stream_end();
   if (t->fd >= 0) {
     /* Out of the registry first: nobody flushes this buffer once the thread is gone. */
     nsw_register(t, 0);
@@ -2461,7 +3087,6 @@ static void *nsw_thread_main(void *p) {
   memcpy(&s, p, sizeof s);
   free(p);
   nsw_name_thread(&nsw_self, s.name, s.name_len);
-  nsw_self.live = s.live;
   void *r;
   pthread_cleanup_push(nsw_thread_exit, NULL);
   r = s.fn(s.arg);
@@ -2487,7 +3112,6 @@ NSW_EXPORT int pthread_create(pthread_t *restrict th, const pthread_attr_t *rest
   if (s) {
     s->fn = fn;
     s->arg = arg;
-    s->live = t->live;
     nsw_child_name(s->name, &s->name_len, t->name, t->name_len, 't', k);
     r = real_pthread_create(th, attr, nsw_thread_main, s);
     if (r != 0) free(s);
@@ -2737,12 +3361,24 @@ NSW_EXPORT int pclose(FILE *f) {
   return nsw_wait_child(pid);
 }
 
+/* fd, a replicated connection, is closed: what was kept of its placeholder goes with its last descriptor. */
+static void nsw_opts_forget_conn(int fd) {
+  if (fd < 0 || fd >= NSW_FDS || !__atomic_load_n(&nsw_opts_used, __ATOMIC_RELAXED)) return;
+  uint64_t key = nsw_conn_keys[fd];
+  int end = __atomic_load_n(&nsw_fd_end, __ATOMIC_RELAXED);
+  for (int other = 0; other < end; other++) {
+    if (other != fd && nsw_fd_kind(other) == NSW_FD_CONN && nsw_conn_keys[other] == key) return;
+  }
+  nsw_opts_drop(key);
+}
+
 /* fd is about to be closed (close, or dup2 and dup3 onto it): it stops being what it was. */
 static void nsw_forget_fd(int fd) {
   int kind = nsw_fd_kind(fd);
   if (NSW_UNLIKELY(kind != NSW_FD_PLAIN)) {
     if (kind == NSW_FD_CONN) nsw_placeholder_close(fd);
     nsw_track_fd(fd, NSW_FD_PLAIN);
+    if (kind == NSW_FD_CONN && nsw_mode == FTCP_NSW_MODE_PLAYBACK) nsw_opts_forget_conn(fd);
   }
   if (nsw_mode != FTCP_NSW_MODE_OFF && __atomic_load_n(&nsw_ep_used, __ATOMIC_RELAXED) > 0) {
     int saved = errno;

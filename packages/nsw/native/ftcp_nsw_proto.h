@@ -116,6 +116,19 @@
  * with a second RESULT once the call's grant position is due (FT-TCP 3.8). */
 #define FTCP_NSW_CALL_F_TRY 0x0004
 
+/* PLAY flag, CLOCK_GETTIME only: a clock read that may turn out to be only
+ * the deadline of the timed wait after it (a deadline read: CPython's GIL
+ * makes one per contended wait, as scheduling has it, and record mode does
+ * not record them). The agent answers with the stream's next record without
+ * consuming it; the shim's next PLAY consumes it (call number + 1) or asks
+ * for it again (the same number: it was a deadline read). */
+#define FTCP_NSW_CALL_F_TENTATIVE 0x0008
+
+/* RESULT flag, answering a TENTATIVE PLAY: the next record is no such clock
+ * read. The shim reads the real clock; a read that then turns out to be
+ * more than a deadline is a divergence. */
+#define FTCP_NSW_CALL_F_NOMATCH 0x0010
+
 /*
  * DONE (ABI): a call body, shim -> agent, in playback, after the RESULT of
  * a call the shim then performed for real:
@@ -226,6 +239,8 @@
 #define FTCP_NSW_ADOPT_STEP_PLACE 102  /* putting the socket at the descriptor number, or its flags */
 #define FTCP_NSW_ADOPT_STEP_EPOLL 103  /* registering it again in an epoll set */
 #define FTCP_NSW_ADOPT_STEP_OUTQ 104   /* writing the unacknowledged outstream */
+#define FTCP_NSW_ADOPT_STEP_OPTIONS 105 /* setting again the socket options the program set on the placeholder */
+#define FTCP_NSW_ADOPT_STEP_SHUTDOWN 106 /* shutting down again what the program shut down on the placeholder */
 
 /* Call kinds (ABI): what a record's result and payload mean. */
 #define FTCP_NSW_KIND_TIME 1           /* result: time_t; payload: i64 copy when tloc given */
@@ -257,6 +272,30 @@
 #define FTCP_NSW_KIND_SPAWN 20  /* posix_spawn and posix_spawnp (system and popen use them); result: the return
                                    value (0 or an error number), compared as success or failure; payload: i32
                                    child pid when 0. The child is a stream "<name>/s<k>" */
+/* Socket-level calls on a replicated connection: in playback its descriptor is a
+ * placeholder, so these are answered from the record like every other call. */
+#define FTCP_NSW_KIND_SOCKOPT 21 /* setsockopt and getsockopt; arg: FTCP_NSW_SOCKOPT_ARG; set: payload the value
+                                    (at most FTCP_NSW_SOCKOPT_CMP bytes), PLAY payload the replica's (compared);
+                                    get: payload u32 option length, then the value */
+#define FTCP_NSW_KIND_SHUTDOWN 22 /* shutdown; arg: how */
+#define FTCP_NSW_KIND_IOCTL 23    /* FIONREAD, SIOCOUTQ, SIOCOUTQNSD; arg: the request; payload: the i32 answer */
+
+/* The thread (or, at exit and _exit, the process) ends: its stream has no call after this. */
+#define FTCP_NSW_KIND_END 29
+
+/* More of the first category (FT-TCP 3.7): what the process's CPU time and the host are. */
+#define FTCP_NSW_KIND_CLOCK 24       /* clock(); result: clock_t */
+#define FTCP_NSW_KIND_GETRUSAGE 25   /* getrusage; arg: who; payload: struct rusage */
+#define FTCP_NSW_KIND_TIMES 26       /* times; result: clock_t; payload: struct tms when asked */
+#define FTCP_NSW_KIND_UNAME 27       /* uname; payload: struct utsname */
+#define FTCP_NSW_KIND_GETHOSTNAME 28 /* gethostname; arg: length asked; payload: the name as returned */
+
+/* A SOCKOPT's arg: option name in bits 0..31, level in bits 32..47, 1 << 48 for getsockopt. */
+#define FTCP_NSW_SOCKOPT_GET (1ULL << 48)
+#define FTCP_NSW_SOCKOPT_ARG(level, name, get) \
+  ((uint64_t)(uint32_t)(name) | ((uint64_t)((uint32_t)(level) & 0xffffu) << 32) | ((get) ? FTCP_NSW_SOCKOPT_GET : 0))
+/* How much of a setsockopt value is recorded and compared. */
+#define FTCP_NSW_SOCKOPT_CMP 64
 
 /* Largest payload of a call body in a frame of this type: FTCP_NSW_MAX_IO for
  * the RESULT of a RECV and the DONE of a SEND, FTCP_NSW_MAX_PAYLOAD else. */

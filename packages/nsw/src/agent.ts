@@ -27,6 +27,7 @@ import {
   MAX_IO_BODY,
   NSW_HEADER_SIZE,
   NswMsgType,
+  SOCKOPT_GET,
   ShimMode,
   callKindName,
   callRecordOf,
@@ -137,6 +138,12 @@ interface StreamState {
   owed: OwedDone | null;
   /** Playback: the stream waits for its turn in the primary's lock order. */
   lockWait: boolean;
+  /**
+   * Playback: the record a tentative clock read was answered with (README
+   * "Deadline reads"), not consumed yet; `matched` when it was that clock
+   * read, so the stream's next call consumes it.
+   */
+  peek: { callNo: number; raw: Buffer; matched: boolean } | null;
 }
 
 /** A call whose RESULT went out and whose DONE (what the shim then did for real) is due. */
@@ -234,6 +241,8 @@ export class NswAgent extends EventEmitter {
   private gapTimer: NodeJS.Timeout | null = null;
   /** When goLive was called (performance.now()): a lock domain's idle time counts from there at most. */
   private liveAt = 0;
+  /** Aborted by {@link close}: reads the agent started on its own behalf stop. */
+  private readonly lifetime = new AbortController();
 
   private readonly sink: RecordSink | undefined;
   private readonly source: RecordSource | undefined;
@@ -266,6 +275,7 @@ export class NswAgent extends EventEmitter {
 
   /** Stops listening, drops every shim connection and aborts waiting playback reads. */
   async close(): Promise<void> {
+    this.lifetime.abort();
     if (this.gapTimer) clearInterval(this.gapTimer);
     for (const c of this.conns) this.drop(c);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -347,7 +357,41 @@ export class NswAgent extends EventEmitter {
     const s = conn.stream ? this.streams.get(conn.stream) : undefined;
     if (s) s.connected = false;
     conn.socket.destroy();
+    // Between calls (not killed inside one of ours): the thread or process ended by itself.
+    if (s && this.options.mode === 'playback' && !s.recording && !conn.waiting && !s.owed) this.watchEnd(conn.stream!, s);
     this.poke();
+  }
+
+  /**
+   * A replica's stream ended by itself after call `s.last`. If the primary's
+   * stream goes on past it, the replica ended where the primary did not (a
+   * call that failed only here, then an exit that looks clean): a
+   * divergence, never a clean end (DESIGN invariant 5).
+   */
+  private watchEnd(name: string, s: StreamState): void {
+    const next = (s.peek?.matched ? s.peek.callNo : s.last) + 1;
+    if (this.lastCallNos !== null && next > (this.lastCallNos.get(name) ?? 0)) return;
+    this.source!.read(name, next, this.lifetime.signal).then(
+      (raw) => {
+        // The stream came back (a new replica run under the same agent): its own calls decide. A process
+        // stopped for a divergence already reported ends every stream of it: one report is the truth.
+        if (s.connected || s.recording || s.last >= next || s.peek?.callNo === next || this.lifetime.signal.aborted || this.diverged) return;
+        let rec: CallData;
+        try {
+          rec = decodeCallData(raw);
+        } catch {
+          return;
+        }
+        const ended: CallData = { kind: 0, flags: 0, errno: 0, result: 0n, arg: 0n, payload: Buffer.alloc(0) };
+        const reason = `the replica's stream ended after call ${next - 1}; the primary's went on with ${callKindName(rec.kind)}`;
+        try {
+          this.diverge(name, { ...ended, callNo: next }, rec, reason);
+        } catch {
+          // diverge() throws for the handler of a live call; here nobody is waiting for an answer.
+        }
+      },
+      () => {},
+    );
   }
 
   private send(conn: Conn, msg: NswMessage): void {
@@ -424,7 +468,7 @@ export class NswAgent extends EventEmitter {
     }
     let s = this.streams.get(msg.name);
     if (s?.connected) throw new FtcpError(NswErrorCode.DUPLICATE_STREAM, `stream ${msg.name} is already connected`);
-    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false }));
+    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false, peek: null }));
     s.connected = true;
     s.pid = msg.pid;
     conn.stream = msg.name;
@@ -481,25 +525,29 @@ export class NswAgent extends EventEmitter {
 
   private async play(conn: Conn, name: string, s: StreamState, call: CallBody): Promise<void> {
     if (this.options.mode !== 'playback') throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'PLAY sent to a record agent');
+    // The call after a tentative clock read consumes it (README "Deadline reads").
+    if (s.peek?.matched && call.callNo === s.peek.callNo + 1) this.consumePeek(s);
     if (call.callNo !== s.last + 1) {
       throw new FtcpError(NswErrorCode.OUT_OF_ORDER, `stream ${name}: play ${call.callNo} after ${s.last}`);
     }
     if (s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name} is live; PLAY after LIVE`);
     if (s.owed) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: PLAY ${call.callNo} before the DONE of call ${s.owed.callNo}`);
+    const tentative = (call.flags & CallFlag.TENTATIVE) !== 0;
+    if (tentative && call.kind !== CallKind.CLOCK_GETTIME) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: a tentative ${callKindName(call.kind)}`);
     if (this.isPastLog(name, call.callNo)) {
+      s.peek = null;
       this.live(conn, name, s, call);
       return;
     }
-    s.last = call.callNo;
     const cut = new AbortController();
     conn.pendingPlay = { callNo: call.callNo, cut };
     let raw: Buffer;
     try {
-      raw = await this.source!.read(name, call.callNo, AbortSignal.any([conn.abort.signal, cut.signal]));
+      // A record peeked before is not read again: a source gives each record once.
+      raw = s.peek?.callNo === call.callNo ? s.peek.raw : await this.source!.read(name, call.callNo, AbortSignal.any([conn.abort.signal, cut.signal]));
     } catch (err) {
       if (cut.signal.aborted && !conn.abort.signal.aborted) {
         // goLive() cut the wait: the primary never made this call.
-        s.last = call.callNo - 1;
         this.live(conn, name, s, call);
         return;
       }
@@ -507,6 +555,12 @@ export class NswAgent extends EventEmitter {
     } finally {
       conn.pendingPlay = null;
     }
+    if (tentative) {
+      this.peeked(conn, name, s, call, raw);
+      return;
+    }
+    s.peek = null;
+    s.last = call.callNo;
     let rec: CallData;
     try {
       rec = decodeCallData(raw);
@@ -536,6 +590,34 @@ export class NswAgent extends EventEmitter {
     this.counters.played++;
     this.send(conn, { type: 'result', call: { ...reply, callNo: call.callNo, flags: 0 } });
     if (!s.owed) s.answered = call.callNo;
+    this.poke();
+  }
+
+  /**
+   * A TENTATIVE clock read (README "Deadline reads"): the stream's next
+   * record, kept and not consumed. It is the primary's value if that record
+   * is this clock read; otherwise NOMATCH, and the replica reads its own
+   * clock, which only a deadline may.
+   */
+  private peeked(conn: Conn, name: string, s: StreamState, call: CallBody, raw: Buffer): void {
+    let rec: CallData;
+    try {
+      rec = decodeCallData(raw);
+    } catch (err) {
+      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: record ${call.callNo} is bad`, { cause: err });
+    }
+    const matched = this.compare(rec, call) === null;
+    s.peek = { callNo: call.callNo, raw, matched };
+    const reply: CallData = matched ? rec : { kind: call.kind, flags: 0, errno: 0, result: 0n, arg: call.arg, payload: Buffer.alloc(0) };
+    this.send(conn, { type: 'result', call: { ...reply, callNo: call.callNo, flags: matched ? 0 : CallFlag.NOMATCH } });
+  }
+
+  /** The shim's next call after a tentative clock read that got the primary's record: that record is consumed. */
+  private consumePeek(s: StreamState): void {
+    s.last = s.peek!.callNo;
+    s.answered = s.last;
+    s.peek = null;
+    this.counters.played++;
     this.poke();
   }
 
@@ -722,6 +804,7 @@ export class NswAgent extends EventEmitter {
   /** Tells the shim to perform `call` for real and record from it on (RESULT with LIVE). */
   private live(conn: Conn, name: string, s: StreamState, call: CallBody): void {
     s.recording = true;
+    s.peek = null;
     s.last = call.callNo - 1;
     s.stable = s.last;
     this.counters.wentLive++;
@@ -755,7 +838,7 @@ export class NswAgent extends EventEmitter {
       const end = last.get(name) ?? 0;
       // Never connected: all its records are still to be played.
       if (!st) return end > 0;
-      return st.connected && !st.recording && st.answered < end;
+      return st.connected && !st.recording && Math.max(st.answered, st.peek?.matched ? st.peek.callNo : 0) < end;
     }).sort();
   }
 
@@ -873,6 +956,10 @@ export class NswAgent extends EventEmitter {
     if (rec.kind !== call.kind) return `the primary called ${callKindName(rec.kind)}, the replica ${callKindName(call.kind)}`;
     const what = callKindName(rec.kind);
     if (rec.arg !== call.arg) return `${what} with argument ${rec.arg} on the primary, ${call.arg} on the replica`;
+    // A setsockopt on a placeholder is not performed; the value the replica passes must be the primary's.
+    if (rec.kind === CallKind.SOCKOPT && (rec.arg & SOCKOPT_GET) === 0n && !rec.payload.equals(call.payload)) {
+      return `setsockopt (level ${(rec.arg >> 32n) & 0xffffn}, option ${rec.arg & 0xffffffffn}) with value ${rec.payload.toString('hex')} on the primary, ${call.payload.toString('hex')} on the replica`;
+    }
     if ((call.flags & CallFlag.COMPARE) === 0) return null;
     if (rec.result !== call.result) return `${what} returned ${rec.result} on the primary, ${call.result} on the replica`;
     if (rec.errno !== call.errno) return `${what} set errno ${rec.errno} on the primary, ${call.errno} on the replica`;

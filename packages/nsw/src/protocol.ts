@@ -107,6 +107,10 @@ export const AdoptStep = {
   EPOLL: 103,
   /** Writing the unacknowledged outstream. */
   OUTQ: 104,
+  /** Setting again, on the rebuilt socket, the options the program set on the placeholder. */
+  OPTIONS: 105,
+  /** Shutting down again, on the rebuilt socket, what the program shut down on the placeholder. */
+  SHUTDOWN: 106,
 } as const;
 
 /** Shim modes as carried in HELLO; the shim reads its mode from `FTCP_NSW_MODE`. */
@@ -130,6 +134,15 @@ export const CallFlag = {
    * second RESULT when the call's grant position is due (FT-TCP 3.8).
    */
   TRY: 0x0004,
+  /**
+   * PLAY of a CLOCK_GETTIME only: a read that may be only the deadline of the
+   * timed wait after it (README "Deadline reads"). Answered with the
+   * stream's next record, not consumed: the stream's next PLAY consumes it
+   * (call number + 1) or asks for it again (the same number).
+   */
+  TENTATIVE: 0x0008,
+  /** RESULT of a TENTATIVE PLAY: the stream's next record is not that clock read. */
+  NOMATCH: 0x0010,
 } as const;
 
 /** Call kinds: what a record's result and payload mean. Mirrors `FTCP_NSW_KIND_*`. */
@@ -154,7 +167,33 @@ export const CallKind = {
   LOCK: 18,
   SOCKNAME: 19,
   SPAWN: 20,
+  /** setsockopt and getsockopt of a replicated connection; arg: see {@link sockoptArg}. */
+  SOCKOPT: 21,
+  /** shutdown of a replicated connection; arg: how. */
+  SHUTDOWN: 22,
+  /** FIONREAD, SIOCOUTQ and SIOCOUTQNSD of a replicated connection; arg: the request; payload: the i32 answer. */
+  IOCTL: 23,
+  /** clock(): the process's CPU time. */
+  CLOCK: 24,
+  /** getrusage; arg: who; payload: struct rusage. */
+  GETRUSAGE: 25,
+  /** times; payload: struct tms. */
+  TIMES: 26,
+  /** uname; payload: struct utsname (the host's name differs between primary and backup). */
+  UNAME: 27,
+  /** gethostname; arg: length asked; payload: the name. */
+  GETHOSTNAME: 28,
+  /** The thread (or, at exit, the process) ends: its stream has no call after this one. */
+  END: 29,
 } as const;
+
+/** Bit of a SOCKOPT record's arg that marks a getsockopt. */
+export const SOCKOPT_GET = 1n << 48n;
+
+/** The arg of a SOCKOPT record: option name in bits 0..31, level in bits 32..47, {@link SOCKOPT_GET} for getsockopt. */
+export function sockoptArg(level: number, name: number, get: boolean): bigint {
+  return BigInt(name >>> 0) | (BigInt(level & 0xffff) << 32n) | (get ? SOCKOPT_GET : 0n);
+}
 
 /** Largest payload of a call body in a frame of `type` (a {@link NswMsgType}) for a call of `kind`. */
 export function maxPayload(type: number, kind: number): number {

@@ -370,15 +370,24 @@ describe('NswAgent promotion (ADOPT, REBUILD, ADOPTED)', function () {
   };
 
   /** Plays p's accept, goes live at p's call 2 and asks for the connection with key `adoptKey`. */
-  async function liveAndAdopt(agent: NswAgent, sink: MemoryRecordSink, adoptKey = key): Promise<FakeShim> {
+  async function liveAndAdopt(agent: NswAgent, sink: MemoryRecordSink, adoptKey = key, beforeLive?: () => Promise<void>): Promise<FakeShim> {
     const p = await open(agent, 'p');
     p.send({ type: 'play', call: call(1, CallKind.ACCEPT, 0n, { arg: 3n }) });
     expect(await p.next()).to.deep.include({ type: 'result' });
+    await beforeLive?.();
     agent.goLive(new Map([['p', 1], ['p/t1', 1]]), sink);
     p.send({ type: 'play', call: call(2, CallKind.GETPID, 0n) });
     expect(((await p.next()) as Extract<NswMessage, { type: 'result' }>).call.flags).to.equal(CallFlag.LIVE);
     p.send({ type: 'adopt', fd: 9, key: adoptKey });
     return p;
+  }
+
+  /** p/t1 reads its 7 bytes (after p's accept) and ends: it consumed its records (ending before would be a divergence). */
+  async function t1Done(agent: NswAgent): Promise<void> {
+    const t1 = await open(agent, 'p/t1');
+    t1.send({ type: 'play', call: call(1, CallKind.RECV, 0n, { arg: 4088n, payload: keyBytes }) });
+    expect(await t1.next()).to.deep.include({ type: 'result' });
+    t1.close();
   }
 
   beforeEach(() => {
@@ -425,9 +434,7 @@ describe('NswAgent promotion (ADOPT, REBUILD, ADOPTED)', function () {
 
   it('refuses ADOPT with FTCP_ERR_NOT_AVAILABLE when it has no RebuildSource, and the stream goes on recording', async () => {
     const { agent, reports } = await promoted(undefined);
-    const t1 = await open(agent, 'p/t1');
-    t1.close();
-    const p = await liveAndAdopt(agent, sink);
+    const p = await liveAndAdopt(agent, sink, key, () => t1Done(agent));
     const refused = await p.next();
     expect(refused).to.deep.include({ type: 'error', code: ErrorCode.NOT_AVAILABLE });
     expect((refused as Extract<NswMessage, { type: 'error' }>).message).to.contain('10.0.0.7:40000').and.to.contain('no RebuildSource');
@@ -467,9 +474,7 @@ describe('NswAgent promotion (ADOPT, REBUILD, ADOPTED)', function () {
   for (const [what, source, adoptKey, then, code] of refusals) {
     it(`refuses ADOPT of ${what} with ${code} and keeps the stream`, async () => {
       const { agent } = await promoted(source());
-      const t1 = await open(agent, 'p/t1');
-      t1.close();
-      const p = await liveAndAdopt(agent, sink, adoptKey);
+      const p = await liveAndAdopt(agent, sink, adoptKey, () => t1Done(agent));
       if (then) await then(p);
       expect(await p.next()).to.deep.include({ type: 'error', code });
       expect(await p.next(100)).to.equal(null);

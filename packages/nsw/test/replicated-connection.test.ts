@@ -191,7 +191,7 @@ describe('a replicated connection', function () {
     expect(await exited).to.equal(0);
     await quiet(agent);
     const recs = sink.records('srv').map(decodeCallData);
-    expect(recs.map((r) => callKindName(r.kind))).to.deep.equal(['accept', 'sockname', 'sockname', 'recv', 'time', 'send']);
+    expect(recs.map((r) => callKindName(r.kind))).to.deep.equal(['accept', 'sockname', 'sockname', 'recv', 'time', 'send', 'end']);
     const accept = recs[0]!;
     expect(accept.arg).to.equal(3n);
     expect(accept.result).to.equal(4n);

@@ -108,14 +108,16 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
     expect(replayed.stderr).to.equal('');
     expect(replayed.stdout).to.equal(recorded.stdout);
     expect(sink.streamNames()).to.include.members(['srv/t1', 'srv/t8', 'srv/t1/t1', 'srv/t8/t1']);
-    expect(sink.records('srv/t3')).to.have.length(2 * 500 + 1);
+    // Two calls per iteration, pthread_create, and END.
+    expect(sink.records('srv/t3')).to.have.length(2 * 500 + 2);
   });
 
   it('names the forked child and the threads by fork and creation order', async () => {
     await run(nondet, [], recordEnv());
-    await until(() => sink.streamNames().length === 4);
+    await until(() => sink.streamNames().length === 5);
     await quiet(primary);
-    expect(sink.streamNames()).to.deep.equal(['srv', 'srv/f1', 'srv/t1', 'srv/t2']);
+    // srv/t3 makes no wrapped call but ends: its stream is its END.
+    expect(sink.streamNames()).to.deep.equal(['srv', 'srv/f1', 'srv/t1', 'srv/t2', 'srv/t3']);
   });
 
   it('names an image the forked child execs as a stream of its own, and replays it', async () => {
@@ -148,8 +150,36 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
       expect(replayed.stdout.split('\n')).to.deep.equal(want);
       await quiet(backup);
       const live = buffer.records('srv').slice(3).map(decodeCallData);
-      expect(live.map((r) => r.result)).to.deep.equal([BigInt(replayed.pid), BigInt(replayed.pid), BigInt(replayed.pid)]);
+      expect(live.map((r) => [callKindName(r.kind), r.result])).to.deep.equal([...Array(3).fill(['getpid', BigInt(replayed.pid)]), ['end', 0n]]);
       expect(backup.liveStreams()).to.deep.equal(['srv']);
+    } finally {
+      await backup.close();
+    }
+  });
+
+  it('records a thread that a promoted replica creates after going live, from its first call, as a live stream', async () => {
+    const golive = compileC('golive_thread', tmp.dir, ['-lpthread']);
+    await run(golive, [], recordEnv());
+    await quiet(primary);
+    // The primary failed when only its first three calls were stable: none of the thread's.
+    const buffer = new MemoryRecordSink();
+    for (const [i, rec] of sink.records('srv').slice(0, 3).entries()) await buffer.append('srv', i + 1, rec);
+    const backup = new NswAgent({ socketPath: join(tmp.dir, 'backup.sock'), mode: 'playback', source: buffer });
+    const refused: string[] = [];
+    backup.on('bad-input', (e: { code: string; message: string }) => refused.push(`${e.code}: ${e.message}`));
+    await backup.listen();
+    try {
+      const replaying = run(golive, [], shimEnv(shimPath(), 'playback', backup.options.socketPath));
+      await until(() => backup.counters.played === 3);
+      backup.goLive(new Map([['srv', 3]]), buffer);
+      const replayed = await replaying;
+      expect(replayed.stderr).to.equal('');
+      expect(replayed.code).to.equal(0);
+      expect(replayed.stdout).to.contain(`thread pid=${replayed.pid}\n4 pid=${replayed.pid}\n`);
+      await quiet(backup);
+      expect(refused).to.deep.equal([]);
+      expect(buffer.records('srv/t1').map((r) => callKindName(decodeCallData(r).kind))).to.deep.equal(['getpid', 'end']);
+      expect(backup.liveStreams()).to.deep.equal(['srv', 'srv/t1']);
     } finally {
       await backup.close();
     }
@@ -187,10 +217,10 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
     expect([...kinds].sort()).to.deep.equal(
       [
         'clock_gettime', 'epoll_wait', 'fork', 'getentropy', 'getpid', 'getppid', 'getrandom', 'gettid', 'gettimeofday', 'lock', 'poll',
-        'pthread_create', 'read_random', 'select', 'time',
+        'pthread_create', 'read_random', 'select', 'time', 'end',
       ].sort(),
     );
-    expect(sink.records('srv/t1').map((r) => callKindName(decodeCallData(r).kind))).to.deep.equal(['clock_gettime', 'getrandom', 'gettid']);
+    expect(sink.records('srv/t1').map((r) => callKindName(decodeCallData(r).kind))).to.deep.equal(['clock_gettime', 'getrandom', 'gettid', 'end']);
   });
 
   it('gives the replica the same output when its records arrive only as it runs', async () => {
