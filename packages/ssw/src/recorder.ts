@@ -40,6 +40,7 @@ import type { SouthSideWrap, Verdict } from './wrap.js';
 import { seq, seqForward, seqToOffset, u32Diff } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
 import { TcpFlag } from './wire/tcp.js';
+import type { TcpPacket } from './wire/tcp.js';
 
 /** When the client hears that the buffer logged its bytes. */
 export type AckStrategy = 'eager' | 'delayed' | 'lazy';
@@ -108,6 +109,8 @@ export interface RecorderCounters {
   goLiveAcks: number;
   /** Pending connections given up with {@link Recorder.releasePending}. */
   pendingReleased: number;
+  /** Client segments at stable-seq held while pending and delivered when the rebuilt socket went live. */
+  headsDelivered: number;
   /** Crafted packets the raw socket refused (each is lost; the client or a timer recovers). */
   injectFailures: number;
   /** Outgoing packets dropped while muted (see {@link Recorder.mute}). */
@@ -147,6 +150,12 @@ interface Tracked {
   clientAckTimer: NodeJS.Timeout | null;
   delayedTimer: NodeJS.Timeout | null;
   closeLogged: boolean;
+  /**
+   * Pending only: the client's latest segment that starts at stable-seq (its
+   * retransmission of the first byte nobody logged), held in the queue
+   * until the rebuilt socket is live. See {@link Recorder.holdHead}.
+   */
+  heldHead: RecordedPacket | null;
 }
 
 export class Recorder {
@@ -157,6 +166,7 @@ export class Recorder {
     synAcksHeld: 0,
     acksInjected: 0,
     mutedDrops: 0,
+    headsDelivered: 0,
     logFailures: 0,
     truncatedDropped: 0,
     closesLogged: 0,
@@ -258,6 +268,7 @@ export class Recorder {
         clientAckTimer: null,
         delayedTimer: null,
         closeLogged: false,
+        heldHead: null,
       });
       this.counters.adopted++;
     }
@@ -343,6 +354,7 @@ export class Recorder {
         clientAckTimer: null,
         delayedTimer: null,
         closeLogged: false,
+        heldHead: null,
       };
       this.tracked.set(conn.id, t);
     }
@@ -359,14 +371,21 @@ export class Recorder {
       return;
     }
     this.give(p, v);
-    if (v.wentLive && v.conn) this.sendGoLiveAcks(v.conn);
+    if (v.wentLive && v.conn) {
+      this.sendGoLiveAcks(v.conn);
+      this.deliverHead(v.conn);
+    }
     if (v.verdict === 'accept' && v.conn) this.afterSegment(v.conn);
   }
 
   private onIncoming(p: RecordedPacket, v: Verdict): void {
     if (v.verdict === 'drop' && v.reason === 'pending' && v.conn) {
-      this.opts.verdicts.drop(p.id);
       const t = this.tracked.get(v.conn.id);
+      if (t && v.packet && this.holdHead(t, p, v.packet)) {
+        // Held, not dropped: answered all the same.
+      } else {
+        this.opts.verdicts.drop(p.id);
+      }
       if (t) {
         this.noteClientAck(t);
         this.answerPending(t);
@@ -572,6 +591,34 @@ export class Recorder {
     }
   }
 
+  /**
+   * While a connection is pending, keeps in the queue the client's latest
+   * segment that carries data from stable-seq: the retransmission of the
+   * first byte the dead primary never logged. A client that has had a
+   * retransmission timeout (every client of a cold takeover) resends only on
+   * its timer, backed off to seconds, and ignores duplicate ACKs; delivered
+   * to the rebuilt socket the moment it is live, that one segment is
+   * acknowledged as new data at once, which ends the client's loss recovery
+   * without waiting for its next timeout. An older held one is dropped.
+   */
+  private holdHead(t: Tracked, p: RecordedPacket, pkt: TcpPacket): boolean {
+    if (pkt.payloadLength === 0 || pkt.seq !== t.conn.stableSeq || (pkt.flags & (TcpFlag.SYN | TcpFlag.RST)) !== 0) return false;
+    if (t.heldHead) this.opts.verdicts.drop(t.heldHead.id);
+    t.heldHead = p;
+    return true;
+  }
+
+  /** The rebuilt socket is live: its held head segment goes in, logged first like any other. */
+  private deliverHead(c: Connection): void {
+    const t = this.tracked.get(c.id);
+    const p = t?.heldHead;
+    if (!t || !p) return;
+    t.heldHead = null;
+    this.counters.headsDelivered++;
+    const meta = { checksumPartial: p.checksumPartial, truncatedOk: p.truncatedOk ?? true };
+    this.onIncoming(p, this.opts.wrap.incoming(p.payload, meta));
+  }
+
   /** Logs the client's ack, window and TSecr high-water marks, at most every `clientAckEveryMs`. */
   private noteClientAck(t: Tracked): void {
     if (t.clientAckTimer || t.conn.clientAckHigh === undefined) return;
@@ -621,6 +668,7 @@ export class Recorder {
   private forget(id: string): void {
     const t = this.tracked.get(id);
     if (!t) return;
+    if (t.heldHead) this.opts.verdicts.drop(t.heldHead.id);
     if (t.clientAckTimer) clearTimeout(t.clientAckTimer);
     if (t.delayedTimer) clearTimeout(t.delayedTimer);
     this.tracked.delete(id);

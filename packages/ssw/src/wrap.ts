@@ -68,6 +68,8 @@ export type Verdict =
        * answer. Outgoing, when `wentLive`: the connection.
        */
       readonly conn?: Connection;
+      /** With reason `pending`: the parsed segment (client view). */
+      readonly packet?: TcpPacket;
       /** Outgoing: as in `accept`; the going-live segment itself was dropped (suppressed or truncated). */
       readonly wentLive?: boolean;
     }
@@ -233,7 +235,7 @@ export class SouthSideWrap {
       // never sees the segment; the client sends it again once we listen.
       this.table.touch(conn);
       this.counters.pendingDropped++;
-      return { verdict: 'drop', reason: d.reason, conn };
+      return { verdict: 'drop', reason: d.reason, conn, packet: pkt };
     }
     if (d.ackClamped) this.counters.acksClamped++;
     this.counters.sackBlocksDropped += d.sackBlocksDropped;

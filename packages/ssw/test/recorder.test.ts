@@ -356,8 +356,11 @@ describe('Recorder with adopted connections', function () {
     const world = buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(120, 905) });
     const first = feed(IN, world);
     const second = feed(IN, Buffer.from(world));
+    const beyond = feed(IN, buildPacket({ seq: cseq(10), ack: sseq(0), flags: ACK | PSH, payload: 'later', options: ts(121, 905) }));
+    // The latest segment at stable-seq waits in the queue for the rebuilt socket; the one it replaced and any other are dropped.
     expect(verdictOf(first)!.verdict).to.equal('drop');
-    expect(verdictOf(second)!.verdict).to.equal('drop');
+    expect(verdictOf(second)).to.equal(undefined);
+    expect(verdictOf(beyond)!.verdict).to.equal('drop');
     expect(injected).to.have.length(1);
     const z = parsed(injected[0]!);
     expect(z.window).to.equal(0);
@@ -372,10 +375,11 @@ describe('Recorder with adopted connections', function () {
     expect(recorder.counters.zeroWindowAcks).to.equal(injected.length);
   });
 
-  it('goes live at the rebuilt socket\'s first segment: a window update and duplicates, then logs to the old buffer connection', async () => {
+  it('goes live at the rebuilt socket\'s first segment: a window update and duplicates, the held segment delivered and logged to the old buffer connection', async () => {
     const a = await promoted({ pendingKeepaliveMs: 60_000 });
     recorder.adopt([a]);
-    feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(120, 905) }));
+    const held = feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(120, 905) }));
+    expect(verdictOf(held)).to.equal(undefined);
     expect(injected).to.have.length(1);
     // Leaving TCP_REPAIR, the rebuilt socket probes: seq snd_una - 1.
     const probe = feed(OUT, buildPacket(fromServer({ seq: sseq(-1), ack: cseq(5), window: 400, options: ts(1000, 120) })));
@@ -389,11 +393,12 @@ describe('Recorder with adopted connections', function () {
     expect(w.window).to.be.at.least(400);
     expect(w.options.tsVal).to.equal(1000);
     expect(recorder.counters.goLiveAcks).to.equal(1 + GO_LIVE_DUPLICATE_ACKS);
-    // The client resends; the bytes go to the rebuilt socket and to the old primary's buffer connection.
-    const resent = feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(121, 1000) }));
-    expect(verdictOf(resent)!.verdict).to.equal('accept');
+    // The held segment goes to the rebuilt socket, without waiting for the
+    // client's next retransmission, and to the old primary's buffer connection.
+    expect(verdictOf(held)!.verdict).to.equal('accept');
+    expect(recorder.counters.headsDelivered).to.equal(1);
     // The rebuilt kernel acknowledges at once; the client hears it once the buffer holds the bytes.
-    feed(OUT, buildPacket(fromServer({ seq: sseq(0), ack: cseq(10), window: 400, options: ts(1001, 121) })));
+    feed(OUT, buildPacket(fromServer({ seq: sseq(0), ack: cseq(10), window: 400, options: ts(1001, 120) })));
     await until(() => recorder.counters.segmentsLogged === 1 && injected.length > 1 + burst.length, 5000, 'the segment logged and acknowledged');
     expect((await backup.readInstream(CONN, 0, 10)).toString()).to.equal('helloworld');
     expect(parsed(injected.at(-1)!).ack).to.equal(cseq(10));
@@ -403,7 +408,9 @@ describe('Recorder with adopted connections', function () {
   it('gives up a pending connection: forgotten, logged closed, its next segment left to the kernel', async () => {
     const a = await promoted();
     recorder.adopt([a]);
+    const held = feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK | PSH, payload: 'world', options: ts(120, 905) }));
     expect(recorder.releasePending(CONN)).to.equal(true);
+    expect(verdictOf(held)!.verdict, 'the held segment, with no socket to go to').to.equal('drop');
     expect(recorder.releasePending(CONN)).to.equal(false);
     expect(wrap.table.size).to.equal(0);
     const id = feed(IN, buildPacket({ seq: cseq(5), ack: sseq(0), flags: ACK, options: ts(120, 905) }));
