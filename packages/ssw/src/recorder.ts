@@ -37,7 +37,7 @@ import {
 import { ackIsDue, craftAck } from './craft.js';
 import { SswErrorCode } from './errors.js';
 import type { SouthSideWrap, Verdict } from './wrap.js';
-import { seq, seqForward, seqToOffset, u32Diff } from './wire/seq.js';
+import { seq, seqAdd, seqForward, seqGt, seqLt, seqToOffset, u32Diff } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
 import { TcpFlag } from './wire/tcp.js';
 import type { TcpPacket } from './wire/tcp.js';
@@ -593,7 +593,7 @@ export class Recorder {
 
   /**
    * While a connection is pending, keeps in the queue the client's latest
-   * segment that carries data from stable-seq: the retransmission of the
+   * segment that carries the byte at stable-seq: the retransmission of the
    * first byte the dead primary never logged. A client that has had a
    * retransmission timeout (every client of a cold takeover) resends only on
    * its timer, backed off to seconds, and ignores duplicate ACKs; delivered
@@ -602,7 +602,10 @@ export class Recorder {
    * without waiting for its next timeout. An older held one is dropped.
    */
   private holdHead(t: Tracked, p: RecordedPacket, pkt: TcpPacket): boolean {
-    if (pkt.payloadLength === 0 || pkt.seq !== t.conn.stableSeq || (pkt.flags & (TcpFlag.SYN | TcpFlag.RST)) !== 0) return false;
+    if (pkt.payloadLength === 0 || (pkt.flags & (TcpFlag.SYN | TcpFlag.RST)) !== 0) return false;
+    // It must carry the byte at stable-seq: the client may resend from below it (bytes logged but never acknowledged).
+    const stable = t.conn.stableSeq;
+    if (seqGt(pkt.seq, stable) || !seqLt(stable, seqAdd(pkt.seq, pkt.payloadLength))) return false;
     if (t.heldHead) this.opts.verdicts.drop(t.heldHead.id);
     t.heldHead = p;
     return true;

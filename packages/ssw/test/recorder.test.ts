@@ -357,10 +357,16 @@ describe('Recorder with adopted connections', function () {
     const first = feed(IN, world);
     const second = feed(IN, Buffer.from(world));
     const beyond = feed(IN, buildPacket({ seq: cseq(10), ack: sseq(0), flags: ACK | PSH, payload: 'later', options: ts(121, 905) }));
+    const logged = feed(IN, buildPacket({ seq: cseq(0), ack: sseq(0), flags: ACK | PSH, payload: 'hello', options: ts(121, 905) }));
     // The latest segment at stable-seq waits in the queue for the rebuilt socket; the one it replaced and any other are dropped.
     expect(verdictOf(first)!.verdict).to.equal('drop');
     expect(verdictOf(second)).to.equal(undefined);
     expect(verdictOf(beyond)!.verdict).to.equal('drop');
+    expect(verdictOf(logged)!.verdict, 'bytes all below stable-seq').to.equal('drop');
+    // A resend from below stable-seq that carries it replaces the held one.
+    const straddling = feed(IN, buildPacket({ seq: cseq(3), ack: sseq(0), flags: ACK | PSH, payload: 'loworld', options: ts(122, 905) }));
+    expect(verdictOf(second)!.verdict).to.equal('drop');
+    expect(verdictOf(straddling)).to.equal(undefined);
     expect(injected).to.have.length(1);
     const z = parsed(injected[0]!);
     expect(z.window).to.equal(0);
