@@ -376,6 +376,7 @@ export class Backup {
       divergences: this.agent?.counters.divergences ?? 0,
       unstableRecords: this.agent?.counters.unstable ?? 0,
       ...(this.timeline ? { takeover: this.timeline } : {}),
+      ...(w ? { pending: w.pending, zeroWindowAcks: w.recorder.zeroWindowAcks, goLiveAcks: w.recorder.goLiveAcks, headsDelivered: w.recorder.headsDelivered, pendingReleased: w.recorder.pendingReleased, acksInjected: w.recorder.acksInjected } : {}),
     };
   }
 
