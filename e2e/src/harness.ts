@@ -233,7 +233,7 @@ export function summarizeCapture(pcap: PcapCapture, bed: Testbed, port: number, 
   for (const s of fromServer) if (hasFlag(s, TcpFlag.SYN) && !serverIsn.has(s.dstPort)) serverIsn.set(s.dstPort, s.seq);
   const clientPorts = new Set(toServer.map((s) => s.srcPort));
   const macOwner = new Map<string, HostRole>();
-  for (const role of ['client', 'primary', 'backup'] as const) macOwner.set(bed.host(role).lanMac, role);
+  for (const role of bed.hostRoles) macOwner.set(bed.host(role).lanMac, role);
   const speakers = new Map<string, { mac: string; host: HostRole | undefined; segments: number; first: number; last: number }>();
   const speakerRuns: Array<{ mac: string; host: HostRole | undefined; segments: number; first: number; last: number }> = [];
   let wireGapMs = 0;

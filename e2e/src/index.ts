@@ -31,6 +31,8 @@ export {
   HOST_ROLES,
   LAN_IF,
   REPLICA_IF,
+  REPLICA_NET_IF,
+  REPLICA_BRIDGE_IF,
   BRIDGE_IF,
   PARTITION_CHAIN,
   DEFAULT_ADDRESSES,
@@ -46,7 +48,7 @@ export {
   type Neighbor,
 } from './testbed.js';
 export { PEER_TOOL, startPeer } from './peer-path.js';
-export { STREAM_TOOL, SSW_RECORD_TOOL, FTCP_BIN, ECHO_CLIENT_TOOL, ECHOD_BIN, REDIS_INCR_CLIENT_TOOL, FETCH_CLIENT_TOOL } from './tool-paths.js';
+export { STREAM_TOOL, SSW_RECORD_TOOL, FTCP_BIN, ECHO_CLIENT_TOOL, ECHOD_BIN, REDIS_INCR_CLIENT_TOOL, FETCH_CLIENT_TOOL, BUFFER_STATUS_TOOL } from './tool-paths.js';
 export {
   runFailover,
   describeReport,
@@ -69,6 +71,7 @@ export {
   describeScenario,
   scenarioLogs,
   speakerOrder,
+  type BackupJoin,
   type Scenario,
   type ScenarioContext,
   type ScenarioOptions,
@@ -97,3 +100,13 @@ export {
   type TlsScenarioOptions,
   type IperfScenarioOptions,
 } from './scenarios.js';
+export { BufferWatch, caughtUpWith, BUFFER_MODE, type BufferSnapshot, type BufferBackupRow, type CatchUp } from './buffer-watch.js';
+export {
+  runSecondFailover,
+  describeSecondFailover,
+  secondFailoverSpeakers,
+  type SecondFailoverOptions,
+  type SecondFailoverReport,
+  type SecondBackupJoin,
+  type Detection,
+} from './second-failover.js';

@@ -53,6 +53,7 @@ import {
   type StallSnapshot,
   type TakeoverTimes,
 } from './harness.js';
+import { BufferWatch } from './buffer-watch.js';
 import { nextPort } from './names.js';
 import type { ExitStatus, HostProcess } from './process.js';
 import { Testbed, type CrashReport, type HostRole, type LinkRate } from './testbed.js';
@@ -175,6 +176,38 @@ export interface ScenarioOptions {
   readonly capture?: boolean;
   /** Where progress lines go (the seed among them); default console.log. */
   readonly log?: (line: string) => void;
+  /**
+   * Start the backup late (issue 5: "A backup started after the primary
+   * catches up from the log and then follows"): not before the client, but
+   * once the client's progress reaches a seeded fraction in this window.
+   * The fault then waits, besides its own point, until the backup has caught
+   * up (see {@link BackupJoin}). Needs a scenario with progress, and a
+   * fault window above this one. Default: the backup starts before the client.
+   */
+  readonly backupJoinWindow?: readonly [number, number];
+}
+
+/** What a late backup's start did ({@link ScenarioOptions.backupJoinWindow}), ms since the epoch. */
+export interface BackupJoin {
+  /** The client's progress at which the backup was due to start. */
+  readonly fraction: number;
+  readonly startedAt: number;
+  /** When `ftcp backup` printed `ready`. */
+  readonly readyAt: number | undefined;
+  /** The client's progress when it started. */
+  readonly startedAtProgress: number | undefined;
+  /** The log's head and the calls it held (the sum of every stream's last call number) just after `ready`. */
+  readonly headLsnAtJoin: number | undefined;
+  readonly callsAtJoin: number | undefined;
+  /**
+   * When the buffer's status first showed the backup registered in its mode
+   * and, for a hot backup, having consumed every record and its replica
+   * having played every call the log held at `ready` ({@link caughtUpWith}).
+   * Undefined if it never did.
+   */
+  readonly caughtUpAt: number | undefined;
+  /** The last status seen of the backup: the buffer's row of it and its own report. */
+  readonly lastSeen: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Where the fault was due. */
@@ -229,6 +262,8 @@ export interface ScenarioReport {
   readonly crash: CrashReport | undefined;
   readonly bufferRestart: BufferRestart | undefined;
   readonly partition: PartitionReport | undefined;
+  /** The late backup's start, when {@link ScenarioOptions.backupJoinWindow} was given. */
+  readonly backupJoin: BackupJoin | undefined;
   readonly client: ClientOutcome | undefined;
   readonly followUp: ClientOutcome | undefined;
   /** The checker's judgement; a checker that threw is one problem. */
@@ -331,9 +366,17 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
     }
   }
   const clientSeed = Math.floor(rand() * 0xffffffff) + 1;
+  // Drawn after the client's seed, so the seeds of runs without a late backup replay as before.
+  let joinFraction: number | undefined;
+  if (opts.backupJoinWindow !== undefined && mode !== null) {
+    if (scenario.progress === undefined) throw new Error(`${scenario.name}: a late backup needs a scenario that reports progress`);
+    const [lo, hi] = opts.backupJoinWindow;
+    joinFraction = lo + (hi - lo) * rand();
+  }
   const pointText =
     faultPoint === null ? '' : faultPoint.by === 'progress' ? ` at ${(faultPoint.fraction * 100).toFixed(1)}% of the client's progress` : ` ${faultPoint.ms} ms after the client started`;
-  log(`      ${scenario.name}: mode=${mode ?? 'none'} wrapped=${wrapped} fault=${fault}${pointText} seed=${seed} (replay: FTCP_E2E_SEED=${seed})`);
+  const joinText = joinFraction === undefined ? '' : ` backup starting at ${(joinFraction * 100).toFixed(1)}%`;
+  log(`      ${scenario.name}: mode=${mode ?? 'none'} wrapped=${wrapped} fault=${fault}${pointText}${joinText} seed=${seed} (replay: FTCP_E2E_SEED=${seed})`);
 
   const temps = new TempDirs();
   const dataDir = temps.make('ftcp-e2e-buffer-');
@@ -352,6 +395,7 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
   let crashReport: CrashReport | undefined;
   let bufferRestart: BufferRestart | undefined;
   let partition: { -readonly [K in keyof PartitionReport]: PartitionReport[K] } | undefined;
+  let backupJoin: { -readonly [K in keyof BackupJoin]: BackupJoin[K] } | undefined;
   let faultAt: number | undefined;
   let harnessError: string | undefined;
   let endpoint: string | undefined;
@@ -362,6 +406,20 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
     'buffer', 'serve', '--listen', endpoint!, '--data-dir', dataDir, '--durability', opts.durability ?? 'memory',
     '--probe-interval', String(probeIntervalMs), '--failure-timeout', String(failureTimeoutMs), '--log-level', 'info',
   ];
+  const startBackup = async (): Promise<void> => {
+    const server = scenario.server(ctx);
+    const spawnOpts = { ...(server.env ? { env: server.env } : {}), ...(server.cwd !== undefined ? { cwd: server.cwd } : {}) };
+    procs['backup'] = bed.spawn(
+      'backup',
+      FTCP_BIN,
+      [
+        'backup', '--mode', mode!, '--service', `${bed.vip}:${port}`, '--buffer', endpoint!, '--iface', 'lan0', '--node', 'backup-b',
+        '--failure-timeout', String(failureTimeoutMs), '--log-level', 'info', '--', server.cmd, ...server.args,
+      ],
+      spawnOpts,
+    );
+    await waitForAnyLine(procs['backup'], (l) => l.includes('"ready"'), 20_000, `backup (${mode}) ready`);
+  };
   try {
     try {
       await scenario.prepare?.(ctx);
@@ -385,18 +443,7 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
         );
         await waitForAnyLine(procs['primary'], (l) => l.includes('"ready"'), 20_000, 'primary ready');
         await scenario.ready(ctx, procs['primary']);
-        if (mode !== null) {
-          procs['backup'] = bed.spawn(
-            'backup',
-            FTCP_BIN,
-            [
-              'backup', '--mode', mode, '--service', `${bed.vip}:${port}`, '--buffer', endpoint, '--iface', 'lan0', '--node', 'backup-b',
-              '--failure-timeout', String(failureTimeoutMs), '--log-level', 'info', '--', server.cmd, ...server.args,
-            ],
-            spawnOpts,
-          );
-          await waitForAnyLine(procs['backup'], (l) => l.includes('"ready"'), 20_000, `backup (${mode}) ready`);
-        }
+        if (mode !== null && joinFraction === undefined) await startBackup();
       }
     } catch (err) {
       const logs = Object.entries(logsOf())
@@ -431,21 +478,51 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
       scenario.progress !== undefined ? () => Math.round((progressOf() ?? -1) * 1e6) : undefined,
     );
 
-    /** Resolves at the fault point; throws if the client ends first or the deadline passes. */
-    const waitForPoint = async (): Promise<void> => {
+    /** Resolves at the fault point (or another `point`); throws if the client ends first or the deadline passes. */
+    const waitForPoint = async (point: FaultPoint | null = faultPoint, what = 'the fault point'): Promise<void> => {
       for (;;) {
-        if (faultPoint === null) return;
-        if (faultPoint.by === 'time' && Date.now() - clientStartedAt >= faultPoint.ms) return;
-        if (faultPoint.by === 'progress' && (progressOf() ?? 0) >= faultPoint.fraction) return;
+        if (point === null) return;
+        if (point.by === 'time' && Date.now() - clientStartedAt >= point.ms) return;
+        if (point.by === 'progress' && (progressOf() ?? 0) >= point.fraction) return;
         if (client.exitStatus !== undefined) {
-          throw new Error(`the client ended (${JSON.stringify(client.exitStatus)}) before the fault point (progress ${progressOf()?.toFixed(3) ?? '-'})`);
+          throw new Error(`the client ended (${JSON.stringify(client.exitStatus)}) before ${what} (progress ${progressOf()?.toFixed(3) ?? '-'})`);
         }
-        if (Date.now() >= clientDeadline) throw new Error(`the fault point was not reached within ${scenario.clientTimeoutMs} ms (progress ${progressOf()?.toFixed(3) ?? '-'})`);
+        if (Date.now() >= clientDeadline) throw new Error(`${what} was not reached within ${scenario.clientTimeoutMs} ms (progress ${progressOf()?.toFixed(3) ?? '-'})`);
         await sleep(5);
       }
     };
 
+    /**
+     * The late backup: starts at its point, then waits (bounded by the
+     * client's deadline) until the buffer's status shows it registered and,
+     * when hot, caught up with what the log held once it was ready.
+     */
+    const joinLate = async (fraction: number): Promise<void> => {
+      await waitForPoint({ by: 'progress', fraction }, "the late backup's start");
+      const startedAt = Date.now();
+      const startedAtProgress = progressOf();
+      backupJoin = { fraction, startedAt, startedAtProgress, readyAt: undefined, headLsnAtJoin: undefined, callsAtJoin: undefined, caughtUpAt: undefined, lastSeen: undefined };
+      const join = backupJoin;
+      const watch = BufferWatch.start(bed, 'backup', endpoint!);
+      try {
+        await startBackup();
+        join.readyAt = Date.now();
+        log(`      started the ${mode} backup at ${((startedAtProgress ?? 0) * 100).toFixed(1)}% of the client's progress; ready ${join.readyAt - startedAt} ms later`);
+        const c = await watch.waitForCatchUp('backup-b', mode!, join.readyAt, Math.max(0, clientDeadline - Date.now()), () => client.exitStatus !== undefined);
+        join.headLsnAtJoin = c.atJoin?.headLsn;
+        join.callsAtJoin = c.atJoin?.calls;
+        join.lastSeen = c.last === undefined ? undefined : { backups: c.last.backups, nodes: c.last.nodes.filter((n) => n.node === 'backup-b') };
+        if (c.promotedFirst !== undefined) throw new Error(`the late ${mode} backup was promoted before it caught up (a failure declared with no fault yet: see FALSE DETECTION)`);
+        if (c.caughtUp === undefined) throw new Error(`the late ${mode} backup did not catch up before the client ended (last seen: ${JSON.stringify(join.lastSeen ?? null)})`);
+        join.caughtUpAt = c.caughtUp.t;
+        log(`      the backup caught up ${join.caughtUpAt - join.readyAt} ms after ready (log head ${join.headLsnAtJoin}, ${join.callsAtJoin} calls at join), at ${((progressOf() ?? 0) * 100).toFixed(1)}% progress`);
+      } finally {
+        await watch.stop();
+      }
+    };
+
     const injectFault = async (): Promise<void> => {
+      if (joinFraction !== undefined) await joinLate(joinFraction);
       if (fault === 'none') return;
       await waitForPoint();
       const b = bed;
@@ -565,6 +642,7 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
       crash: crashReport,
       bufferRestart,
       partition,
+      backupJoin,
       client: clientOutcome,
       followUp,
       verdict,
@@ -617,6 +695,13 @@ export function describeScenario(r: ScenarioReport, opts: { verbose?: boolean } 
   if (r.bufferRestart) {
     const b = r.bufferRestart;
     lines.push(`buffer: killed, gone ${b.deadAt - b.killedAt} ms later, restarted ${at(b.restartedAt)}, ready ${at(b.readyAt)}`);
+  }
+  if (r.backupJoin) {
+    const j = r.backupJoin;
+    lines.push(
+      `late backup: due at ${(j.fraction * 100).toFixed(1)}% progress, started ${at(j.startedAt)} at ${((j.startedAtProgress ?? NaN) * 100).toFixed(1)}%, ready ${at(j.readyAt)}, caught up ${at(j.caughtUpAt)} ` +
+        `(log head ${j.headLsnAtJoin ?? '-'}, ${j.callsAtJoin ?? '-'} calls at join; last seen ${JSON.stringify(j.lastSeen ?? null).slice(0, 400)})`,
+    );
   }
   if (r.partition) {
     const p = r.partition;

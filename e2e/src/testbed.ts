@@ -18,6 +18,15 @@
  * by every bed for the same reason. Deleting the namespaces deletes every
  * device with them.
  *
+ * With `spare: true` the bed has a fourth host, `spare` (LAN 10.213.0.13),
+ * and a replica network beside the replica link: a second bridge `rbr0` in
+ * the `lan` namespace joining an `rep1` of the primary (10.213.2.1), the
+ * backup (.2) and the spare (.3). A stable buffer on the spare outlives a
+ * crash of the primary and then of the backup, and a backup started on the
+ * spare later follows whichever of them is primary (issue 5: "After
+ * promotion the new primary keeps serving old and new connections and keeps
+ * recording, so a new backup can join later").
+ *
  * IPv6 is off in every namespace so captures hold only what a test caused
  * (no router solicitations, no MLD). `ip_nonlocal_bind` is on in the primary
  * and the backup, so a server there may bind the VIP before the host owns it
@@ -36,10 +45,10 @@ import { HostProcess, type SpawnOptions } from './process.js';
 import { clearQdisc, setTbf } from './ratelimit.js';
 import type { RunOptions, RunResult } from './run.js';
 
-/** The hosts of a bed. */
-export type HostRole = 'client' | 'primary' | 'backup';
+/** The hosts of a bed (`spare` only in a bed made with `spare: true`). */
+export type HostRole = 'client' | 'primary' | 'backup' | 'spare';
 
-/** Every host role, in the order the bed builds them. */
+/** The host roles of every bed, in the order the bed builds them. */
 export const HOST_ROLES: readonly HostRole[] = ['client', 'primary', 'backup'];
 
 /** A namespace of the bed: a host, or `lan`, the namespace that holds the bridge. */
@@ -49,6 +58,10 @@ export type NsRole = HostRole | 'lan';
 export const LAN_IF = 'lan0';
 /** The interface of the primary and the backup on the replica link. */
 export const REPLICA_IF = 'rep0';
+/** The interface of the primary, the backup and the spare on the replica network (a bed with a spare). */
+export const REPLICA_NET_IF = 'rep1';
+/** The replica network's bridge inside the `lan` namespace (a bed with a spare). */
+export const REPLICA_BRIDGE_IF = 'rbr0';
 /** The iptables chain {@link Testbed.partitionReplica} fills. */
 export const PARTITION_CHAIN = 'FTCP-E2E-PART';
 /** The bridge inside the `lan` namespace. */
@@ -69,6 +82,13 @@ export interface TestbedAddresses {
   readonly replicaBackup: string;
   /** Prefix length of the replica link; default 24. */
   readonly replicaPrefix: number;
+  /** LAN address of the spare host (a bed with a spare). */
+  readonly spare: string;
+  /** Replica network addresses of the primary, the backup and the spare (prefix {@link TestbedAddresses.replicaNetPrefix}). */
+  readonly replicaNetPrimary: string;
+  readonly replicaNetBackup: string;
+  readonly replicaNetSpare: string;
+  readonly replicaNetPrefix: number;
 }
 
 /** Default addresses: LAN 10.213.0.0/24, VIP 10.213.0.100, replica link 10.213.1.0/24. */
@@ -81,6 +101,11 @@ export const DEFAULT_ADDRESSES: TestbedAddresses = {
   replicaPrimary: '10.213.1.1',
   replicaBackup: '10.213.1.2',
   replicaPrefix: 24,
+  spare: '10.213.0.13',
+  replicaNetPrimary: '10.213.2.1',
+  replicaNetBackup: '10.213.2.2',
+  replicaNetSpare: '10.213.2.3',
+  replicaNetPrefix: 24,
 };
 
 /** Options of {@link Testbed.create}. */
@@ -95,6 +120,11 @@ export interface TestbedOptions {
    * (kernel defaults: a capture may show 64 KiB "segments").
    */
   readonly disableOffloads?: boolean;
+  /**
+   * Add the `spare` host and the replica network (see the module comment).
+   * Default false: client, primary and backup only.
+   */
+  readonly spare?: boolean;
 }
 
 /** One host of the bed. */
@@ -114,6 +144,8 @@ export interface Host {
   readonly replicaIf: string | undefined;
   /** Its replica-link address (primary and backup only). */
   readonly replicaAddr: string | undefined;
+  /** Its address on the replica network (a bed with a spare; not the client). */
+  readonly replicaNetAddr: string | undefined;
 }
 
 /** Rate limits of a host's LAN link, in Mbit/s; an absent direction is unlimited. */
@@ -177,6 +209,8 @@ export class Testbed implements SyncDestroyable {
   readonly addresses: TestbedAddresses;
   /** The service address. */
   readonly vip: string;
+  /** The hosts of this bed, in the order it builds them. */
+  readonly hostRoles: readonly HostRole[];
   private readonly hostMap = new Map<HostRole, Host>();
   private readonly nsNames: Map<NsRole, string>;
   private readonly created: string[] = [];
@@ -186,11 +220,12 @@ export class Testbed implements SyncDestroyable {
   private captureDir: string | undefined;
   private destroying: Promise<void> | undefined;
 
-  private constructor(tag: string, addresses: TestbedAddresses) {
+  private constructor(tag: string, addresses: TestbedAddresses, spare: boolean) {
     this.tag = tag;
     this.addresses = addresses;
     this.vip = addresses.vip;
-    this.nsNames = new Map((['lan', ...HOST_ROLES] as NsRole[]).map((r) => [r, nsName(tag, r)]));
+    this.hostRoles = spare ? [...HOST_ROLES, 'spare'] : HOST_ROLES;
+    this.nsNames = new Map((['lan', ...this.hostRoles] as NsRole[]).map((r) => [r, nsName(tag, r)]));
   }
 
   /**
@@ -199,7 +234,7 @@ export class Testbed implements SyncDestroyable {
    * fails, everything made so far is removed before the error is thrown.
    */
   static async create(opts: TestbedOptions = {}): Promise<Testbed> {
-    const bed = new Testbed(newTag(), { ...DEFAULT_ADDRESSES, ...opts.addresses });
+    const bed = new Testbed(newTag(), { ...DEFAULT_ADDRESSES, ...opts.addresses }, opts.spare === true);
     registerLive(bed);
     try {
       await bed.build(opts);
@@ -213,19 +248,20 @@ export class Testbed implements SyncDestroyable {
   private async build(opts: TestbedOptions): Promise<void> {
     const a = this.addresses;
     const lan = this.ns('lan');
-    for (const role of ['lan', ...HOST_ROLES] as NsRole[]) {
+    const roles = this.hostRoles;
+    for (const role of ['lan', ...roles] as NsRole[]) {
       const ns = this.ns(role);
       await nsCreate(ns);
       this.created.push(ns);
     }
     await Promise.all(
-      (['lan', ...HOST_ROLES] as NsRole[]).map(async (role) => {
+      (['lan', ...roles] as NsRole[]).map(async (role) => {
         const ns = this.ns(role);
         // Before any device exists, so new devices inherit `default`.
         await nsSysctl(ns, {
           'net.ipv6.conf.all.disable_ipv6': 1,
           'net.ipv6.conf.default.disable_ipv6': 1,
-          ...(role === 'primary' || role === 'backup' ? { 'net.ipv4.ip_nonlocal_bind': 1 } : {}),
+          ...(role === 'primary' || role === 'backup' || role === 'spare' ? { 'net.ipv4.ip_nonlocal_bind': 1 } : {}),
         });
         await ipIn(ns, ['link', 'set', 'lo', 'up']);
       }),
@@ -234,7 +270,7 @@ export class Testbed implements SyncDestroyable {
     await ipIn(lan, ['link', 'add', BRIDGE_IF, 'type', 'bridge', 'stp_state', '0']);
     await ipIn(lan, ['link', 'set', BRIDGE_IF, 'up']);
     await Promise.all(
-      HOST_ROLES.map(async (role) => {
+      roles.map(async (role) => {
         const ns = this.ns(role);
         await ipIn(ns, ['link', 'add', LAN_IF, 'type', 'veth', 'peer', 'name', role, 'netns', lan]);
         await ipIn(lan, ['link', 'set', role, 'master', BRIDGE_IF, 'up']);
@@ -249,16 +285,34 @@ export class Testbed implements SyncDestroyable {
     await ipIn(b, ['addr', 'add', `${a.replicaBackup}/${a.replicaPrefix}`, 'dev', REPLICA_IF]);
     await ipIn(p, ['link', 'set', REPLICA_IF, 'up']);
     await ipIn(b, ['link', 'set', REPLICA_IF, 'up']);
+    const netRoles = roles.filter((r) => r !== 'client');
+    const netAddr = (role: HostRole): string | undefined =>
+      !roles.includes('spare') ? undefined : role === 'primary' ? a.replicaNetPrimary : role === 'backup' ? a.replicaNetBackup : role === 'spare' ? a.replicaNetSpare : undefined;
+    if (roles.includes('spare')) {
+      // The replica network: every server host's rep1 on a second bridge, ports named r<role>.
+      await ipIn(lan, ['link', 'add', REPLICA_BRIDGE_IF, 'type', 'bridge', 'stp_state', '0']);
+      await ipIn(lan, ['link', 'set', REPLICA_BRIDGE_IF, 'up']);
+      await Promise.all(
+        netRoles.map(async (role) => {
+          const ns = this.ns(role);
+          await ipIn(ns, ['link', 'add', REPLICA_NET_IF, 'type', 'veth', 'peer', 'name', `r${role}`, 'netns', lan]);
+          await ipIn(lan, ['link', 'set', `r${role}`, 'master', REPLICA_BRIDGE_IF, 'up']);
+          await ipIn(ns, ['addr', 'add', `${netAddr(role)!}/${a.replicaNetPrefix}`, 'dev', REPLICA_NET_IF]);
+          await ipIn(ns, ['link', 'set', REPLICA_NET_IF, 'up']);
+        }),
+      );
+    }
     if (opts.disableOffloads === true) {
       const ends: Array<[NsRole, string]> = [
-        ...HOST_ROLES.map((r): [NsRole, string] => [r, LAN_IF]),
-        ...HOST_ROLES.map((r): [NsRole, string] => ['lan', r]),
+        ...roles.map((r): [NsRole, string] => [r, LAN_IF]),
+        ...roles.map((r): [NsRole, string] => ['lan', r]),
         ['primary', REPLICA_IF],
         ['backup', REPLICA_IF],
+        ...(roles.includes('spare') ? netRoles.flatMap((r): Array<[NsRole, string]> => [[r, REPLICA_NET_IF], ['lan', `r${r}`]]) : []),
       ];
       await Promise.all(ends.map(([r, dev]) => nsExec(this.ns(r), 'ethtool', ['-K', dev, 'tso', 'off', 'gso', 'off', 'gro', 'off'])));
     }
-    for (const role of HOST_ROLES) {
+    for (const role of roles) {
       const ns = this.ns(role);
       const links = await nsLinks(ns);
       const lanMac = links.find((l) => l.ifname === LAN_IF)?.address;
@@ -273,6 +327,7 @@ export class Testbed implements SyncDestroyable {
         bridgePort: role,
         replicaIf: onReplica ? REPLICA_IF : undefined,
         replicaAddr: role === 'primary' ? a.replicaPrimary : role === 'backup' ? a.replicaBackup : undefined,
+        replicaNetAddr: netAddr(role),
       });
     }
     const owner = opts.vipOwner === undefined ? 'primary' : opts.vipOwner;

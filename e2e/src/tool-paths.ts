@@ -15,3 +15,5 @@ export const FTCP_BIN: string = fileURLToPath(new URL('../../../bin/ftcp', impor
 export const REDIS_INCR_CLIENT_TOOL: string = fileURLToPath(new URL('./tools/redis-incr-client.js', import.meta.url));
 /** HTTP/1.0 GET over TCP or TLS checking the body's length and sha256 (see tools/fetch-client.ts). */
 export const FETCH_CLIENT_TOOL: string = fileURLToPath(new URL('./tools/fetch-client.js', import.meta.url));
+/** Polls a stable buffer's status from inside a host, one JSON line per poll (see tools/buffer-status.ts). */
+export const BUFFER_STATUS_TOOL: string = fileURLToPath(new URL('./tools/buffer-status.js', import.meta.url));

@@ -41,3 +41,16 @@ export function expectMaskedCrash(r: ScenarioReport, opts: { serverClosesFirst?:
   if (opts.serverClosesFirst !== true) expect(cap.serverFinsBeforeClientFin, `FIN from the VIP before the client closed${w}`).to.have.length(0);
   expect(speakerOrder(r), `who spoke for the VIP, by runs of segments${w}`).to.deep.equal(['primary', 'backup']);
 }
+
+/**
+ * The backup took over only after the fault: a takeover before it (a false
+ * detection: on a loaded host a 30 ms failure timeout can run out on a live
+ * primary) means the run did not test what it set out to. A verdict of the
+ * buffer that no backup acted on is only in the report.
+ */
+export function expectNoFalseDetection(r: ScenarioReport): void {
+  const took = r.takeover.failureDetected;
+  if (took === undefined) return;
+  const when = r.faultAt === undefined ? 'with no fault injected yet' : `${(r.faultAt - took).toFixed(0)} ms before the fault`;
+  expect(took, `FALSE DETECTION: the backup took over ${when} (load on this host; not the behaviour under test)${why(r)}`).to.be.at.least(r.faultAt ?? Infinity);
+}
