@@ -47,6 +47,8 @@ export type BackupExit =
   | { reason: 'server-exited'; code: number | null }
   | { reason: 'stopped' }
   | { reason: 'stepped-down'; silentMs: number }
+  /** The log could not be followed (a refused subscription, say): this node could never take over. */
+  | { reason: 'feed-ended'; error: string }
   | { reason: 'takeover-failed'; error: string };
 
 /** Millisecond marks of one takeover, from the failure event. */
@@ -147,7 +149,10 @@ export class Backup {
         this.feed = new ReplicaFeed(this.follower, this.follower.subscribe({ fromLsn: 0, mode: 'hot' }));
         this.feed.once('failed', () => void this.takeOver());
         this.feed.on('end', (err: Error) => {
-          if (!this.takingOver && !this.ending) this.logger.log('error', 'feed-ended', { error: String(err) });
+          if (this.takingOver || this.ending) return;
+          // A backup that cannot follow the log must not sit there looking ready.
+          this.logger.log('error', 'feed-ended', { error: String(err) });
+          void this.end({ reason: 'feed-ended', error: String(err) });
         });
         await this.startReplica(this.feed);
       } else {
