@@ -46,6 +46,8 @@ export interface ClientOptions {
 
 interface Pending {
   frame: Buffer;
+  /** The kind of reply that answers it; any other (but an error) is a protocol fault. */
+  expect: Message['kind'];
   resolve(msg: Message): void;
   reject(err: Error): void;
   /** Writes are resent after a reconnect; requests time out instead. */
@@ -232,17 +234,8 @@ export class StableBufferClient extends EventEmitter {
     const reqId = this.allocReqId();
     const frame = encodeFrame(msg, reqId);
     return new Promise<MessageOf<K>>((resolve, reject) => {
-      const p: Pending = {
-        frame,
-        write,
-        sentAt: performance.now(),
-        timer: null,
-        resolve: (reply) => {
-          if (reply.kind === expect) resolve(reply as MessageOf<K>);
-          else reject(new FtcpError(ErrorCode.MALFORMED_FRAME, `expected ${expect}, buffer answered ${reply.kind}`));
-        },
-        reject,
-      };
+      // The promise's own resolve, no wrapper: onMessage checks the reply's kind.
+      const p: Pending = { frame, expect, write, sentAt: performance.now(), timer: null, resolve: resolve as (reply: Message) => void, reject };
       if (!write) {
         p.timer = setTimeout(() => {
           this.pending.delete(reqId);
@@ -256,7 +249,10 @@ export class StableBufferClient extends EventEmitter {
 
   private async receiveLoop(): Promise<void> {
     try {
-      for await (const frames of this.socket) {
+      // receive() directly, not the socket's async iterator: two fewer promise
+      // hops between an acknowledgement's arrival and the writer's resumption.
+      while (!this.closed) {
+        const frames = await this.socket.receive();
         const frame = frames[0];
         if (!frame) continue;
         let inner: Buffer[];
@@ -323,7 +319,8 @@ export class StableBufferClient extends EventEmitter {
     }
     this.pending.delete(reqId);
     if (p.timer) clearTimeout(p.timer);
-    p.resolve(msg);
+    if (msg.kind === p.expect) p.resolve(msg);
+    else p.reject(new FtcpError(ErrorCode.MALFORMED_FRAME, `expected ${p.expect}, buffer answered ${msg.kind}`));
   }
 
   /** Another node took the epoch: nothing this client writes will be acknowledged again (invariant 4). */
@@ -406,7 +403,9 @@ export class StableBufferClient extends EventEmitter {
 
   /** Logs a client segment; resolves with the connection's stable offset and stable sequence number. */
   async writeSegment(rec: Fields<SegmentRecord>): Promise<{ stableOffset: number; stableSeq: number }> {
-    const a = await this.write({ kind: 'segment', epoch: this.epochValue, ...rec }, 'ack-segment');
+    // Fields named, not spread: the hottest call of a primary.
+    const msg: SegmentRecord = { kind: 'segment', epoch: this.epochValue, connId: rec.connId, offset: rec.offset, flags: rec.flags, payload: rec.payload };
+    const a = await this.write(msg, 'ack-segment');
     return { stableOffset: a.stableOffset, stableSeq: a.stableSeq };
   }
 

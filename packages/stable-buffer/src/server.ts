@@ -99,6 +99,7 @@ export class StableBufferServer extends EventEmitter {
   private readonly out: SendQueue;
   private readonly detector: Detector;
   private writer: Peer | null = null;
+  private lastPeer: Peer | null = null;
   /** Recent records, so live subscribers are served without reading LMDB. */
   private readonly tail = new RecordRing(TAIL_RECORDS, TAIL_BYTES);
   private closed = false;
@@ -179,7 +180,10 @@ export class StableBufferServer extends EventEmitter {
 
   private async serve(): Promise<void> {
     try {
-      for await (const frames of this.socket) {
+      // receive() directly, not the socket's async iterator: two fewer promise
+      // hops on every message's way in.
+      while (!this.closed) {
+        const frames = await this.socket.receive();
         const id = frames[0]!;
         const frame = frames[1];
         if (frames.length !== 2 || !frame) {
@@ -219,12 +223,16 @@ export class StableBufferServer extends EventEmitter {
   }
 
   private peerFor(id: Buffer): Peer {
+    // Nearly every message comes from the peer of the one before (the writer).
+    const last = this.lastPeer;
+    if (last !== null && last.id.equals(id)) return last;
     const key = id.toString('hex');
     let p = this.peers.get(key);
     if (!p) {
       p = { id, key, role: 0, node: '', sub: null };
       this.peers.set(key, p);
     }
+    this.lastPeer = p;
     return p;
   }
 
@@ -340,14 +348,15 @@ export class StableBufferServer extends EventEmitter {
         throw new FtcpError(ErrorCode.NOT_WRITER, 'writes need a writer hello for the current epoch on this connection first');
       }
       const res = this.store.append(rec as Parameters<Store['append']>[0], recordBytesOfFrame(frame));
-      this.counters.records[rec.kind] = (this.counters.records[rec.kind] ?? 0) + 1;
-      if (res.lsn === null) this.counters.duplicates++;
-      else this.pushTail(res.lsn, res.bytes!);
+      // The acknowledgement first when it is due now: the rest can wait for it.
       if (res.stable === null) this.send(peer.id, res.ack, reqId);
       else res.stable.then(
         () => this.send(peer.id, res.ack, reqId),
         (err) => this.sendError(peer.id, new FtcpError(ErrorCode.STORE, `store write failed: ${String(err)}`, { cause: err }), reqId),
       );
+      this.counters.records[rec.kind] = (this.counters.records[rec.kind] ?? 0) + 1;
+      if (res.lsn === null) this.counters.duplicates++;
+      else this.pushTail(res.lsn, res.bytes!);
     } catch (err) {
       this.sendError(peer.id, err, reqId);
     }

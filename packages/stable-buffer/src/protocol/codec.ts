@@ -7,6 +7,8 @@ import { ErrorCode, FtcpError } from '../errors.js';
 
 /** Largest integer a 64-bit field may carry: offsets and ids stay exact in a JS number. */
 export const MAX_U64_SAFE = Number.MAX_SAFE_INTEGER;
+/** The high u32 of {@link MAX_U64_SAFE}: a u64 whose high half exceeds it does not fit. */
+const MAX_U64_SAFE_HIGH = 0x1fffff;
 
 /** A cursor over one frame's bytes. */
 export class Reader {
@@ -55,12 +57,14 @@ export class Reader {
   /** A u64 that must fit a JS number exactly (ids, offsets, LSNs, call numbers). */
   u64(what: string): number {
     this.need(8, what);
-    const v = this.buf.readBigUInt64LE(this.pos);
-    this.pos += 8;
-    if (v > BigInt(MAX_U64_SAFE)) {
-      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `${what} ${v} exceeds 2^53-1`);
+    // Two u32 halves rather than a BigInt: this runs several times per record.
+    const lo = this.buf.readUInt32LE(this.pos);
+    const hi = this.buf.readUInt32LE(this.pos + 4);
+    if (hi > MAX_U64_SAFE_HIGH) {
+      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `${what} ${this.buf.readBigUInt64LE(this.pos)} exceeds 2^53-1`);
     }
-    return Number(v);
+    this.pos += 8;
+    return hi * 2 ** 32 + lo;
   }
 
   bytes(n: number, what: string): Buffer {
@@ -129,7 +133,14 @@ export class Writer {
 
   u64(v: number): this {
     this.room(8);
-    this.buf.writeBigUInt64LE(BigInt(v), this.pos);
+    if (Number.isSafeInteger(v) && v >= 0) {
+      // Two u32 halves rather than a BigInt: this runs several times per record.
+      this.buf.writeUInt32LE(v % 2 ** 32, this.pos);
+      this.buf.writeUInt32LE(Math.floor(v / 2 ** 32), this.pos + 4);
+    } else {
+      // Beyond 2^53 or not a count at all: BigInt writes it exactly or refuses it.
+      this.buf.writeBigUInt64LE(BigInt(v), this.pos);
+    }
     this.pos += 8;
     return this;
   }

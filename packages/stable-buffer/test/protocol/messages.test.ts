@@ -142,9 +142,24 @@ describe('buffer protocol', () => {
     expect(decodeFrame(inner[1]!).reqId).to.equal(2);
   });
 
+  it('carries u64 fields exactly across the 32-bit boundary up to 2^53 - 1', () => {
+    for (const v of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 + 12345, Number.MAX_SAFE_INTEGER]) {
+      const f = encodeFrame({ kind: 'consumed', lsn: v });
+      expect(f.readBigUInt64LE(12)).to.equal(BigInt(v));
+      expect(decodeFrame(f).msg).to.deep.equal({ kind: 'consumed', lsn: v });
+    }
+  });
+
+  it('refuses to encode a u64 field that is negative or not an integer', () => {
+    expect(() => encodeFrame({ kind: 'consumed', lsn: -1 })).to.throw(RangeError);
+    expect(() => encodeFrame({ kind: 'consumed', lsn: 1.5 })).to.throw(RangeError);
+  });
+
   it('refuses a u64 field beyond 2^53 - 1', () => {
     const f = encodeFrame({ kind: 'consumed', lsn: 1 });
     f.writeBigUInt64LE(2n ** 60n, 12);
+    expect(() => decodeFrame(f)).to.throw().with.property('code', ErrorCode.MALFORMED_FRAME);
+    f.writeBigUInt64LE(2n ** 53n, 12);
     expect(() => decodeFrame(f)).to.throw().with.property('code', ErrorCode.MALFORMED_FRAME);
   });
 });

@@ -2,9 +2,11 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { open } from 'lmdb';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
-import { BackupMode, SegFlag, type ConnRecord } from '../../src/protocol/messages.js';
+import { BackupMode, SegFlag, decodeRecord, type ConnRecord } from '../../src/protocol/messages.js';
 import { Store, type Durability } from '../../src/store/store.js';
+import { until } from '../service/helpers.js';
 
 const connRec = (connId: number, clientIsn = 1000): ConnRecord => ({
   kind: 'conn', epoch: 1, connId, clientIp: 1, serverIp: 2, clientPort: 1000 + connId, serverPort: 80, clientIsn, serverIsn: 5,
@@ -209,6 +211,78 @@ describe('Store', () => {
     expect(await store.collect()).to.equal(0);
     expect(store.positions().conns).to.deep.equal([{ connId: 1, stableOffset: 3, closed: true }]);
     expect((await store.readInstream(1, 0, 3)).toString()).to.equal('abc');
+  });
+
+  it('acknowledges a bare RST under commit durability only once its record is committed', async () => {
+    await stable(store.append(connRec(1)));
+    await stable(store.append(seg(1, 0, 'abc')));
+    const r = store.append(seg(1, 3, '', SegFlag.RST));
+    expect(r.lsn).to.equal(2);
+    await r.stable;
+    // Committed means a reader that does not flush anything sees it.
+    const env = open({ path: join(dir, 'buffer.mdb'), maxDbs: 8 });
+    try {
+      const log = env.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
+      expect(log.get(2), 'the RST record').to.not.equal(undefined);
+    } finally {
+      await env.close();
+    }
+  });
+
+  describe('under memory durability', () => {
+    beforeEach(async () => {
+      await store.close();
+      store = await openStore('memory');
+    });
+
+    it('acknowledges at once and serves the record to a reader right away', async () => {
+      store.append(connRec(1));
+      const r = store.append(seg(1, 0, 'now'));
+      expect(r.stable).to.equal(null);
+      expect(r.ack).to.include({ stableOffset: 3 });
+      // No waiting between the acknowledgement and the read: the reader flushes what waits.
+      expect((await store.readInstream(1, 0, 3)).toString()).to.equal('now');
+      expect((await store.readLog(0, 10, 1 << 20)).map((e) => e.lsn)).to.deep.equal([0, 1]);
+    });
+
+    it('writes every acknowledged record to LMDB on its own, with no reader asking', async () => {
+      store.append(connRec(1));
+      store.append(seg(1, 0, 'later'));
+      // What LMDB holds, as a process that crashed now would leave it: committed records only.
+      const env = open({ path: join(dir, 'buffer.mdb'), maxDbs: 8 });
+      try {
+        const log = env.openDB<Buffer, number>({ name: 'log', encoding: 'binary' });
+        await until(() => log.get(1) !== undefined, 2000, 'the segment record to be committed');
+        expect(decodeRecord(log.get(1)!)).to.deep.include({ kind: 'segment', offset: 0 });
+      } finally {
+        await env.close();
+      }
+    });
+
+    it('applies waiting writes in the order they were made, so the newest row of a connection wins', async () => {
+      store.append(connRec(1));
+      store.append({ kind: 'client-ack', epoch: 1, connId: 1, ackOffset: 10, window: 100, tsEcr: 1 });
+      store.append({ kind: 'client-ack', epoch: 1, connId: 1, ackOffset: 20, window: 200, tsEcr: 2 });
+      store.append({ kind: 'close', epoch: 1, connId: 1, reason: 1 });
+      await store.close();
+      store = await openStore('memory');
+      expect(store.connections()).to.deep.equal([{ connId: 1, stableOffset: 0, heldBeyond: 0, ackOffset: 20, closed: true }]);
+      expect(store.headLsn).to.equal(4);
+    });
+
+    it('keeps collected records gone across a restart, though their writes waited', async () => {
+      store.append(connRec(1));
+      store.append(seg(1, 0, 'abc'));
+      store.append({ kind: 'close', epoch: 1, connId: 1, reason: 1 });
+      store.registerBackup('b1', BackupMode.HOT, 0);
+      store.consumed('b1', 3);
+      expect(await store.collect()).to.equal(3);
+      await store.close();
+      store = await openStore('memory');
+      expect(store.positions().conns).to.deep.equal([]);
+      expect(store.firstLsn).to.equal(3);
+      expect(store.registeredBackups.get('b1')).to.deep.equal({ mode: BackupMode.HOT, consumed: 3 });
+    });
   });
 
   for (const durability of ['memory', 'commit', 'fsync'] as const) {
