@@ -37,6 +37,8 @@ export const serverOptionsSchema = z.object({
   probeIntervalMs: z.number().int().min(1).max(60_000).default(10),
   failureTimeoutMs: z.number().int().min(1).max(600_000).default(30),
   maxLogBytes: z.number().int().positive().default(8 * 1024 ** 3),
+  /** What collection may remove (see Retention in the store): `all` keeps what a later backup replays. */
+  retain: z.enum(['all', 'consumed']).default('all'),
   collectIntervalMs: z.number().int().min(10).default(1000),
   curve: z
     .object({
@@ -137,7 +139,7 @@ export class StableBufferServer extends EventEmitter {
     }
     const options = parsed.data;
     const logger = opts.logger ?? silentLogger;
-    const store = await Store.open({ dataDir: options.dataDir, durability: options.durability, maxLogBytes: options.maxLogBytes });
+    const store = await Store.open({ dataDir: options.dataDir, durability: options.durability, maxLogBytes: options.maxLogBytes, retain: options.retain });
     let zapDomain: string | null = null;
     const socket = new Router({
       mandatory: true,
@@ -332,6 +334,7 @@ export class StableBufferServer extends EventEmitter {
     // Fence: the old writer's next write carries an older epoch and is refused.
     this.writer = null;
     this.detector.stop();
+    this.store.unregisterBackup(node);
     peer.node = node;
     this.logger.log('info', 'promoted', { node, epoch, headLsn: this.store.headLsn });
     this.send(peer.id, { kind: 'promoted', epoch, positions: this.store.positions() }, reqId);

@@ -47,7 +47,22 @@ export interface StoreOptions {
   durability: Durability;
   /** Upper bound on retained record bytes; writes beyond it are refused with FTCP_ERR_CAPACITY. */
   maxLogBytes: number;
+  /** What {@link Store.collect} may remove; see {@link Retention}. Default `all`. */
+  retain?: Retention;
 }
+
+/**
+ * What the log keeps. A backup replays the server from its start (there are
+ * no checkpoints), so a backup that joins at any time, a new one after a
+ * takeover among them, needs every call and every connection's bytes:
+ * - `all`: keep them; only client-ack records, which a connection's row
+ *   supersedes, are collected. The log grows until --max-log-bytes.
+ * - `consumed`: once every registered backup consumed them, collect the
+ *   records of closed connections and, unless a cold backup is registered,
+ *   call records. The log stays small, but from then on no new backup can
+ *   join: it would find the server's start gone (FTCP_ERR_LOG_TRUNCATED).
+ */
+export type Retention = 'all' | 'consumed';
 
 /** Persisted state of one connection. */
 interface ConnRow {
@@ -559,6 +574,15 @@ export class Store {
     this.persistBackups();
   }
 
+  /**
+   * Forgets a registered backup: one that was promoted writes the log now,
+   * and its frozen position must hold back neither retention nor the lag
+   * that status reports.
+   */
+  unregisterBackup(node: string): void {
+    if (this.backups.delete(node)) this.persistBackups();
+  }
+
   /** Records that `node` consumed every record below `lsn`. */
   consumed(node: string, lsn: number): void {
     const b = this.backups.get(node);
@@ -591,6 +615,7 @@ export class Store {
       horizon = Math.min(horizon, b.consumed);
       if (b.mode === BackupMode.COLD) anyCold = true;
     }
+    const keepAll = (this.options.retain ?? 'all') === 'all';
     let removed = 0;
     let callsCollected = false;
     let contiguous = true;
@@ -600,7 +625,7 @@ export class Store {
       const rec = decodeRecord(value);
       let drop = false;
       if (rec.kind === 'call' || rec.kind === 'call-batch') {
-        drop = !anyCold;
+        drop = !keepAll && !anyCold;
         if (drop) {
           const first = rec.kind === 'call' ? rec.callNo : rec.firstCallNo;
           const count = rec.kind === 'call' ? 1 : rec.datas.length;
@@ -616,7 +641,7 @@ export class Store {
         // A cold backup replays the server from its start: the instream of a
         // connection that closed long ago is still read by that replay.
         const c = this.conns.get(rec.connId);
-        drop = !anyCold && (c === undefined || (c.closedLsn !== null && c.closedLsn < horizon));
+        drop = !keepAll && !anyCold && (c === undefined || (c.closedLsn !== null && c.closedLsn < horizon));
         if (drop && c && rec.kind === 'close') {
           for (const k of this.seg.getKeys({ start: [c.rec.connId, 0], end: [c.rec.connId, LAST] })) void this.issue(() => this.seg.remove(k));
           const connId = c.rec.connId;

@@ -76,6 +76,21 @@ describe('StableBufferServer over real sockets', function () {
     expect((h.server.status().counters as { errors: Record<string, number> }).errors[ErrorCode.NOT_WRITER]).to.equal(1);
   });
 
+  it('no longer counts a promoted backup as a backup: it writes the log now', async () => {
+    h = await new Harness().start();
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(1));
+    const b = h.client('backup-b');
+    const sub = b.subscribe({ fromLsn: 0, mode: 'hot' });
+    const backups = (): { node: string }[] => h.server.status().backups as { node: string }[];
+    for (let i = 0; i < 200 && backups().length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(backups().map((x) => x.node)).to.deep.equal(['backup-b']);
+    await b.promote();
+    expect(backups()).to.deep.equal([]);
+    sub.end();
+  });
+
   it('streams the log to a hot backup in order, old records first, then new ones as they arrive', async () => {
     h = await new Harness().start();
     const p = h.client('primary');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
 import { BackupMode, SegFlag, decodeRecord, type ConnRecord } from '../../src/protocol/messages.js';
-import { Store, type Durability } from '../../src/store/store.js';
+import { Store, type Durability, type Retention } from '../../src/store/store.js';
 import { until } from '../service/helpers.js';
 
 const connRec = (connId: number, clientIsn = 1000): ConnRecord => ({
@@ -25,7 +25,8 @@ async function stable<T extends { stable: Promise<unknown> | null }>(r: T): Prom
 describe('Store', () => {
   let dir: string;
   let store: Store;
-  const openStore = (durability: Durability = 'commit', maxLogBytes = 1 << 30) => Store.open({ dataDir: dir, durability, maxLogBytes });
+  // Collection tests run with `consumed` retention: under the default `all` nothing but client acks goes.
+  const openStore = (durability: Durability = 'commit', maxLogBytes = 1 << 30, retain: Retention = 'consumed') => Store.open({ dataDir: dir, durability, maxLogBytes, retain });
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ftcp-store-'));
@@ -159,6 +160,23 @@ describe('Store', () => {
     expect(store.headLsn).to.equal(6);
   });
 
+  it('keeps every call and closed connection under the default retention, for a backup that joins later, and collects only superseded client acks', async () => {
+    await store.close();
+    store = await openStore('commit', 1 << 30, 'all');
+    store.append(connRec(1));
+    store.append(seg(1, 0, 'abc'));
+    store.append({ kind: 'client-ack', epoch: 1, connId: 1, ackOffset: 0, window: 100, tsEcr: 1 });
+    store.append({ kind: 'call', epoch: 1, stream: 's', callNo: 1, data: Buffer.from('c') });
+    await stable(store.append({ kind: 'close', epoch: 1, connId: 1, reason: 1 }));
+    store.registerBackup('hot', BackupMode.HOT, 0);
+    store.consumed('hot', 5);
+    expect(await store.collect()).to.equal(1);
+    expect(store.positions().conns).to.deep.equal([{ connId: 1, stableOffset: 3, closed: true }]);
+    expect((await store.readInstream(1, 0, 3)).toString()).to.equal('abc');
+    expect(await store.readCalls('s', 1, 10)).to.have.length(1);
+    expect(store.firstLsn).to.equal(0);
+  });
+
   it('collects a closed connection only after every registered backup consumed it', async () => {
     store.append(connRec(1));
     store.append(seg(1, 0, 'abc'));
@@ -192,6 +210,15 @@ describe('Store', () => {
     expect(store.positions().streams).to.deep.equal([{ stream: 's', lastCallNo: 3 }]);
     const r = await stable(store.append({ kind: 'call', epoch: 1, stream: 's', callNo: 4, data: Buffer.from('d') }));
     expect(r.ack).to.deep.equal({ kind: 'ack-call', stream: 's', contiguous: 4 });
+  });
+
+  it('forgets an unregistered backup, so its position holds nothing back', async () => {
+    store.registerBackup('b1', BackupMode.HOT, 0);
+    store.unregisterBackup('b1');
+    expect(store.registeredBackups.size).to.equal(0);
+    await store.close();
+    store = await openStore();
+    expect(store.registeredBackups.size).to.equal(0);
   });
 
   it('keeps call records while a cold backup is registered', async () => {

@@ -56,6 +56,11 @@ unreadable data directory).`;
       summary: 'Cap on retained log bytes (e.g. 8GiB); writes beyond it are refused, never dropped.',
       default: '8GiB',
     }),
+    retain: Flags.option({
+      summary: 'What the log keeps: all (a backup may join at any time, a new one after a takeover too) or consumed (collect what every registered backup consumed; no backup can join afterwards).',
+      options: ['all', 'consumed'] as const,
+      default: 'all',
+    })(),
     'curve-key-file': Flags.string({
       summary: 'JSON file {"publicKey","secretKey"} (Z85) of this server; enables CURVE encryption.',
       dependsOn: ['curve-allow'],
@@ -75,6 +80,7 @@ unreadable data directory).`;
         probeIntervalMs: flags['probe-interval'],
         failureTimeoutMs: flags['failure-timeout'],
         maxLogBytes: parseSize(flags['max-log-bytes']),
+        retain: flags.retain,
         ...(flags['curve-key-file'] && flags['curve-allow']
           ? { curve: { ...readKeyFile(flags['curve-key-file']), clientPublicKeys: readAllowFile(flags['curve-allow']) } }
           : {}),
