@@ -71,6 +71,8 @@ export {
   describeScenario,
   scenarioLogs,
   speakerOrder,
+  TEST_FAILURE_TIMEOUT_MS,
+  testFailureTimeoutMs,
   type BackupJoin,
   type Scenario,
   type ScenarioContext,

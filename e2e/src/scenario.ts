@@ -161,7 +161,8 @@ export interface ScenarioOptions {
   readonly probeIntervalMs?: number;
   /**
    * The buffer's, the primary's and the backup's failure timeout, ms;
-   * default `FTCP_E2E_FAILURE_TIMEOUT_MS` from the environment, else 30.
+   * default `FTCP_E2E_FAILURE_TIMEOUT_MS` from the environment, else
+   * {@link TEST_FAILURE_TIMEOUT_MS}.
    */
   readonly failureTimeoutMs?: number;
   /** The buffer's `--durability`; default `memory` (`commit` makes records survive a buffer crash). */
@@ -283,6 +284,20 @@ export interface ScenarioReport {
   readonly harnessError: string | undefined;
 }
 
+/**
+ * The failure timeout of test runs, ms, unless `FTCP_E2E_FAILURE_TIMEOUT_MS`
+ * says otherwise. Not the product's 30 ms default: on a loaded two-core
+ * machine (CI, or tests beside other work) a 30 ms timeout now and then
+ * declares a healthy but starved node failed, and a takeover before the
+ * fault is not what a test sets out to check. The benchmark measures 30 ms.
+ */
+export const TEST_FAILURE_TIMEOUT_MS = 100;
+
+/** The failure timeout a run uses: its option, else the environment's, else {@link TEST_FAILURE_TIMEOUT_MS}. */
+export function testFailureTimeoutMs(option: number | undefined): number {
+  return option ?? envNumber('FTCP_E2E_FAILURE_TIMEOUT_MS') ?? TEST_FAILURE_TIMEOUT_MS;
+}
+
 /** A positive number from the environment, or undefined when unset. */
 function envNumber(name: string): number | undefined {
   const v = process.env[name];
@@ -350,7 +365,7 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
   const fault: FaultKind = mode === null ? 'none' : (opts.fault ?? 'crash-primary');
   const seed = opts.seed ?? scenarioSeed();
   const probeIntervalMs = opts.probeIntervalMs ?? 10;
-  const failureTimeoutMs = opts.failureTimeoutMs ?? envNumber('FTCP_E2E_FAILURE_TIMEOUT_MS') ?? 30;
+  const failureTimeoutMs = testFailureTimeoutMs(opts.failureTimeoutMs);
   const log = opts.log ?? ((l: string) => console.log(l));
   const rand = mulberry32(seed);
   // The fraction first, then the client's seed: the order runFailover always drew them in, so old seeds replay.

@@ -54,7 +54,7 @@ import {
 } from './harness.js';
 import { nextPort } from './names.js';
 import type { ExitStatus, HostProcess } from './process.js';
-import type { ClientOutcome, ScenarioContext, Verdict } from './scenario.js';
+import { testFailureTimeoutMs, type ClientOutcome, type ScenarioContext, type Verdict } from './scenario.js';
 import { echoScenario } from './scenarios.js';
 import { Testbed, type CrashReport, type HostRole } from './testbed.js';
 import { FTCP_BIN } from './tool-paths.js';
@@ -82,7 +82,7 @@ export interface SecondFailoverOptions {
   readonly seed?: number;
   /** The buffer's probe interval, ms; default 10. */
   readonly probeIntervalMs?: number;
-  /** The buffer's and the nodes' failure timeout, ms; default `FTCP_E2E_FAILURE_TIMEOUT_MS`, else 30. */
+  /** The buffer's and the nodes' failure timeout, ms; default as {@link testFailureTimeoutMs}. */
   readonly failureTimeoutMs?: number;
   /** Where progress lines go (the seed among them); default console.log. */
   readonly log?: (line: string) => void;
@@ -144,14 +144,6 @@ export interface SecondFailoverReport {
   readonly harnessError: string | undefined;
 }
 
-function envNumber(name: string): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${v}`);
-  return n;
-}
-
 function outcomeOf(p: HostProcess, startedAt: number, endedAt: number | undefined): ClientOutcome {
   return { command: p.commandLine, exit: p.exitStatus, stdout: [...p.stdoutLines], stderr: [...p.stderrLines], events: p.events(), startedAt, endedAt };
 }
@@ -196,7 +188,7 @@ export async function runSecondFailover(opts: SecondFailoverOptions = {}): Promi
   const bytes = opts.bytes ?? 40 * MiB;
   const seed = opts.seed ?? scenarioSeed();
   const probeIntervalMs = opts.probeIntervalMs ?? 10;
-  const failureTimeoutMs = opts.failureTimeoutMs ?? envNumber('FTCP_E2E_FAILURE_TIMEOUT_MS') ?? 30;
+  const failureTimeoutMs = testFailureTimeoutMs(opts.failureTimeoutMs);
   const log = opts.log ?? ((l: string) => console.log(l));
   const rand = mulberry32(seed);
   const draw = (w: readonly [number, number]): number => w[0] + (w[1] - w[0]) * rand();

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TEST_FAILURE_TIMEOUT_MS } from '@ftcp/e2e';
 
 const ftcp = join(dirname(fileURLToPath(import.meta.url)), '../../../../bin/ftcp');
 
@@ -37,7 +38,8 @@ describe('ftcp demo', function () {
 
   it('crashes the primary host mid-stream and prints a timeline in which the client lost nothing', function () {
     if (process.getuid?.() !== 0) this.skip();
-    const r = run(['demo', '--bytes', '8MiB', '--rate-mbit', '40'], 110_000);
+    // The tests' failure timeout, not the demo's 30 ms: CI machines are loaded.
+    const r = run(['demo', '--bytes', '8MiB', '--rate-mbit', '40', '--failure-timeout', String(TEST_FAILURE_TIMEOUT_MS)], 110_000);
     expect(r.status, r.out).to.equal(0);
     expect(r.out).to.match(/primary host crashed/);
     expect(r.out).to.match(/backup promoted to epoch \d+/);

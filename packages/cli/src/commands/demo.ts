@@ -28,6 +28,11 @@ client saw every byte and no error, 1 it did not, 2 bad flags.`;
     mode: Flags.option({ summary: 'The backup\'s mode.', options: ['hot', 'cold'] as const, default: 'hot' })(),
     bytes: Flags.string({ summary: 'Bytes the client streams each way, like 20MiB (at least 1MiB).', default: '20MiB' }),
     'rate-mbit': Flags.integer({ summary: 'The client\'s sending rate (so the crash lands mid-stream).', default: 40, min: 1 }),
+    'failure-timeout': Flags.integer({
+      summary: 'Milliseconds of silence before the buffer declares the primary failed (the buffer\'s default). A busy machine may need more: a starved but healthy primary can be declared failed.',
+      default: 30,
+      min: 1,
+    }),
     seed: Flags.integer({ summary: 'Seed of the crash point and the client\'s bytes; printed, so a run can be replayed.', min: 0, max: 0xffffffff }),
     verbose: Flags.boolean({ summary: 'Also print every process\'s log.', default: false }),
   };
@@ -47,6 +52,7 @@ client saw every byte and no error, 1 it did not, 2 bad flags.`;
       mode: flags.mode,
       bytes,
       rateMbit: flags['rate-mbit'],
+      failureTimeoutMs: flags['failure-timeout'],
       ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
       log: (line) => this.log(`  ${line.trim()}`),
     });
