@@ -321,7 +321,8 @@ function nodeEventsOf(p: HostProcess): NodeEvent[] {
   return out;
 }
 
-function outcomeOf(p: HostProcess, startedAt: number, endedAt: number | undefined): ClientOutcome {
+/** What a finished client process did, for a report. */
+export function outcomeOf(p: HostProcess, startedAt: number, endedAt: number | undefined): ClientOutcome {
   return {
     command: p.commandLine,
     exit: p.exitStatus,
@@ -334,7 +335,7 @@ function outcomeOf(p: HostProcess, startedAt: number, endedAt: number | undefine
 }
 
 /** Removes a run's temporary directories, also from an exit hook. */
-class TempDirs implements SyncDestroyable {
+export class TempDirs implements SyncDestroyable {
   private readonly dirs: string[] = [];
   constructor() {
     registerLive(this);

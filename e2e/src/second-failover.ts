@@ -30,12 +30,8 @@
  * points and the client's bytes. Every wait is bounded; the bed and every
  * temporary directory are removed on every path out.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { BufferWatch, type CatchUp } from './buffer-watch.js';
 import type { Capture } from './capture.js';
-import { registerLive, unregisterLive, type SyncDestroyable } from './cleanup.js';
 import {
   agentSocketDirs,
   allLines,
@@ -54,7 +50,7 @@ import {
 } from './harness.js';
 import { nextPort } from './names.js';
 import type { ExitStatus, HostProcess } from './process.js';
-import { testFailureTimeoutMs, type ClientOutcome, type ScenarioContext, type Verdict } from './scenario.js';
+import { outcomeOf, TempDirs, testFailureTimeoutMs, type ClientOutcome, type ScenarioContext, type Verdict } from './scenario.js';
 import { echoScenario } from './scenarios.js';
 import { Testbed, type CrashReport, type HostRole } from './testbed.js';
 import { FTCP_BIN } from './tool-paths.js';
@@ -142,30 +138,6 @@ export interface SecondFailoverReport {
   readonly stalls: readonly StallSnapshot[];
   /** What went wrong in the harness (a bounded wait that ran out, a backup that never caught up), if anything. */
   readonly harnessError: string | undefined;
-}
-
-function outcomeOf(p: HostProcess, startedAt: number, endedAt: number | undefined): ClientOutcome {
-  return { command: p.commandLine, exit: p.exitStatus, stdout: [...p.stdoutLines], stderr: [...p.stderrLines], events: p.events(), startedAt, endedAt };
-}
-
-/** Removes the run's temporary directories, also from an exit hook. */
-class TempDirs implements SyncDestroyable {
-  private readonly dirs: string[] = [];
-  constructor() {
-    registerLive(this);
-  }
-  make(prefix: string): string {
-    const d = mkdtempSync(join(tmpdir(), prefix));
-    this.dirs.push(d);
-    return d;
-  }
-  add(dir: string): void {
-    this.dirs.push(dir);
-  }
-  destroySync(): void {
-    for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-    unregisterLive(this);
-  }
 }
 
 /** The earlier connection: an unpaced echo of `bytes` each way, of the run's client seed (so it replays). */
