@@ -14,7 +14,8 @@
  *     in pthread_create, which allocates a stack anyway, in spawning a
  *     child (posix_spawn's environment, popen's FILE), and the body of a
  *     REBUILD (promotion, once per connection; its queues may be tens of
- *     megabytes).
+ *     megabytes). A stream's playback queue is mapped (mmap) once, when the
+ *     stream is named.
  *  2. errno is preserved: after a wrapped call errno is what the real call
  *     (record) or the primary's call (playback) left, and the shim's own
  *     I/O never leaks into it.
@@ -239,7 +240,7 @@ struct nsw_thread {
   int live;          /* a replica's stream past the primary's last record: records now */
   int went_live;     /* set by nsw_play when the agent says LIVE; read once by the caller */
   uint32_t spawns;   /* posix_spawn() calls made by this stream (system and popen among them) */
-  uint16_t result_flags; /* flags of the last RESULT nsw_play received */
+  int nomatch;       /* set by nsw_play for a TENTATIVE read whose next record is no such read */
   /* The thread's last clock read while it may still be only a deadline (see "deadline reads"). */
   uint8_t clock_state;   /* NSW_CLOCK_* */
   clockid_t clock_id;
@@ -252,6 +253,13 @@ struct nsw_thread {
   int out_lock;
   uint32_t out_len;
   unsigned char out[NSW_OUT_CAP];
+  /* Playback: the stream's next records (see "playback from a queue"): a RECORDS body, where its next
+   * record starts, and that record's call number. */
+  unsigned char *q; /* FTCP_NSW_MAX_BATCH bytes, mapped at the thread's first fetch */
+  uint32_t q_len, q_pos;
+  uint64_t q_next;
+  /* Playback: the PLAYED noted last (in out, or sent): calls answered, and a clock read answered from its record. */
+  uint64_t noted, noted_peek;
 };
 
 /* initial-exec: a preloaded library's TLS is static, and reaching it must
@@ -737,6 +745,14 @@ static void __attribute__((noinline)) nsw_flush_self(void) {
     if (NSW_UNLIKELY(nsw_self.out_len | nsw_self.clock_state) && !nsw_self.busy) nsw_flush_self(); \
   } while (0)
 
+/* The same before a call that blocks unless it is REPLAYED: in playback a
+ * replayed call is answered from records and does not block (and nsw_begin
+ * settles a clock read). */
+#define NSW_FLUSH_UNLESS(REPLAYED)                                                  \
+  do {                                                                              \
+    if (nsw_mode != FTCP_NSW_MODE_PLAYBACK || nsw_self.live || !(REPLAYED)) NSW_FLUSH(); \
+  } while (0)
+
 /*
  * Every thread's coalesced records go out (output commit, exec, exit). Not
  * in a child that vfork made: it runs on its parent's memory, so the
@@ -811,12 +827,58 @@ static void nsw_recv_all(int fd, unsigned char *buf, size_t len) {
   }
 }
 
-/* Sends the first len bytes of the iovecs. */
-static void nsw_send_iov(int fd, const struct iovec *iov, int n, size_t len) {
-  for (int i = 0; i < n && len > 0; i++) {
-    size_t take = iov[i].iov_len < len ? iov[i].iov_len : len;
-    nsw_send_all(fd, iov[i].iov_base, take);
-    len -= take;
+/*
+ * Sends a frame's head and then the first len bytes of the iovecs with as
+ * few sendmsg calls as the kernel allows (one, usually): a replica's write
+ * is a DONE of its bytes, and a syscall per piece would cost more than the
+ * bytes. At most NSW_SEND_IOV pieces go in one call; the rest follow.
+ */
+#define NSW_SEND_IOV 64
+static void nsw_send_head_iov(int fd, const unsigned char *head, size_t hlen, const struct iovec *iov, int n, size_t len) {
+  struct iovec v[NSW_SEND_IOV + 1];
+  int k = 0;
+  v[k++] = (struct iovec){(void *)head, hlen};
+  size_t left = len;
+  for (int i = 0; i < n && left > 0 && k <= NSW_SEND_IOV; i++) {
+    size_t take = iov[i].iov_len < left ? iov[i].iov_len : left;
+    if (take) v[k++] = (struct iovec){iov[i].iov_base, take};
+    left -= take;
+  }
+  size_t total = hlen + (len - left), sent = 0;
+  struct msghdr m = {0};
+  m.msg_iov = v;
+  m.msg_iovlen = (size_t)k;
+  while (sent < total) {
+    ssize_t r = real_sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) nsw_fatal("lost the agent while sending for stream ");
+    sent += (size_t)r;
+    /* A partial send: skip what went. */
+    while (r > 0 && m.msg_iovlen > 0) {
+      if ((size_t)r >= m.msg_iov[0].iov_len) {
+        r -= (ssize_t)m.msg_iov[0].iov_len;
+        m.msg_iov++;
+        m.msg_iovlen--;
+      } else {
+        m.msg_iov[0].iov_base = (char *)m.msg_iov[0].iov_base + r;
+        m.msg_iov[0].iov_len -= (size_t)r;
+        r = 0;
+      }
+    }
+  }
+  if (left == 0) return;
+  /* More pieces than one call takes: the rest, piece by piece. */
+  size_t skip = len - left;
+  for (int i = 0; i < n && left > 0; i++) {
+    size_t l = iov[i].iov_len;
+    if (skip >= l) {
+      skip -= l;
+      continue;
+    }
+    size_t take = l - skip < left ? l - skip : left;
+    nsw_send_all(fd, (const unsigned char *)iov[i].iov_base + skip, take);
+    skip = 0;
+    left -= take;
   }
 }
 
@@ -910,6 +972,18 @@ static void nsw_name_thread(struct nsw_thread *t, const char *name, size_t len) 
   t->out_len = 0;
   t->out_lock = 0;
   t->clock_state = 0;
+  /* A forked child keeps its parent's queue mapping, not its records. */
+  t->q_len = t->q_pos = 0;
+  t->noted = t->noted_peek = 0;
+  /* The playback queue is mapped here, when the stream is named, in record
+   * mode too: the program's own mappings (thread stacks, malloc arenas) then
+   * land at the same addresses in both (README "Address layout"). Record
+   * mode never touches its pages. */
+  if (!t->q) {
+    void *q = mmap(NULL, FTCP_NSW_MAX_BATCH, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) nsw_fatal("no memory for the playback queue of stream ");
+    t->q = q;
+  }
   /*
    * A new stream (a thread, a forked child) starts in playback even when its
    * creator went live: the primary's log may hold records of a stream of
@@ -1032,46 +1106,226 @@ static void nsw_skip(int fd, size_t len) {
 }
 
 /*
- * Playback: asks the agent for this stream's next record and blocks until the
- * primary's result is there (a replica ahead of the log waits, FT-TCP 3.7).
- * When the agent answers LIVE instead, returns with nsw_went_live() true and
- * the caller performs and records the call.
- * With FTCP_NSW_CALL_F_COMPARE, sends what the real call did for the agent to
- * compare. Reads the primary's payload straight into the iovecs `out` (a
- * replicated read's bytes land in the program's buffers) and returns its
- * result; *out_err gets its errno.
+ * Playback from a queue (FT-TCP 3.7 without a round trip per call). The
+ * agent sends a stream's next records in batches (RECORDS, at most
+ * FTCP_NSW_MAX_BATCH bytes) when the thread asks with its queue empty (PLAY
+ * with FETCH), and the shim answers calls from them, checking each against
+ * its record exactly as the agent checks a PLAY (nsw_matches). A record
+ * marked SYNC (a lock's turn, a read whose client bytes did not come with
+ * it) and a call that does not match its record go to the agent as a PLAY:
+ * it answers the first and reports the second as a divergence, so there is
+ * one place that decides. How far the thread got goes to the agent in
+ * PLAYED, coalesced like records: when the queue runs dry, before the thread
+ * blocks for real, at exit; a PLAY or DONE says as much. The queue is mapped
+ * when the stream is named (no malloc, rule 1) and unmapped at its end.
  */
-static int64_t nsw_play_iov(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const void *payload, size_t len,
-                            const struct iovec *out, int out_n, int *out_err) {
-  struct nsw_thread *t = &nsw_self;
-  int fd = nsw_channel(t);
-  struct ftcp_nsw_call c = {0, kind, flags, err, result, arg, (uint32_t)len, payload};
-  unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + 64];
-  struct ftcp_nsw_call r;
-  c.call_no = ++t->call_no;
-  size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, &c);
+
+/* Notes how far the thread answered calls (consumed, and a clock read answered without consuming its record)
+ * for the next PLAYED; sends it now when `now`, or once exit began (another thread's exit flush may be past). */
+static void nsw_played_note(struct nsw_thread *t, uint64_t consumed, uint64_t peeked, int now) {
+  if (consumed == t->noted && peeked == t->noted_peek && !(now && t->out_len)) return;
+  nsw_out_lock(t);
+  if (consumed != t->noted || peeked != t->noted_peek) {
+    t->noted = consumed;
+    t->noted_peek = peeked;
+    t->out_len = (uint32_t)ftcp_nsw_encode_played(t->out, sizeof t->out, consumed, peeked);
+  }
+  /* Checked under the lock: an exit flush that takes it after us sees the note, one before it set this first. */
+  if (now || __atomic_load_n(&nsw_unbuffered, __ATOMIC_SEQ_CST)) nsw_flush_locked(t);
+  nsw_out_unlock(t);
+}
+
+/* The agent knows this much already (it answered, or was told by a PLAY): no PLAYED for it. */
+static void nsw_played_known(struct nsw_thread *t, uint64_t consumed) {
+  nsw_out_lock(t);
+  t->noted = consumed;
+  t->noted_peek = 0;
+  t->out_len = 0;
+  nsw_out_unlock(t);
+}
+
+static void nsw_queue_drop(struct nsw_thread *t) {
+  t->q_len = t->q_pos = 0;
+}
+
+/* The record at the head of the queue (call t->q_next); its size, 0 when the queue is empty. */
+static size_t nsw_queue_head(struct nsw_thread *t, struct ftcp_nsw_call *rec) {
+  if (t->q_pos == t->q_len) return 0;
+  size_t size = ftcp_nsw_decode_record(t->q + t->q_pos, t->q_len - t->q_pos, rec);
+  if (!size) nsw_fatal("the agent sent a bad record to stream ");
+  rec->call_no = t->q_next;
+  return size;
+}
+
+/* The head record was consumed. */
+static void nsw_queue_pop(struct nsw_thread *t, size_t size) {
+  t->q_pos += (uint32_t)size;
+  t->q_next++;
+}
+
+/* Going live (the agent's RESULT with LIVE): this call is performed for real and recorded under its number.
+ * Before it is, the process's replicated connections become real sockets. */
+static void nsw_go_live(struct nsw_thread *t, int fd, uint32_t payload_len) {
+  nsw_skip(fd, payload_len);
+  nsw_queue_drop(t);
+  t->live = 1;
+  t->went_live = 1;
+  t->call_no--;
+  nsw_adopt_pending(t);
+}
+
+/*
+ * The queue is empty: asks for the stream's records from call c on (PLAY
+ * with FETCH; the agent waits for them as long as the replica is ahead of
+ * the log). Returns 0 when the agent answered LIVE instead.
+ */
+static int nsw_fetch(struct nsw_thread *t, const struct ftcp_nsw_call *c) {
+  int fd = t->fd;
+  struct ftcp_nsw_call f = *c;
+  f.flags |= FTCP_NSW_CALL_F_FETCH;
+  unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + FTCP_NSW_SOCKOPT_CMP];
+  size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, &f);
   if (!n) nsw_fatal("a call payload is too large in stream ");
+  nsw_played_known(t, c->call_no - 1);
+  nsw_send_frame(t, buf, n);
+  unsigned char hdr[FTCP_NSW_HDR_SIZE];
+  nsw_recv_all(fd, hdr, sizeof hdr);
+  long len = ftcp_nsw_check_header(hdr);
+  uint8_t type = hdr[FTCP_NSW_HDR_OFF_TYPE];
+  if (len >= 0 && type == FTCP_NSW_MSG_ERROR) nsw_recv_error(fd, hdr, len);
+  if (len >= FTCP_NSW_CALL_FIXED && type == FTCP_NSW_MSG_RESULT) {
+    struct ftcp_nsw_call r;
+    unsigned char fixed[FTCP_NSW_CALL_FIXED];
+    nsw_recv_all(fd, fixed, sizeof fixed);
+    if (ftcp_nsw_decode_call(type, fixed, (size_t)len, &r) != 0 || !(r.flags & FTCP_NSW_CALL_F_LIVE)) nsw_fatal("the agent answered a FETCH with a RESULT in stream ");
+    nsw_go_live(t, fd, r.payload_len);
+    return 0;
+  }
+  if (len < FTCP_NSW_RECORDS_FIXED || type != FTCP_NSW_MSG_RECORDS) nsw_fatal("the agent sent a bad RECORDS to stream ");
+  nsw_recv_all(fd, t->q, (size_t)len);
+  if (ftcp_get_u64(t->q + FTCP_NSW_RECORDS_OFF_FIRST) != c->call_no || ftcp_get_u32(t->q + FTCP_NSW_RECORDS_OFF_COUNT) == 0 ||
+      ftcp_get_u32(t->q + FTCP_NSW_RECORDS_OFF_RESERVED) != 0) {
+    nsw_fatal("the agent sent RECORDS for another call to stream ");
+  }
+  t->q_pos = FTCP_NSW_RECORDS_FIXED;
+  t->q_len = (uint32_t)len;
+  t->q_next = c->call_no;
+  return 1;
+}
+
+/*
+ * Whether call c is its record's, as the agent's compare decides: kind and
+ * arg; a set socket option's value; a replicated read's or write's
+ * connection (the key its payload begins with); with COMPARE, result, errno
+ * and payload.
+ */
+static int nsw_matches(const struct ftcp_nsw_call *rec, const struct ftcp_nsw_call *c) {
+  if (rec->kind != c->kind || rec->arg != c->arg) return 0;
+  int same_payload = rec->payload_len == c->payload_len && (c->payload_len == 0 || !memcmp(rec->payload, c->payload, c->payload_len));
+  if (rec->kind == FTCP_NSW_KIND_SOCKOPT && !(rec->arg & FTCP_NSW_SOCKOPT_GET) && !same_payload) return 0;
+  if (rec->kind == FTCP_NSW_KIND_RECV || rec->kind == FTCP_NSW_KIND_SEND) {
+    if (rec->payload_len < FTCP_NSW_CONN_KEY_SIZE || c->payload_len < FTCP_NSW_CONN_KEY_SIZE ||
+        memcmp(rec->payload, c->payload, FTCP_NSW_CONN_KEY_SIZE) != 0) {
+      return 0;
+    }
+  }
+  if (c->flags & FTCP_NSW_CALL_F_COMPARE) return rec->result == c->result && rec->err == c->err && same_payload;
+  return 1;
+}
+
+/* Copies a record's payload to the iovecs (the key of a read or write is the shim's, not the caller's). */
+static void nsw_give(const struct ftcp_nsw_call *rec, const struct iovec *out, int out_n) {
+  const unsigned char *p = rec->payload;
+  size_t len = rec->payload_len;
+  if (rec->kind == FTCP_NSW_KIND_RECV || rec->kind == FTCP_NSW_KIND_SEND) {
+    p += FTCP_NSW_CONN_KEY_SIZE;
+    len -= FTCP_NSW_CONN_KEY_SIZE;
+  }
+  size_t cap = 0;
+  for (int i = 0; i < out_n; i++) cap += out[i].iov_len;
+  if (len > cap) nsw_die(FTCP_NSW_EXIT_DIVERGED, "recorded payload larger than the buffer in stream ", nsw_self.name, nsw_self.name_len);
+  for (int i = 0; i < out_n && len > 0; i++) {
+    size_t k = out[i].iov_len < len ? out[i].iov_len : len;
+    memcpy(out[i].iov_base, p, k);
+    p += k;
+    len -= k;
+  }
+}
+
+/*
+ * Plays call c with the agent (PLAY, then its RESULT): a SYNC record, or a
+ * call that does not match its record (the agent reports the divergence and
+ * this process ends). The payload goes straight into the iovecs `out` (a
+ * replicated read's bytes land in the program's buffers).
+ */
+static int64_t nsw_play_agent(struct nsw_thread *t, const struct ftcp_nsw_call *c, size_t queued, const struct iovec *out, int out_n,
+                              int *out_err) {
+  int fd = t->fd;
+  unsigned char buf[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED + FTCP_NSW_SOCKOPT_CMP];
+  struct ftcp_nsw_call r;
+  size_t n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, c);
+  if (!n) nsw_fatal("a call payload is too large in stream ");
+  nsw_played_known(t, c->call_no - 1);
   nsw_send_frame(t, buf, n);
   nsw_recv_result(fd, buf, &r);
-  t->result_flags = r.flags;
   if (r.flags & FTCP_NSW_CALL_F_LIVE) {
-    /* Going live: this call is performed for real and recorded under the same number.
-     * Before it is, the process's replicated connections become real sockets. */
-    nsw_skip(fd, r.payload_len);
-    t->live = 1;
-    t->went_live = 1;
-    t->call_no--;
-    nsw_adopt_pending(t);
+    nsw_go_live(t, fd, r.payload_len);
     return 0;
   }
   /* The agent checks kind and arg; this catches an agent that answered another call. */
-  if (r.call_no != c.call_no || r.kind != kind || r.arg != arg) nsw_die(FTCP_NSW_EXIT_DIVERGED, "RESULT for another call in stream ", t->name, t->name_len);
+  if (r.call_no != c->call_no || r.kind != c->kind || r.arg != c->arg) nsw_die(FTCP_NSW_EXIT_DIVERGED, "RESULT for another call in stream ", t->name, t->name_len);
   size_t cap = 0;
   for (int i = 0; i < out_n; i++) cap += out[i].iov_len;
   if (r.payload_len > cap) nsw_die(FTCP_NSW_EXIT_DIVERGED, "recorded payload larger than the buffer in stream ", t->name, t->name_len);
   nsw_recv_iov(fd, out, out_n, r.payload_len);
+  if (queued) nsw_queue_pop(t, queued);
+  nsw_played_known(t, c->call_no);
   *out_err = r.err;
   return r.result;
+}
+
+/*
+ * Playback (the "one pattern" of rule 5): the primary's outcome of this
+ * stream's next call, from the queue (fetched when empty; a replica ahead of
+ * the log waits there). When the agent answers LIVE instead, returns with
+ * nsw_went_live() true and the caller performs and records the call. With
+ * FTCP_NSW_CALL_F_COMPARE, `result`, `err` and the payload are what the real
+ * call did, compared with the record. A TENTATIVE clock read leaves its
+ * record queued (see "deadline reads"), or sets t->nomatch when the next
+ * record is no such read. Returns the result; *out_err gets its errno.
+ */
+static int64_t nsw_play_iov(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const void *payload, size_t len,
+                            const struct iovec *out, int out_n, int *out_err) {
+  struct nsw_thread *t = &nsw_self;
+  nsw_channel(t);
+  struct ftcp_nsw_call c = {++t->call_no, kind, flags, err, result, arg, (uint32_t)len, payload};
+  struct ftcp_nsw_call rec;
+  t->nomatch = 0;
+  size_t size = nsw_queue_head(t, &rec);
+  if (!size) {
+    if (!nsw_fetch(t, &c)) return 0;
+    size = nsw_queue_head(t, &rec);
+  }
+  int match = !(rec.flags & FTCP_NSW_CALL_F_SYNC) && nsw_matches(&rec, &c);
+  if (flags & FTCP_NSW_CALL_F_TENTATIVE) {
+    if (!match) {
+      t->nomatch = 1;
+      nsw_played_note(t, c.call_no - 1, 0, 0);
+      return 0;
+    }
+    nsw_give(&rec, out, out_n);
+    nsw_played_note(t, c.call_no - 1, c.call_no, 0);
+    *out_err = rec.err;
+    return rec.result;
+  }
+  if (!match) return nsw_play_agent(t, &c, size, out, out_n, out_err);
+  nsw_give(&rec, out, out_n);
+  nsw_queue_pop(t, size);
+  /* A send's DONE says it was answered; until then the agent must not think so. */
+  int owes_done = rec.kind == FTCP_NSW_KIND_SEND && rec.result > 0;
+  nsw_played_note(t, owes_done ? c.call_no - 1 : c.call_no, 0, t->q_pos == t->q_len && !owes_done);
+  *out_err = rec.err;
+  return rec.result;
 }
 
 /* nsw_play_iov with one flat buffer of cap bytes for the payload. */
@@ -1083,21 +1337,27 @@ static int64_t nsw_play(uint16_t kind, uint64_t arg, uint16_t flags, int64_t res
 
 /*
  * Playback: DONE, what the call the last RESULT answered did for real (see
- * the header): its result, errno, and the first len bytes of the iovecs.
+ * the header): its result, errno, and the first len bytes of the iovecs,
+ * which the caller sends next unless it passes them here (n > 0: one
+ * sendmsg for the head and the bytes). out_lock is held. A PLAYED noted
+ * before says less than the DONE does (every call before this one was
+ * answered): it is dropped, not sent.
  */
-static void nsw_done_head(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, size_t len) {
+static void nsw_done_head(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, size_t len, const struct iovec *iov, int n) {
   struct nsw_thread *t = &nsw_self;
   struct ftcp_nsw_call c = {t->call_no, kind, flags, err, result, arg, (uint32_t)len, NULL};
   unsigned char head[FTCP_NSW_HDR_SIZE + FTCP_NSW_CALL_FIXED];
   if (!ftcp_nsw_encode_call_head(head, sizeof head, FTCP_NSW_MSG_DONE, &c)) nsw_fatal("a DONE payload is too large in stream ");
-  nsw_send_all(t->fd, head, sizeof head);
+  t->out_len = 0;
+  t->noted = t->call_no;
+  t->noted_peek = 0;
+  nsw_send_head_iov(t->fd, head, sizeof head, iov, n, n > 0 ? len : 0);
 }
 
-/* The whole DONE is sent under out_lock (a playback stream has no coalesced records to send first). */
+/* The whole DONE is sent under out_lock. */
 static void nsw_done(uint16_t kind, uint64_t arg, uint16_t flags, int64_t result, int err, const struct iovec *iov, int n, size_t len) {
   nsw_out_lock(&nsw_self);
-  nsw_done_head(kind, arg, flags, result, err, len);
-  nsw_send_iov(nsw_self.fd, iov, n, len);
+  nsw_done_head(kind, arg, flags, result, err, len, iov, n);
   nsw_out_unlock(&nsw_self);
 }
 
@@ -1206,6 +1466,15 @@ static void nsw_clock_settle(struct nsw_thread *t) {
     return;
   }
   t->clock_state = NSW_CLOCK_NONE;
+  if (state == NSW_CLOCK_PEEKED) {
+    /* The call after the read consumes the record the read was answered from. */
+    struct ftcp_nsw_call rec;
+    size_t size = nsw_queue_head(t, &rec);
+    if (!size || rec.call_no != t->call_no) nsw_fatal("a clock read's record left the queue in stream ");
+    nsw_queue_pop(t, size);
+    nsw_played_note(t, t->call_no, 0, t->q_pos == t->q_len);
+    return;
+  }
   if (state == NSW_CLOCK_REAL) {
     /* The replica used a clock read the primary never made: the agent sees the record that is there instead. */
     int e = 0;
@@ -1242,7 +1511,7 @@ NSW_EXPORT int clock_gettime(clockid_t id, struct timespec *ts_) {
     r = (int)nsw_play(FTCP_NSW_KIND_CLOCK_GETTIME, (uint64_t)id, FTCP_NSW_CALL_F_TENTATIVE, 0, 0, NULL, 0, ts, ts ? sizeof *ts : 0, &e);
     if (NSW_LIKELY(!nsw_went_live())) {
       t->clock_state = NSW_CLOCK_PEEKED;
-      if (t->result_flags & FTCP_NSW_CALL_F_NOMATCH) {
+      if (t->nomatch) {
         r = real_clock_gettime(id, ts);
         e = r < 0 ? errno : 0;
         t->clock_state = NSW_CLOCK_REAL;
@@ -1417,7 +1686,7 @@ static ssize_t nsw_conn_read(int fd, void *buf, size_t count);
  * other read passes straight through. */
 NSW_EXPORT ssize_t read(int fd, void *buf, size_t count) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(nsw_fd_kind(fd) == NSW_FD_CONN || nsw_fd_kind(fd) == NSW_FD_RANDOM);
   int kind = nsw_fd_kind(fd);
   if (NSW_LIKELY(kind == NSW_FD_PLAIN)) return real_read(fd, buf, count);
   if (kind == NSW_FD_CONN) return nsw_conn_read(fd, buf, count);
@@ -1455,7 +1724,7 @@ static int nsw_poll_common(struct pollfd *fds, nfds_t nfds, int mode, int r) {
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(1);
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_poll(fds, nfds, timeout);
   if (nfds > NSW_MAX_POLLFDS) nsw_fatal("poll with more descriptors than a record holds in stream ");
@@ -1469,7 +1738,7 @@ NSW_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout) {
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo, const sigset_t *mask) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(1);
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_ppoll(fds, nfds, tmo, mask);
   if (nfds > NSW_MAX_POLLFDS) nsw_fatal("ppoll with more descriptors than a record holds in stream ");
@@ -1489,35 +1758,41 @@ static void nsw_bytes_set(fd_set *set, const unsigned char *src, size_t n) {
   if (set) memcpy(set, src, n);
 }
 
-/* Shared by select and pselect: the three sets travel as one payload. */
-static int nsw_select_common(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int mode, int r) {
+/* Shared by select and pselect: the three sets travel as one payload, after
+ * the time select left in its timeout (tmo: select's, NULL for pselect). */
+static int nsw_select_common(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tmo, int mode, int r) {
   int saved = errno;
   size_t n = ((size_t)nfds + 7) / 8;
-  unsigned char sets[3 * (FD_SETSIZE / 8)];
+  size_t t = tmo ? sizeof *tmo : 0;
+  uint64_t arg = (uint64_t)nfds | (tmo ? FTCP_NSW_SELECT_TIMEOUT : 0);
+  unsigned char sets[sizeof(struct timeval) + 3 * (FD_SETSIZE / 8)];
   int e = 0;
   if (mode == NSW_RECORD) {
     e = r < 0 ? errno : 0;
-    nsw_set_bytes(sets, rd, n);
-    nsw_set_bytes(sets + n, wr, n);
-    nsw_set_bytes(sets + 2 * n, ex, n);
-    nsw_record(FTCP_NSW_KIND_SELECT, (uint64_t)nfds, r, e, sets, r >= 0 ? 3 * n : 0);
+    if (tmo) memcpy(sets, tmo, t);
+    nsw_set_bytes(sets + t, rd, n);
+    nsw_set_bytes(sets + t + n, wr, n);
+    nsw_set_bytes(sets + t + 2 * n, ex, n);
+    nsw_record(FTCP_NSW_KIND_SELECT, arg, r, e, sets, t + (r >= 0 ? 3 * n : 0));
   } else {
-    r = (int)nsw_play(FTCP_NSW_KIND_SELECT, (uint64_t)nfds, 0, 0, 0, NULL, 0, sets, 3 * n, &e);
+    r = (int)nsw_play(FTCP_NSW_KIND_SELECT, arg, 0, 0, 0, NULL, 0, sets, t + 3 * n, &e);
     if (NSW_UNLIKELY(nsw_self.went_live)) return 0; /* the caller records the real call */
+    if (tmo) memcpy(tmo, sets, t);
     if (r >= 0) {
-      nsw_bytes_set(rd, sets, n);
-      nsw_bytes_set(wr, sets + n, n);
-      nsw_bytes_set(ex, sets + 2 * n, n);
+      nsw_bytes_set(rd, sets + t, n);
+      nsw_bytes_set(wr, sets + t + n, n);
+      nsw_bytes_set(ex, sets + t + 2 * n, n);
     }
   }
   nsw_end(e ? e : saved);
   return r;
 }
 
-/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
+/* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8), and
+ * the time left in the timeout on when the call returned. */
 NSW_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tmo) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(1);
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_select(nfds, rd, wr, ex, tmo);
   if (nfds < 0 || nfds > FD_SETSIZE) {
@@ -1525,16 +1800,16 @@ NSW_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timev
     return real_select(nfds, rd, wr, ex, tmo);
   }
   if (mode == NSW_PLAY) {
-    int r = nsw_select_common(nfds, rd, wr, ex, NSW_PLAY, 0);
+    int r = nsw_select_common(nfds, rd, wr, ex, tmo, NSW_PLAY, 0);
     if (NSW_LIKELY(!nsw_went_live())) return r;
   }
-  return nsw_select_common(nfds, rd, wr, ex, NSW_RECORD, real_select(nfds, rd, wr, ex, tmo));
+  return nsw_select_common(nfds, rd, wr, ex, tmo, NSW_RECORD, real_select(nfds, rd, wr, ex, tmo));
 }
 
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *tmo, const sigset_t *mask) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(1);
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_pselect(nfds, rd, wr, ex, tmo, mask);
   if (nfds < 0 || nfds > FD_SETSIZE) {
@@ -1542,10 +1817,10 @@ NSW_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struc
     return real_pselect(nfds, rd, wr, ex, tmo, mask);
   }
   if (mode == NSW_PLAY) {
-    int r = nsw_select_common(nfds, rd, wr, ex, NSW_PLAY, 0);
+    int r = nsw_select_common(nfds, rd, wr, ex, NULL, NSW_PLAY, 0);
     if (NSW_LIKELY(!nsw_went_live())) return r;
   }
-  return nsw_select_common(nfds, rd, wr, ex, NSW_RECORD, real_pselect(nfds, rd, wr, ex, tmo, mask));
+  return nsw_select_common(nfds, rd, wr, ex, NULL, NSW_RECORD, real_pselect(nfds, rd, wr, ex, tmo, mask));
 }
 
 /*
@@ -1665,7 +1940,7 @@ static int nsw_epoll_common(int epfd, struct epoll_event *events, int max, int m
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(1);
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_epoll_wait(epfd, events, max, timeout);
   /* Fewer events than asked is always allowed; a record holds NSW_MAX_EVENTS. */
@@ -1680,7 +1955,7 @@ NSW_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int tim
 /* Wrapped because: readiness depends on when data arrived (FT-TCP 3.8). */
 NSW_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(1);
   int mode = nsw_begin();
   if (NSW_LIKELY(mode == NSW_PASS)) return real_epoll_pwait(epfd, events, max, timeout, mask);
   if (max > NSW_MAX_EVENTS) max = NSW_MAX_EVENTS;
@@ -1940,9 +2215,9 @@ NSW_EXPORT int accept4(int lfd, struct sockaddr *addr, socklen_t *alen, int flag
     int saved_ = errno;                                                                 \
     ssize_t r_;                                                                         \
     int e_ = 0;                                                                         \
+    unsigned char key_[FTCP_NSW_CONN_KEY_SIZE];                                         \
+    ftcp_put_u64(key_, nsw_conn_keys[FD]);                                              \
     if (mode_ == NSW_PLAY) {                                                            \
-      unsigned char key_[8];                                                            \
-      ftcp_put_u64(key_, nsw_conn_keys[FD]);                                            \
       r_ = (ssize_t)nsw_play_iov(FTCP_NSW_KIND_RECV, LEN, 0, 0, 0, key_, 8, IOV, IOVCNT, &e_); \
       if (NSW_LIKELY(!nsw_went_live())) {                                               \
         nsw_end(e_ ? e_ : saved_);                                                      \
@@ -1951,7 +2226,7 @@ NSW_EXPORT int accept4(int lfd, struct sockaddr *addr, socklen_t *alen, int flag
     }                                                                                   \
     r_ = REAL_CALL;                                                                     \
     e_ = r_ < 0 ? errno : 0;                                                            \
-    nsw_record(FTCP_NSW_KIND_RECV, LEN, r_, e_, NULL, 0);                               \
+    nsw_record(FTCP_NSW_KIND_RECV, LEN, r_, e_, key_, sizeof key_);                     \
     nsw_end(e_ ? e_ : saved_);                                                          \
     return r_;                                                                          \
   } while (0)
@@ -1966,8 +2241,9 @@ static void nsw_sent(const struct iovec *iov, int n, size_t len, uint64_t arg, s
   if (r <= 0) return;
   if ((size_t)r > len) nsw_die(FTCP_NSW_EXIT_DIVERGED, "the primary's write moved more bytes than the replica's offers, in stream ", nsw_self.name, nsw_self.name_len);
   uint64_t mine = nsw_iov_hash(iov, n, (size_t)r);
-  nsw_done(FTCP_NSW_KIND_SEND, arg, 0, r, 0, iov, n, (size_t)r);
-  if (mine != ftcp_get_u64(hash)) nsw_await_error();
+  int same = mine == ftcp_get_u64(hash);
+  nsw_done(FTCP_NSW_KIND_SEND, arg, same ? FTCP_NSW_CALL_F_CHECKED : 0, r, 0, iov, n, (size_t)r);
+  if (!same) nsw_await_error();
 }
 
 /*
@@ -1985,14 +2261,13 @@ static void nsw_sent(const struct iovec *iov, int n, size_t len, uint64_t arg, s
     int saved_ = errno;                                                                 \
     ssize_t r_;                                                                         \
     int e_ = 0;                                                                         \
-    unsigned char h_[8];                                                                \
+    unsigned char h_[2 * 8]; /* the record's payload: key, hash */                     \
+    ftcp_put_u64(h_, nsw_conn_keys[FD]);                                                \
     if (mode_ == NSW_PLAY) {                                                            \
-      unsigned char key_[8];                                                            \
-      ftcp_put_u64(key_, nsw_conn_keys[FD]);                                            \
-      memset(h_, 0, sizeof h_);                                                         \
-      r_ = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, LEN, 0, 0, 0, key_, 8, h_, sizeof h_, &e_); \
+      memset(h_ + 8, 0, 8);                                                             \
+      r_ = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, LEN, 0, 0, 0, h_, 8, h_ + 8, 8, &e_);  \
       if (NSW_LIKELY(!nsw_went_live())) {                                               \
-        nsw_sent(IOV, IOVCNT, LEN, LEN, r_, h_);                                        \
+        nsw_sent(IOV, IOVCNT, LEN, LEN, r_, h_ + 8);                                    \
         nsw_end(e_ ? e_ : saved_);                                                      \
         return r_;                                                                      \
       }                                                                                 \
@@ -2000,7 +2275,7 @@ static void nsw_sent(const struct iovec *iov, int n, size_t len, uint64_t arg, s
     nsw_commit(&nsw_self);                                                              \
     r_ = REAL_CALL;                                                                     \
     e_ = r_ < 0 ? errno : 0;                                                            \
-    ftcp_put_u64(h_, nsw_iov_hash(IOV, IOVCNT, r_ > 0 ? (size_t)r_ : 0));                \
+    ftcp_put_u64(h_ + 8, nsw_iov_hash(IOV, IOVCNT, r_ > 0 ? (size_t)r_ : 0));            \
     nsw_record(FTCP_NSW_KIND_SEND, LEN, r_, e_, h_, sizeof h_);                         \
     nsw_end(e_ ? e_ : saved_);                                                          \
     return r_;                                                                          \
@@ -2016,7 +2291,7 @@ static ssize_t nsw_conn_read(int fd, void *buf, size_t count) {
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(nsw_fd_kind(fd) == NSW_FD_CONN);
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recv(fd, buf, len, flags);
   struct iovec one = {buf, nsw_io_cap(len)};
   NSW_CONN_READ(fd, &one, 1, one.iov_len, real_recv(fd, buf, one.iov_len, flags));
@@ -2025,7 +2300,7 @@ NSW_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags) {
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *alen) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(nsw_fd_kind(fd) == NSW_FD_CONN);
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recvfrom(fd, buf, len, flags, addr, alen);
   struct iovec one = {buf, nsw_io_cap(len)};
   NSW_CONN_READ(fd, &one, 1, one.iov_len, real_recvfrom(fd, buf, one.iov_len, flags, addr, alen));
@@ -2034,7 +2309,7 @@ NSW_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct soc
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(nsw_fd_kind(fd) == NSW_FD_CONN);
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_recvmsg(fd, msg, flags);
   struct iovec tr[NSW_MAX_IOV];
   int tn;
@@ -2054,7 +2329,7 @@ NSW_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
 /* Wrapped because: a read on a replicated connection has a nondeterministic length (FT-TCP 3.8). */
 NSW_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n) {
   NSW_INIT();
-  NSW_FLUSH();
+  NSW_FLUSH_UNLESS(nsw_fd_kind(fd) == NSW_FD_CONN);
   if (NSW_LIKELY(nsw_fd_kind(fd) != NSW_FD_CONN)) return real_readv(fd, iov, n);
   struct iovec tr[NSW_MAX_IOV];
   int tn;
@@ -2152,19 +2427,19 @@ NSW_EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count) {
   int saved = errno;
   size_t n = nsw_io_cap(count);
   off_t at = offset ? *offset : real_lseek(in, 0, SEEK_CUR);
-  unsigned char key[8], hb[8];
+  unsigned char key[FTCP_NSW_CONN_KEY_SIZE], hb[2 * 8]; /* hb: the record's payload, key and hash */
   ssize_t r;
   int e = 0, short_read;
   if (at < 0) nsw_fatal("sendfile from a file without a position in stream ");
   if (mode == NSW_PLAY) {
     /* The replica sends nothing: the file's bytes the primary's call moved go to the agent, and the position moves. */
     ftcp_put_u64(key, nsw_conn_keys[out]);
-    r = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, n, 0, 0, 0, key, 8, hb, sizeof hb, &e);
+    r = (ssize_t)nsw_play(FTCP_NSW_KIND_SEND, n, 0, 0, 0, key, 8, hb, 8, &e);
     if (NSW_LIKELY(!nsw_went_live())) {
       if (r > 0) {
         if ((size_t)r > n) nsw_die(FTCP_NSW_EXIT_DIVERGED, "the primary's sendfile moved more bytes than the replica's asks, in stream ", nsw_self.name, nsw_self.name_len);
         nsw_out_lock(&nsw_self);
-        nsw_done_head(FTCP_NSW_KIND_SEND, n, 0, r, 0, (size_t)r);
+        nsw_done_head(FTCP_NSW_KIND_SEND, n, 0, r, 0, (size_t)r, NULL, 0);
         uint64_t mine = nsw_file_bytes(in, at, (size_t)r, nsw_self.fd, &short_read);
         nsw_out_unlock(&nsw_self);
         if (mine != ftcp_get_u64(hb)) nsw_await_error();
@@ -2183,7 +2458,8 @@ NSW_EXPORT ssize_t sendfile(int out, int in, off_t *offset, size_t count) {
     h = nsw_file_bytes(in, at, (size_t)r, -1, &short_read);
     if (short_read) nsw_fatal("sendfile: cannot read back the bytes sent in stream ");
   }
-  ftcp_put_u64(hb, h);
+  ftcp_put_u64(hb, nsw_conn_keys[out]);
+  ftcp_put_u64(hb + 8, h);
   nsw_record(FTCP_NSW_KIND_SEND, n, r, e, hb, sizeof hb);
   nsw_end(e ? e : saved);
   return r;
@@ -3080,6 +3356,8 @@ static void nsw_thread_exit(void *unused) {
     errno = saved;
   }
   t->fd = -1;
+  if (t->q) munmap(t->q, FTCP_NSW_MAX_BATCH);
+  t->q = NULL;
 }
 
 static void *nsw_thread_main(void *p) {

@@ -11,16 +11,22 @@
  *
  * Messages shim -> agent: HELLO (first, once), CALL (record mode),
  * WAIT (record mode, output commit), PLAY (playback mode), DONE (playback:
- * what a replayed send or lock call did for real), ADOPT and ADOPTED (a
+ * what a replayed send or lock call did for real), PLAYED (playback: how
+ * far the shim answered calls from its queue), ADOPT and ADOPTED (a
  * promoted replica rebuilding its replicated connections).
  * Messages agent -> shim: STABLE (answers WAIT), RESULT (answers PLAY, and
- * the DONE of a lock attempt that must wait for its turn), REBUILD (answers
- * ADOPT), ERROR (then the agent closes the connection, except for an ERROR
- * that answers ADOPT: that one refuses one rebuild and the stream goes on).
+ * the DONE of a lock attempt that must wait for its turn), RECORDS (answers
+ * a PLAY with FTCP_NSW_CALL_F_FETCH: the stream's next records), REBUILD
+ * (answers ADOPT), ERROR (then the agent closes the connection, except for
+ * an ERROR that answers ADOPT: that one refuses one rebuild and the stream
+ * goes on).
  *
  * Version 2: replicated reads and writes of any length up to
  * FTCP_NSW_MAX_IO (RESULT of a RECV, DONE of a SEND), DONE, lock positions
  * (FTCP_NSW_LOCK_*), SPAWN.
+ * Version 3: playback from a queue (RECORDS, PLAYED, FTCP_NSW_CALL_F_FETCH,
+ * FTCP_NSW_CALL_F_SYNC); RECV and SEND records carry their connection's
+ * key; a SELECT record carries the time select left in its timeout.
  */
 #ifndef FTCP_NSW_PROTO_H
 #define FTCP_NSW_PROTO_H
@@ -31,7 +37,7 @@
 
 #include "repair/tcp_repair.h"
 
-#define FTCP_NSW_PROTO_VERSION 2
+#define FTCP_NSW_PROTO_VERSION 3
 
 /* Frame header (ABI). */
 #define FTCP_NSW_HDR_SIZE 8
@@ -48,9 +54,11 @@
 #define FTCP_NSW_MSG_ADOPT 0x05
 #define FTCP_NSW_MSG_ADOPTED 0x06
 #define FTCP_NSW_MSG_DONE 0x07
+#define FTCP_NSW_MSG_PLAYED 0x08
 #define FTCP_NSW_MSG_STABLE 0x81
 #define FTCP_NSW_MSG_RESULT 0x82
 #define FTCP_NSW_MSG_REBUILD 0x83
+#define FTCP_NSW_MSG_RECORDS 0x84
 #define FTCP_NSW_MSG_ERROR 0xff
 
 /* Shim modes, as carried in HELLO (ABI). */
@@ -119,15 +127,29 @@
 /* PLAY flag, CLOCK_GETTIME only: a clock read that may turn out to be only
  * the deadline of the timed wait after it (a deadline read: CPython's GIL
  * makes one per contended wait, as scheduling has it, and record mode does
- * not record them). The agent answers with the stream's next record without
- * consuming it; the shim's next PLAY consumes it (call number + 1) or asks
- * for it again (the same number: it was a deadline read). */
+ * not record them). The shim answers it from its queue when the stream's
+ * next record is such a read, without consuming it: the thread's next call
+ * does, or a timed wait gives it back to the next read. Otherwise the shim
+ * reads the real clock, which only a deadline may. */
 #define FTCP_NSW_CALL_F_TENTATIVE 0x0008
 
-/* RESULT flag, answering a TENTATIVE PLAY: the next record is no such clock
- * read. The shim reads the real clock; a read that then turns out to be
- * more than a deadline is a divergence. */
-#define FTCP_NSW_CALL_F_NOMATCH 0x0010
+/* PLAY flag: the shim's queue holds no record of this call. The agent
+ * answers with RECORDS that begin at this call (waiting for it as for any
+ * PLAY), or with RESULT LIVE past the log, and compares nothing: the shim
+ * checks the call against the record itself, as the agent would. */
+#define FTCP_NSW_CALL_F_FETCH 0x0020
+
+/* Flag of a record in RECORDS: the shim plays this call with the agent
+ * (PLAY, RESULT and, for locks and sends, DONE, as without a queue): its
+ * place in the primary's lock order, or a read whose client bytes are not
+ * in the batch. */
+#define FTCP_NSW_CALL_F_SYNC 0x0040
+
+/* DONE flag, SEND only: the shim hashed the bytes and found the record's
+ * hash, so the agent need not hash them again (FNV-1a is byte-serial: a
+ * replica's bulk writes would cost the agent more than the rest of its
+ * roll-forward). Without it the agent hashes and compares, as always. */
+#define FTCP_NSW_CALL_F_CHECKED 0x0080
 
 /*
  * DONE (ABI): a call body, shim -> agent, in playback, after the RESULT of
@@ -161,6 +183,50 @@
 /* WAIT and STABLE body (ABI): one u64 call number. */
 #define FTCP_NSW_SEQ_OFF_CALL_NO 0
 #define FTCP_NSW_SEQ_SIZE 8
+
+/*
+ * Playback from a queue. A replica's shim asks for records only when its
+ * queue is empty (PLAY with FTCP_NSW_CALL_F_FETCH); the agent answers with
+ * RECORDS: the stream's next records that it has, in order, as many as fit
+ * FTCP_NSW_MAX_BATCH. The shim then answers the program's calls from the
+ * queue, checking each against its record exactly as the agent checks a
+ * PLAY (kind, arg, a set socket option's value, a replicated read's or
+ * write's connection, and for FTCP_NSW_CALL_F_COMPARE calls result, errno
+ * and payload); a call that does not match is sent as a PLAY, so the agent
+ * reports the divergence. Sends still report their bytes in a DONE.
+ *
+ * RECORDS body (ABI), agent -> shim:
+ */
+#define FTCP_NSW_RECORDS_OFF_FIRST 0    /* u64: call number of the first record */
+#define FTCP_NSW_RECORDS_OFF_COUNT 8    /* u32: >= 1 */
+#define FTCP_NSW_RECORDS_OFF_RESERVED 12 /* u32: must be 0 */
+#define FTCP_NSW_RECORDS_OFF_ENTRIES 16 /* count records, each the call body from the kind on
+                                           (FTCP_NSW_REC_*), call numbers first, first + 1, ... */
+#define FTCP_NSW_RECORDS_FIXED 16
+/* Each entry: a record as the buffer keeps it (the call body from the kind
+ * on), flags 0 or FTCP_NSW_CALL_F_SYNC. The payload of a RECV that is not
+ * SYNC is its record's (the key) followed by the client's bytes it read. */
+#define FTCP_NSW_REC_OFF_KIND 0
+#define FTCP_NSW_REC_OFF_FLAGS 2
+#define FTCP_NSW_REC_OFF_ERRNO 4
+#define FTCP_NSW_REC_OFF_RESULT 8
+#define FTCP_NSW_REC_OFF_ARG 16
+#define FTCP_NSW_REC_OFF_PAYLOAD_LEN 24
+#define FTCP_NSW_REC_OFF_PAYLOAD 28
+#define FTCP_NSW_REC_FIXED 28
+/* Largest RECORDS body: the shim's queue. */
+#define FTCP_NSW_MAX_BATCH (1u << 20)
+
+/*
+ * PLAYED body (ABI), shim -> agent: how far the shim answered calls from
+ * its queue. Sent when the queue runs dry, before the thread blocks in a
+ * call the shim sees, and at exit (and, once exit began, at every call); a
+ * PLAY or DONE of call n says as much of every call before n.
+ */
+#define FTCP_NSW_PLAYED_OFF_CONSUMED 0 /* u64: every call up to this one was answered */
+#define FTCP_NSW_PLAYED_OFF_PEEKED 8   /* u64: 0, or consumed + 1: a clock read answered from that
+                                          record, not consumed yet (a deadline may give it back) */
+#define FTCP_NSW_PLAYED_SIZE 16
 
 /* ERROR body (ABI): code and message, UTF-8, not NUL-terminated. */
 #define FTCP_NSW_ERROR_OFF_CODE_LEN 0 /* u16 */
@@ -255,16 +321,27 @@
 #define FTCP_NSW_KIND_PTHREAD_CREATE 10 /* result: 0 or an error number; compared */
 #define FTCP_NSW_KIND_READ_RANDOM 11   /* read(2) of /dev/urandom or /dev/random; arg: length asked; payload: bytes */
 #define FTCP_NSW_KIND_POLL 12          /* poll and ppoll; arg: nfds; payload: u16 revents per pollfd */
-#define FTCP_NSW_KIND_SELECT 13        /* select and pselect; arg: nfds; payload: read, write, except sets, (nfds+7)/8 bytes each */
+#define FTCP_NSW_KIND_SELECT 13        /* select and pselect; arg: nfds, | FTCP_NSW_SELECT_TIMEOUT when select was
+                                          given a timeout; payload: the struct timeval select left in it (16 bytes,
+                                          when given), then, when the result is >= 0, the read, write, except sets,
+                                          (nfds+7)/8 bytes each */
+/* Linux's select writes the time it did not sleep into its timeout, and
+ * programs read it (iperf3 3.12 runs its timers when it reads 0), so the
+ * replica's select gives back the primary's. pselect leaves its own alone
+ * (glibc passes the kernel a copy). */
+#define FTCP_NSW_SELECT_TIMEOUT (1ULL << 32)
 #define FTCP_NSW_KIND_EPOLL_WAIT 14    /* epoll_wait and epoll_pwait; arg: maxevents; payload: u32 events, i32 fd per event */
 /* Replicated connections. A connection is named by its key: FTCP_NSW_HASH of
  * the peer sockaddr that ACCEPT recorded. */
 #define FTCP_NSW_KIND_ACCEPT 15 /* accept(4) on the service's socket; arg: listening fd; result: new fd;
                                    payload: peer sockaddr */
-#define FTCP_NSW_KIND_RECV 16   /* a read; arg: length asked; record: no payload (the SSW logs the bytes);
+#define FTCP_NSW_KIND_RECV 16   /* a read; arg: length asked; record payload: u64 key (the SSW logs the bytes);
                                    PLAY payload: u64 key; RESULT payload: the client's bytes */
-#define FTCP_NSW_KIND_SEND 17   /* a write; arg: length asked; record payload: u64 hash of the bytes sent;
-                                   PLAY payload: u64 key, then the replica's bytes */
+#define FTCP_NSW_KIND_SEND 17   /* a write; arg: length asked; record payload: u64 key, u64 hash of the bytes
+                                   sent; PLAY payload: u64 key; RESULT payload: the u64 hash; DONE payload:
+                                   the replica's bytes */
+/* A replica's read or write must be on the primary's connection: the record's key is the PLAY's. */
+#define FTCP_NSW_CONN_KEY_SIZE 8
 #define FTCP_NSW_KIND_SOCKNAME 19 /* getsockname (arg 0) or getpeername (arg 1) of a replicated connection;
                                      payload: the sockaddr */
 #define FTCP_NSW_KIND_LOCK 18   /* fcntl lock commands and flock; arg: the fcntl command, or 0x10000 | flock op;
@@ -304,6 +381,9 @@ static inline uint32_t ftcp_nsw_max_payload(uint8_t type, uint16_t kind) {
   if (type == FTCP_NSW_MSG_DONE && kind == FTCP_NSW_KIND_SEND) return FTCP_NSW_MAX_IO;
   return FTCP_NSW_MAX_PAYLOAD;
 }
+
+/* The largest payload of a record in RECORDS: a RECV's key and bytes must fit the batch. */
+#define FTCP_NSW_MAX_BATCH_PAYLOAD (FTCP_NSW_MAX_BATCH - FTCP_NSW_RECORDS_FIXED - FTCP_NSW_REC_FIXED)
 
 /*
  * The "short hash" of sent bytes (FT-TCP 3.4) a replica compares against:
@@ -434,8 +514,39 @@ static inline long ftcp_nsw_check_header_cap(const unsigned char *hdr, size_t ma
  * with ftcp_nsw_check_header_cap and FTCP_NSW_MAX_REBUILD_BODY. */
 static inline long ftcp_nsw_check_header(const unsigned char *hdr) {
   uint8_t t = hdr[FTCP_NSW_HDR_OFF_TYPE];
+  if (t == FTCP_NSW_MSG_RECORDS) return ftcp_nsw_check_header_cap(hdr, FTCP_NSW_MAX_BATCH);
   return ftcp_nsw_check_header_cap(hdr, t == FTCP_NSW_MSG_RESULT || t == FTCP_NSW_MSG_DONE ? FTCP_NSW_MAX_IO_BODY
                                                                                          : FTCP_NSW_MAX_FRAME - FTCP_NSW_HDR_SIZE);
+}
+
+/* Encodes a PLAYED frame (always FTCP_NSW_HDR_SIZE + FTCP_NSW_PLAYED_SIZE bytes); 0 if cap is too small. */
+static inline size_t ftcp_nsw_encode_played(unsigned char *buf, size_t cap, uint64_t consumed, uint64_t peeked) {
+  if (cap < FTCP_NSW_HDR_SIZE + FTCP_NSW_PLAYED_SIZE) return 0;
+  ftcp_nsw_put_header(buf, FTCP_NSW_MSG_PLAYED, FTCP_NSW_PLAYED_SIZE);
+  ftcp_put_u64(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_PLAYED_OFF_CONSUMED, consumed);
+  ftcp_put_u64(buf + FTCP_NSW_HDR_SIZE + FTCP_NSW_PLAYED_OFF_PEEKED, peeked);
+  return FTCP_NSW_HDR_SIZE + FTCP_NSW_PLAYED_SIZE;
+}
+
+/*
+ * Decodes the record at b, of at most avail bytes, of a RECORDS body into c
+ * (call number not set; c->payload points into b). Returns its size, or 0
+ * if it is cut short, its payload is over FTCP_NSW_MAX_BATCH_PAYLOAD, or its
+ * flags are other than FTCP_NSW_CALL_F_SYNC.
+ */
+static inline size_t ftcp_nsw_decode_record(const unsigned char *b, size_t avail, struct ftcp_nsw_call *c) {
+  if (avail < FTCP_NSW_REC_FIXED) return 0;
+  uint32_t plen = ftcp_get_u32(b + FTCP_NSW_REC_OFF_PAYLOAD_LEN);
+  if (plen > FTCP_NSW_MAX_BATCH_PAYLOAD || plen > avail - FTCP_NSW_REC_FIXED) return 0;
+  c->kind = ftcp_get_u16(b + FTCP_NSW_REC_OFF_KIND);
+  c->flags = ftcp_get_u16(b + FTCP_NSW_REC_OFF_FLAGS);
+  if (c->flags & ~FTCP_NSW_CALL_F_SYNC) return 0;
+  c->err = (int32_t)ftcp_get_u32(b + FTCP_NSW_REC_OFF_ERRNO);
+  c->result = (int64_t)ftcp_get_u64(b + FTCP_NSW_REC_OFF_RESULT);
+  c->arg = ftcp_get_u64(b + FTCP_NSW_REC_OFF_ARG);
+  c->payload_len = plen;
+  c->payload = b + FTCP_NSW_REC_OFF_PAYLOAD;
+  return FTCP_NSW_REC_FIXED + plen;
 }
 
 /* Encodes an ADOPT frame (always FTCP_NSW_HDR_SIZE + FTCP_NSW_ADOPT_SIZE bytes); 0 if cap is too small. */

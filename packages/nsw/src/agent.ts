@@ -2,10 +2,13 @@
  * The NSW agent: serves the shims of one server on a unix socket. In record
  * mode (the primary) it appends each call record to a {@link RecordSink} and
  * answers WAIT once a stream's records are stable (FT-TCP 3.4, output
- * commit). In playback mode (a replica) it answers each PLAY with the
- * primary's record, waiting for it if the replica is ahead, and reports a
- * divergence when the replica's call is not the primary's (FT-TCP 3.7; DESIGN
- * invariant 5).
+ * commit). In playback mode (a replica) it reads each stream's records
+ * ahead and sends them to the shim in batches (RECORDS), which answers the
+ * calls from them and checks each as the agent would; the calls that must
+ * synchronize (a lock's turn, a read whose bytes are not in a batch, a call
+ * that does not match its record) come back as a PLAY, answered with the
+ * primary's record, waiting for it if the replica is ahead, or reported as a
+ * divergence (FT-TCP 3.7; DESIGN invariant 5).
  *
  * One connection per stream (a thread of a process), opened by the shim on
  * the stream's first wrapped call and begun with HELLO. Bad input on one
@@ -20,12 +23,18 @@ import type { Logger } from '@ftcp/stable-buffer';
 import { ErrorCode, FtcpError, NswErrorCode, isFtcpError } from './errors.js';
 import {
   AdoptStep,
+  CONN_KEY_SIZE,
   CallFlag,
   CallKind,
   FrameSplitter,
+  MAX_BATCH,
+  MAX_BATCH_PAYLOAD,
   MAX_FRAME,
   MAX_IO_BODY,
+  MAX_PAYLOAD,
   NSW_HEADER_SIZE,
+  RECORDS_FIXED_SIZE,
+  RECORD_FIXED_SIZE,
   NswMsgType,
   SOCKOPT_GET,
   ShimMode,
@@ -36,7 +45,10 @@ import {
   sendHash,
   decodeMessage,
   encodeCallData,
+  doneOf,
   encodeMessage,
+  recordView,
+  recordsFrame,
   type CallBody,
   type CallData,
   type LockPosition,
@@ -97,8 +109,10 @@ export interface AgentCounters {
   open: number;
   /** Records appended (record mode). */
   recorded: number;
-  /** Records played back (playback mode). */
+  /** Records played back (playback mode): consumed by the replica, from its queue or with a PLAY. */
   played: number;
+  /** Batches of records sent to replicas (RECORDS, playback mode): `played / batches` is the records answered per round trip. */
+  batches: number;
   /** Records appended but not yet stable. */
   unstable: number;
   /** Connections closed for bad input, by error code. */
@@ -139,12 +153,88 @@ interface StreamState {
   /** Playback: the stream waits for its turn in the primary's lock order. */
   lockWait: boolean;
   /**
-   * Playback: the record a tentative clock read was answered with (README
-   * "Deadline reads"), not consumed yet; `matched` when it was that clock
-   * read, so the stream's next call consumes it.
+   * Playback: the call after `last` when the shim answered it, a clock read
+   * (README "Deadline reads"), from its record without consuming it (PLAYED);
+   * 0 otherwise. A stream whose last record is such a read has consumed its
+   * records, as far as going live is concerned.
    */
-  peek: { callNo: number; raw: Buffer; matched: boolean } | null;
+  peeked: number;
+  /** Playback: records sent to the shim (RECORDS) and not consumed yet, in call order from `last` + 1. */
+  pushed: Ahead[];
+  /** Index of the first record of `pushed` not consumed (no O(n) shift per record). */
+  pushedHead: number;
+  /** Playback: the records read ahead of the shim, once the stream played its first call. */
+  reader: ReadAhead | null;
 }
+
+/**
+ * A record the agent read ahead of a replica's stream (README "Playback
+ * from a queue"). Records are read in call order, each once, as the shim
+ * would have asked for them.
+ */
+interface Ahead {
+  callNo: number;
+  /** The record as the source gave it. */
+  raw: Buffer;
+  /** Bytes it takes in a RECORDS batch (see {@link writeAhead}). */
+  size: number;
+  /** Decoded for the kinds the agent acts on (ACCEPT, RECV, SEND, LOCK); null for the others. */
+  rec: CallData | null;
+  /** RECV: the connection and the client's bytes the primary's call read, fetched in order. */
+  connection?: ConnectionState;
+  bytes?: Buffer;
+  /** Played with the agent (PLAY): a lock's turn, a read whose bytes do not come in the batch, a record that is not well formed. */
+  sync: boolean;
+  /** Not well formed: the batch carries an empty record of its kind, marked SYNC, and the PLAY reports it. */
+  bad?: boolean;
+}
+
+/**
+ * Writes what a RECORDS batch carries for `a` at `at` of `buf`: the record,
+ * marked SYNC when the shim must play it with the agent, and a read's
+ * client bytes after its key (its payload length then counts them).
+ * Returns the bytes written, `a.size`.
+ */
+function writeAhead(buf: Buffer, at: number, a: Ahead): number {
+  if (a.bad) {
+    buf.fill(0, at, at + RECORD_FIXED_SIZE);
+    buf.writeUInt16LE(CallFlag.SYNC, at + 2);
+    return RECORD_FIXED_SIZE;
+  }
+  // TypedArray#set: Buffer#copy validates its arguments and makes a view per call, which shows at a record per 4 kB.
+  buf.set(a.raw, at);
+  if (a.sync) {
+    buf.writeUInt16LE(CallFlag.SYNC, at + 2);
+    return a.raw.length;
+  }
+  if (!a.bytes) return a.raw.length;
+  buf.set(a.bytes, at + a.raw.length);
+  buf.writeUInt32LE(a.raw.length - RECORD_FIXED_SIZE + a.bytes.length, at + 24);
+  return a.raw.length + a.bytes.length;
+}
+
+/** Reads a stream's records ahead of its shim, bounded; stopped by goLive past the log, a disconnect, or close. */
+interface ReadAhead {
+  /** Next call number to read from the source. */
+  next: number;
+  /** Read, not yet sent. */
+  items: Ahead[];
+  /** Bytes of `items` (records and client bytes). */
+  bytes: number;
+  stop: AbortController;
+  signal: AbortSignal;
+  /** Reading ended: past the log after goLive (then `error` is null), or for `error`. */
+  ended: boolean;
+  error: unknown;
+  /** A PLAY waiting for the next record. */
+  waiter: (() => void) | null;
+  /** The reader waiting for room. */
+  resume: (() => void) | null;
+}
+
+/** How far the agent reads ahead of a stream: records and bytes (a batch's worth and more). */
+const AHEAD_RECORDS = 16384;
+const AHEAD_BYTES = 2 * MAX_BATCH;
 
 /** A call whose RESULT went out and whose DONE (what the shim then did for real) is due. */
 interface OwedDone {
@@ -177,8 +267,14 @@ interface Conn {
   waiting: boolean;
   abort: AbortController;
   closed: boolean;
-  /** The PLAY waiting for its record, so going live can cut the wait short. */
-  pendingPlay: { callNo: number; cut: AbortController } | null;
+  /**
+   * Playback: the buffer the last RECORDS frame was built in, free again once
+   * the socket wrote it (the shim asks for the next batch only after reading
+   * that one): a fresh megabyte per batch costs more in page faults than
+   * filling it.
+   */
+  batchBuf: Buffer | null;
+  batchFree: boolean;
 }
 
 /** Default of {@link NswAgentOptions.adoptWaitMs}. */
@@ -191,6 +287,11 @@ const ADOPT_WAIT_MS = 10_000;
  */
 function processOf(stream: string): string {
   return stream.replace(/(\/t\d+)+$/, '');
+}
+
+/** The connection key a RECV or SEND record (or PLAY) begins with; fewer bytes when it has none. */
+function keyOf(payload: Buffer): Buffer {
+  return payload.subarray(0, CONN_KEY_SIZE);
 }
 
 /** `EADDRINUSE (errno 98)` for people reading a failed rebuild. */
@@ -219,7 +320,7 @@ export interface LockGap {
  */
 export class NswAgent extends EventEmitter {
   readonly counters: AgentCounters = {
-    streams: 0, open: 0, recorded: 0, played: 0, unstable: 0, badInput: {}, divergences: 0, wentLive: 0, sinkFailures: 0, rebuilt: 0, rebuildFailed: 0,
+    streams: 0, open: 0, recorded: 0, played: 0, batches: 0, unstable: 0, badInput: {}, divergences: 0, wentLive: 0, sinkFailures: 0, rebuilt: 0, rebuildFailed: 0,
   };
   private readonly server: Server;
   private readonly streams = new Map<string, StreamState>();
@@ -298,7 +399,7 @@ export class NswAgent extends EventEmitter {
   private accept(socket: Socket): void {
     const conn: Conn = {
       // Only a replica's DONE carries replicated bytes; every other shim frame fits a call: larger ones are refused at the header.
-      socket, splitter: new FrameSplitter({ maxBody: (type) => (type === NswMsgType.DONE && this.options.mode === 'playback' ? MAX_IO_BODY : MAX_FRAME - NSW_HEADER_SIZE) }), stream: null, queue: [], head: 0, waiting: false, abort: new AbortController(), closed: false, pendingPlay: null,
+      socket, splitter: new FrameSplitter({ maxBody: (type) => (type === NswMsgType.DONE && this.options.mode === 'playback' ? MAX_IO_BODY : MAX_FRAME - NSW_HEADER_SIZE) }), stream: null, queue: [], head: 0, waiting: false, abort: new AbortController(), closed: false, batchBuf: null, batchFree: true,
     };
     this.conns.add(conn);
     this.counters.open++;
@@ -355,7 +456,7 @@ export class NswAgent extends EventEmitter {
     this.conns.delete(conn);
     this.counters.open--;
     const s = conn.stream ? this.streams.get(conn.stream) : undefined;
-    if (s) s.connected = false;
+    if (s) this.disconnected(s);
     conn.socket.destroy();
     // Between calls (not killed inside one of ours): the thread or process ended by itself.
     if (s && this.options.mode === 'playback' && !s.recording && !conn.waiting && !s.owed) this.watchEnd(conn.stream!, s);
@@ -369,13 +470,16 @@ export class NswAgent extends EventEmitter {
    * divergence, never a clean end (DESIGN invariant 5).
    */
   private watchEnd(name: string, s: StreamState): void {
-    const next = (s.peek?.matched ? s.peek.callNo : s.last) + 1;
+    const next = Math.max(s.last, s.peeked) + 1;
     if (this.lastCallNos !== null && next > (this.lastCallNos.get(name) ?? 0)) return;
-    this.source!.read(name, next, this.lifetime.signal).then(
+    // A record read ahead is not read again: a source gives each record once.
+    const ahead = s.pushed[s.pushedHead] ?? s.reader?.items[0];
+    const read = ahead?.callNo === next ? Promise.resolve(ahead.raw) : this.source!.read(name, next, this.lifetime.signal);
+    read.then(
       (raw) => {
         // The stream came back (a new replica run under the same agent): its own calls decide. A process
         // stopped for a divergence already reported ends every stream of it: one report is the truth.
-        if (s.connected || s.recording || s.last >= next || s.peek?.callNo === next || this.lifetime.signal.aborted || this.diverged) return;
+        if (s.connected || s.recording || s.last >= next || this.lifetime.signal.aborted || this.diverged) return;
         let rec: CallData;
         try {
           rec = decodeCallData(raw);
@@ -419,7 +523,7 @@ export class NswAgent extends EventEmitter {
     this.conns.delete(conn);
     this.counters.open--;
     const s = conn.stream ? this.streams.get(conn.stream) : undefined;
-    if (s) s.connected = false;
+    if (s) this.disconnected(s);
     conn.socket.end();
     this.poke();
   }
@@ -432,6 +536,10 @@ export class NswAgent extends EventEmitter {
       const { callNo, data } = callRecordOf(frame);
       this.record(conn.stream, this.streams.get(conn.stream)!, callNo, data);
       return undefined;
+    }
+    if (conn.stream !== null && frame[1] === NswMsgType.DONE) {
+      // Playback's bulk path: a replica's written bytes stay a view of the frame until the send buffer keeps them.
+      return this.done(conn, conn.stream, this.streams.get(conn.stream)!, doneOf(frame));
     }
     const msg = decodeMessage(frame);
     if (conn.stream === null) {
@@ -451,6 +559,9 @@ export class NswAgent extends EventEmitter {
         return this.play(conn, conn.stream, stream, msg.call);
       case 'done':
         return this.done(conn, conn.stream, stream, msg.call);
+      case 'played':
+        this.played(conn.stream, stream, msg.consumed, msg.peeked);
+        return undefined;
       case 'adopt':
         return this.adopt(conn, conn.stream, stream, msg.fd, msg.key);
       case 'adopted':
@@ -468,9 +579,10 @@ export class NswAgent extends EventEmitter {
     }
     let s = this.streams.get(msg.name);
     if (s?.connected) throw new FtcpError(NswErrorCode.DUPLICATE_STREAM, `stream ${msg.name} is already connected`);
-    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false, peek: null }));
+    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false, peeked: 0, pushed: [], pushedHead: 0, reader: null }));
     s.connected = true;
     s.pid = msg.pid;
+    if (s.reader?.ended) s.reader = null;
     conn.stream = msg.name;
     this.counters.streams++;
     this.logger?.log('info', 'nsw.hello', { stream: msg.name, pid: msg.pid, ppid: msg.ppid });
@@ -525,56 +637,54 @@ export class NswAgent extends EventEmitter {
 
   private async play(conn: Conn, name: string, s: StreamState, call: CallBody): Promise<void> {
     if (this.options.mode !== 'playback') throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'PLAY sent to a record agent');
-    // The call after a tentative clock read consumes it (README "Deadline reads").
-    if (s.peek?.matched && call.callNo === s.peek.callNo + 1) this.consumePeek(s);
+    if (s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name} is live; PLAY after LIVE`);
+    if (s.owed) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: PLAY ${call.callNo} before the DONE of call ${s.owed.callNo}`);
+    // A PLAY says the shim answered every call before it from its queue.
+    this.consumeTo(name, s, call.callNo - 1);
     if (call.callNo !== s.last + 1) {
       throw new FtcpError(NswErrorCode.OUT_OF_ORDER, `stream ${name}: play ${call.callNo} after ${s.last}`);
     }
-    if (s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name} is live; PLAY after LIVE`);
-    if (s.owed) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: PLAY ${call.callNo} before the DONE of call ${s.owed.callNo}`);
-    const tentative = (call.flags & CallFlag.TENTATIVE) !== 0;
-    if (tentative && call.kind !== CallKind.CLOCK_GETTIME) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: a tentative ${callKindName(call.kind)}`);
+    const fetch = (call.flags & CallFlag.FETCH) !== 0;
+    if ((call.flags & CallFlag.TENTATIVE) !== 0 && (!fetch || call.kind !== CallKind.CLOCK_GETTIME)) {
+      throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: a tentative ${callKindName(call.kind)}${fetch ? '' : ' that is not a FETCH'}`);
+    }
+    if (fetch && s.pushedHead < s.pushed.length) {
+      throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: FETCH of call ${call.callNo} while records from ${s.pushed[s.pushedHead]!.callNo} are queued`);
+    }
     if (this.isPastLog(name, call.callNo)) {
-      s.peek = null;
       this.live(conn, name, s, call);
       return;
     }
-    const cut = new AbortController();
-    conn.pendingPlay = { callNo: call.callNo, cut };
-    let raw: Buffer;
-    try {
-      // A record peeked before is not read again: a source gives each record once.
-      raw = s.peek?.callNo === call.callNo ? s.peek.raw : await this.source!.read(name, call.callNo, AbortSignal.any([conn.abort.signal, cut.signal]));
-    } catch (err) {
-      if (cut.signal.aborted && !conn.abort.signal.aborted) {
-        // goLive() cut the wait: the primary never made this call.
+    // A call the shim plays with the agent is a SYNC record or one that does not match its record, in its queue;
+    // anything else was not sent yet.
+    let item = s.pushedHead < s.pushed.length ? s.pushed[s.pushedHead++]! : null;
+    if (!item) {
+      item = await this.nextAhead(conn, name, s, call.callNo);
+      if (!item) {
+        // goLive() ended the wait: the primary never made this call.
         this.live(conn, name, s, call);
         return;
       }
-      throw err;
-    } finally {
-      conn.pendingPlay = null;
+      if (fetch) {
+        // The reader goes through what the source holds already in microtasks: a turn of the loop lets the batch take it all.
+        const r = s.reader!;
+        if (!r.ended && r.items.length < AHEAD_RECORDS && r.bytes < AHEAD_BYTES) await new Promise<void>((resolve) => setImmediate(resolve));
+        this.sendBatch(conn, s);
+        return;
+      }
+      this.takeAhead(s.reader!);
     }
-    if (tentative) {
-      this.peeked(conn, name, s, call, raw);
-      return;
-    }
-    s.peek = null;
     s.last = call.callNo;
-    let rec: CallData;
-    try {
-      rec = decodeCallData(raw);
-    } catch (err) {
-      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: record ${call.callNo} is bad`, { cause: err });
-    }
+    const rec = item.rec ?? this.decodeRecord(name, call.callNo, item.raw);
     const reason = this.compare(rec, call);
     if (reason) this.diverge(name, call, rec, reason);
     let reply = rec;
     if (rec.kind === CallKind.ACCEPT && rec.result >= 0n) this.accepted(rec);
-    else if (rec.kind === CallKind.RECV) reply = await this.received(conn, name, call, rec);
+    else if (rec.kind === CallKind.RECV) reply = await this.received(conn, name, call, rec, item);
     else if (rec.kind === CallKind.SEND) {
       // The RESULT carries the primary's hash; the replica's bytes follow in a DONE, exactly as many as the primary's call moved.
       const connection = this.connectionOf(name, call);
+      reply = { ...rec, payload: rec.payload.subarray(CONN_KEY_SIZE) };
       if (rec.result > 0n) s.owed = { callNo: call.callNo, kind: rec.kind, rec, connection };
     } else if (rec.kind === CallKind.LOCK) {
       // The attempt runs on the replica once every lower position of its domain did (FT-TCP 3.8); its DONE follows.
@@ -593,32 +703,180 @@ export class NswAgent extends EventEmitter {
     this.poke();
   }
 
-  /**
-   * A TENTATIVE clock read (README "Deadline reads"): the stream's next
-   * record, kept and not consumed. It is the primary's value if that record
-   * is this clock read; otherwise NOMATCH, and the replica reads its own
-   * clock, which only a deadline may.
-   */
-  private peeked(conn: Conn, name: string, s: StreamState, call: CallBody, raw: Buffer): void {
-    let rec: CallData;
+  private decodeRecord(name: string, callNo: number, raw: Buffer): CallData {
     try {
-      rec = decodeCallData(raw);
+      return decodeCallData(raw);
     } catch (err) {
-      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: record ${call.callNo} is bad`, { cause: err });
+      throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: record ${callNo} is bad`, { cause: err });
     }
-    const matched = this.compare(rec, call) === null;
-    s.peek = { callNo: call.callNo, raw, matched };
-    const reply: CallData = matched ? rec : { kind: call.kind, flags: 0, errno: 0, result: 0n, arg: call.arg, payload: Buffer.alloc(0) };
-    this.send(conn, { type: 'result', call: { ...reply, callNo: call.callNo, flags: matched ? 0 : CallFlag.NOMATCH } });
   }
 
-  /** The shim's next call after a tentative clock read that got the primary's record: that record is consumed. */
-  private consumePeek(s: StreamState): void {
-    s.last = s.peek!.callNo;
-    s.answered = s.last;
-    s.peek = null;
-    this.counters.played++;
+  /**
+   * Answers a FETCH (the shim's queue is empty): RECORDS with the stream's
+   * next records read so far, from the call fetched on, as many as fit a
+   * batch. Nothing is compared here: the shim checks each call itself.
+   */
+  private sendBatch(conn: Conn, s: StreamState): void {
+    const r = s.reader!;
+    let size = 0;
+    let n = 0;
+    while (n < r.items.length && RECORDS_FIXED_SIZE + size + r.items[n]!.size <= MAX_BATCH) size += r.items[n++]!.size;
+    const batch = r.items.splice(0, n);
+    r.bytes -= size;
+    s.pushed = batch;
+    s.pushedHead = 0;
+    this.counters.batches++;
+    r.resume?.();
+    if (conn.closed) return;
+    if (conn.batchFree) conn.batchBuf ??= Buffer.allocUnsafe(NSW_HEADER_SIZE + MAX_BATCH);
+    const frame = recordsFrame(batch[0]!.callNo, n, size, conn.batchFree ? conn.batchBuf! : undefined);
+    let at = NSW_HEADER_SIZE + RECORDS_FIXED_SIZE;
+    for (const a of batch) at += writeAhead(frame, at, a);
+    const reused = frame.buffer === conn.batchBuf?.buffer;
+    if (reused) conn.batchFree = false;
+    conn.socket.write(frame, () => {
+      if (reused) conn.batchFree = true;
+    });
+  }
+
+  /**
+   * The shim answered every call up to `n` from its queue: those records are
+   * consumed (the replica's read of a connection moves on by what the
+   * primary's read took). A send the shim answered must have sent its DONE
+   * first.
+   */
+  private consumeTo(name: string, s: StreamState, n: number): void {
+    if (n <= s.last) return;
+    const top = s.pushed.length > 0 ? s.pushed[s.pushed.length - 1]!.callNo : s.last;
+    if (n > top) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: call ${n} answered, but records were sent up to ${top} only`);
+    while (s.pushedHead < s.pushed.length && s.pushed[s.pushedHead]!.callNo <= n) {
+      const a = s.pushed[s.pushedHead++]!;
+      if (a.rec?.kind === CallKind.SEND && a.rec.result > 0n) {
+        throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: call ${a.callNo}, a send, answered without its DONE`);
+      }
+      if (a.rec?.kind === CallKind.RECV && a.rec.result > 0n) a.connection!.instreamOffset += Number(a.rec.result);
+      this.counters.played++;
+    }
+    s.last = n;
+    s.answered = n;
+    if (s.peeked <= n) s.peeked = 0;
     this.poke();
+  }
+
+  /** PLAYED: how far the shim answered calls from its queue, and a clock read it answered without consuming its record. */
+  private played(name: string, s: StreamState, consumed: number, peeked: number): void {
+    if (this.options.mode !== 'playback' || s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'PLAYED outside playback');
+    // A DONE or PLAY sent after it may have said more already.
+    if (consumed < s.last) return;
+    if (peeked !== 0 && peeked > (s.pushed.length > 0 ? s.pushed[s.pushed.length - 1]!.callNo : s.last)) {
+      throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: call ${peeked} peeked, but it was never sent`);
+    }
+    this.consumeTo(name, s, consumed);
+    s.peeked = peeked;
+    this.poke();
+  }
+
+  /** The record of call `callNo` read ahead for `s`, waiting for it; null when goLive ended the wait (past the log). */
+  private async nextAhead(conn: Conn, name: string, s: StreamState, callNo: number): Promise<Ahead | null> {
+    const r = (s.reader ??= this.startReader(conn, name, s, callNo));
+    while (r.items.length === 0) {
+      if (r.ended) {
+        if (r.error === null) return null;
+        throw r.error;
+      }
+      await new Promise<void>((resolve) => (r.waiter = resolve));
+      r.waiter = null;
+      if (conn.closed) throw new FtcpError(ErrorCode.CLOSED, 'the shim went away');
+    }
+    const a = r.items[0]!;
+    if (a.callNo !== callNo) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: play ${callNo}, but the next record is ${a.callNo}`);
+    return a;
+  }
+
+  /** Removes the first record read ahead (a PLAY answers it by itself), making room for more. */
+  private takeAhead(r: ReadAhead): void {
+    r.bytes -= r.items.shift()!.size;
+    r.resume?.();
+  }
+
+  /**
+   * Starts reading `name`'s records from `from` on, ahead of the shim: each
+   * record once, in call order (the source's contract), at most
+   * {@link AHEAD_RECORDS} and {@link AHEAD_BYTES} ahead, never past the log
+   * once the agent went live. A RECV's client bytes are read with it, in
+   * order, so a batch can carry them.
+   */
+  private startReader(conn: Conn, name: string, s: StreamState, from: number): ReadAhead {
+    const stop = new AbortController();
+    const r: ReadAhead = {
+      next: from, items: [], bytes: 0, stop, signal: AbortSignal.any([stop.signal, conn.abort.signal, this.lifetime.signal]), ended: false, error: null, waiter: null, resume: null,
+    };
+    const end = (error: unknown): void => {
+      r.ended = true;
+      r.error = error;
+      r.waiter?.();
+    };
+    void (async () => {
+      for (;;) {
+        if (r.items.length >= AHEAD_RECORDS || r.bytes >= AHEAD_BYTES) {
+          await new Promise<void>((resolve) => (r.resume = resolve));
+          r.resume = null;
+          continue;
+        }
+        if (this.isPastLog(name, r.next)) return end(null);
+        let item: Ahead;
+        try {
+          const raw = await this.source!.read(name, r.next, r.signal);
+          item = await this.readAheadItem(name, r, raw);
+        } catch (err) {
+          if (r.stop.signal.aborted && !conn.abort.signal.aborted && !this.lifetime.signal.aborted && this.isPastLog(name, r.next)) return end(null);
+          return end(err);
+        }
+        r.items.push(item);
+        r.bytes += item.size;
+        r.next++;
+        r.waiter?.();
+      }
+    })();
+    return r;
+  }
+
+  /** One record read ahead, with the client bytes of a read. */
+  private async readAheadItem(name: string, r: ReadAhead, raw: Buffer): Promise<Ahead> {
+    const callNo = r.next;
+    // Well formed as the buffer keeps records (flags 0); anything else is played with the agent, which reports it.
+    if (raw.length < RECORD_FIXED_SIZE || raw.readUInt32LE(24) !== raw.length - RECORD_FIXED_SIZE || raw.length - RECORD_FIXED_SIZE > MAX_PAYLOAD || raw.readUInt16LE(2) !== 0) {
+      return { callNo, raw, size: RECORD_FIXED_SIZE, rec: null, sync: true, bad: true };
+    }
+    const kind = raw.readUInt16LE(0);
+    if (kind !== CallKind.ACCEPT && kind !== CallKind.RECV && kind !== CallKind.SEND && kind !== CallKind.LOCK) return { callNo, raw, size: raw.length, rec: null, sync: false };
+    const rec = recordView(raw);
+    if (kind === CallKind.LOCK) return { callNo, raw, size: raw.length, rec, sync: true };
+    if (kind === CallKind.ACCEPT) {
+      // The connection is known from here on, so the reads after it can come with their bytes.
+      if (rec.result >= 0n) this.accepted(rec);
+      return { callNo, raw, size: raw.length, rec, sync: false };
+    }
+    const c = rec.payload.length >= CONN_KEY_SIZE ? this.connections.get(rec.payload.readBigUInt64LE(0)) : undefined;
+    if (kind === CallKind.SEND || rec.result <= 0n) return { callNo, raw, size: raw.length, rec, connection: c, sync: false };
+    // A read: the client's bytes, from where the replica's reads of that connection will be then. Another
+    // stream's bytes still on their way make that unknown (two threads reading one connection): the agent reads them when played.
+    if (!c || !this.options.instream || (c.fetched !== c.instreamOffset && c.fetchedBy !== name)) return { callNo, raw, size: raw.length, rec, connection: c, sync: true };
+    const n = Number(rec.result);
+    const bytes = await this.options.instream.readInstream(c.peer, c.fetched, n, r.signal);
+    if (bytes.length !== n) throw new FtcpError(ErrorCode.INTERNAL, `instream gave ${bytes.length} bytes, ${n} asked`);
+    c.fetched += n;
+    c.fetchedBy = name;
+    // Too many for a batch: the shim plays it with the agent, which has the bytes already.
+    if (rec.payload.length + n > MAX_BATCH_PAYLOAD) return { callNo, raw, size: raw.length, rec, connection: c, bytes, sync: true };
+    return { callNo, raw, size: raw.length + n, rec, connection: c, bytes, sync: false };
+  }
+
+  /** A stream's shim went away: it reads nothing ahead any more (what it read stays, for {@link watchEnd}). */
+  private disconnected(s: StreamState): void {
+    s.connected = false;
+    s.reader?.stop.abort();
+    s.reader?.resume?.();
   }
 
   /** Waits for position `position` of a lock domain to be due, marking the stream as waiting meanwhile. */
@@ -639,6 +897,17 @@ export class NswAgent extends EventEmitter {
    */
   private done(conn: Conn, name: string, s: StreamState, call: CallBody): Promise<void> | undefined {
     if (this.options.mode !== 'playback' || s.recording) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, 'DONE outside playback');
+    if (!s.owed && call.kind === CallKind.SEND) {
+      // A send the shim answered from its queue: every call before it was answered too.
+      this.consumeTo(name, s, call.callNo - 1);
+      const a = s.pushed[s.pushedHead];
+      if (a?.callNo === call.callNo && a.rec?.kind === CallKind.SEND && a.rec.result > 0n) {
+        s.owed = { callNo: a.callNo, kind: a.rec.kind, rec: a.rec, connection: this.connectionOfRecord(name, a) };
+        s.pushedHead++;
+        s.last = a.callNo;
+        this.counters.played++;
+      }
+    }
     const owed = s.owed;
     if (!owed || owed.callNo !== call.callNo || owed.kind !== call.kind || call.arg !== owed.rec.arg) {
       throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `stream ${name}: DONE for call ${call.callNo} (${callKindName(call.kind)}) is not owed`);
@@ -718,6 +987,13 @@ export class NswAgent extends EventEmitter {
     if (!this.connections.has(key)) this.connections.set(key, new ConnectionState(key, decodeSockaddr(rec.payload)));
   }
 
+  /** The connection of a SEND record read ahead, by the key it carries. */
+  private connectionOfRecord(name: string, a: Ahead): ConnectionState {
+    const c = a.connection ?? (a.rec!.payload.length >= CONN_KEY_SIZE ? this.connections.get(a.rec!.payload.readBigUInt64LE(0)) : undefined);
+    if (!c) throw new FtcpError(ErrorCode.UNKNOWN_CONNECTION, `stream ${name}: call ${a.callNo} sent on a connection no accept replayed`);
+    return c;
+  }
+
   private connectionOf(name: string, call: CallBody): ConnectionState {
     if (call.payload.length < 8) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `stream ${name}: ${callKindName(call.kind)} without a connection key`);
     const key = call.payload.readBigUInt64LE(0);
@@ -726,14 +1002,23 @@ export class NswAgent extends EventEmitter {
     return c;
   }
 
-  /** A read: the primary's length and error, with the client's bytes from the buffer (FT-TCP 3.7). */
-  private async received(conn: Conn, name: string, call: CallBody, rec: CallData): Promise<CallData> {
+  /**
+   * A read: the primary's length and error, with the client's bytes from the
+   * buffer (FT-TCP 3.7), read ahead with the record or now, from where the
+   * replica's reads of the connection are.
+   */
+  private async received(conn: Conn, name: string, call: CallBody, rec: CallData, item: Ahead): Promise<CallData> {
     const c = this.connectionOf(name, call);
-    if (rec.result <= 0n) return rec;
-    if (!this.options.instream) throw new FtcpError(ErrorCode.NOT_AVAILABLE, 'a replica read a replicated connection but the agent has no instream source');
+    if (rec.result <= 0n) return { ...rec, payload: Buffer.alloc(0) };
     const n = Number(rec.result);
-    const bytes = await this.options.instream.readInstream(c.peer, c.instreamOffset, n, conn.abort.signal);
-    if (bytes.length !== n) throw new FtcpError(ErrorCode.INTERNAL, `instream gave ${bytes.length} bytes, ${n} asked`);
+    let bytes = item.bytes;
+    if (!bytes) {
+      if (!this.options.instream) throw new FtcpError(ErrorCode.NOT_AVAILABLE, 'a replica read a replicated connection but the agent has no instream source');
+      bytes = await this.options.instream.readInstream(c.peer, c.fetched, n, conn.abort.signal);
+      if (bytes.length !== n) throw new FtcpError(ErrorCode.INTERNAL, `instream gave ${bytes.length} bytes, ${n} asked`);
+      c.fetched += n;
+      c.fetchedBy = name;
+    }
     c.instreamOffset += n;
     return { ...rec, payload: bytes };
   }
@@ -745,7 +1030,11 @@ export class NswAgent extends EventEmitter {
    */
   private sent(name: string, call: CallBody, rec: CallData, c: ConnectionState): void {
     const bytes = call.payload;
-    if (BigInt(bytes.length) !== rec.result || call.result !== rec.result || rec.payload.length !== 8 || sendHash(bytes) !== rec.payload.readBigUInt64LE(0)) {
+    // The shim vouches for the hash it compared (CHECKED); otherwise the agent hashes.
+    const same =
+      BigInt(bytes.length) === rec.result && call.result === rec.result && rec.payload.length === CONN_KEY_SIZE + 8 &&
+      ((call.flags & CallFlag.CHECKED) !== 0 || sendHash(bytes) === rec.payload.readBigUInt64LE(CONN_KEY_SIZE));
+    if (!same) {
       this.diverge(name, call, rec, `send of ${rec.result} bytes: the replica's bytes differ from the primary's (hash)`);
     }
     c.sent(bytes);
@@ -787,8 +1076,15 @@ export class NswAgent extends EventEmitter {
     this.gapTimer ??= setInterval(() => this.checkLockGaps(), LOCK_GAP_QUIET_MS / 2);
     this.gapTimer.unref();
     this.logger?.log('info', 'nsw.go-live', { streams: lastCallNos.size });
-    for (const c of this.conns) {
-      if (c.stream && c.pendingPlay && this.isPastLog(c.stream, c.pendingPlay.callNo)) c.pendingPlay.cut.abort();
+    // Nothing past the log is read or sent any more; a read waiting for such a record ends.
+    for (const [name, s] of this.streams) {
+      const r = s.reader;
+      if (!r || r.ended || !this.isPastLog(name, r.next)) continue;
+      const keep = r.items.filter((a) => !this.isPastLog(name, a.callNo));
+      r.bytes -= r.items.reduce((n, a) => n + a.size, 0) - keep.reduce((n, a) => n + a.size, 0);
+      r.items = keep;
+      r.stop.abort();
+      r.resume?.();
     }
   }
 
@@ -804,7 +1100,12 @@ export class NswAgent extends EventEmitter {
   /** Tells the shim to perform `call` for real and record from it on (RESULT with LIVE). */
   private live(conn: Conn, name: string, s: StreamState, call: CallBody): void {
     s.recording = true;
-    s.peek = null;
+    s.peeked = 0;
+    s.reader?.stop.abort();
+    s.reader?.resume?.();
+    s.reader = null;
+    s.pushed = [];
+    s.pushedHead = 0;
     s.last = call.callNo - 1;
     s.stable = s.last;
     this.counters.wentLive++;
@@ -838,7 +1139,7 @@ export class NswAgent extends EventEmitter {
       const end = last.get(name) ?? 0;
       // Never connected: all its records are still to be played.
       if (!st) return end > 0;
-      return st.connected && !st.recording && Math.max(st.answered, st.peek?.matched ? st.peek.callNo : 0) < end;
+      return st.connected && !st.recording && Math.max(st.answered, st.peeked) < end;
     }).sort();
   }
 
@@ -959,6 +1260,10 @@ export class NswAgent extends EventEmitter {
     // A setsockopt on a placeholder is not performed; the value the replica passes must be the primary's.
     if (rec.kind === CallKind.SOCKOPT && (rec.arg & SOCKOPT_GET) === 0n && !rec.payload.equals(call.payload)) {
       return `setsockopt (level ${(rec.arg >> 32n) & 0xffffn}, option ${rec.arg & 0xffffffffn}) with value ${rec.payload.toString('hex')} on the primary, ${call.payload.toString('hex')} on the replica`;
+    }
+    // A replicated read or write: on the primary's connection (the record's key is the PLAY's).
+    if ((rec.kind === CallKind.RECV || rec.kind === CallKind.SEND) && !keyOf(rec.payload).equals(keyOf(call.payload))) {
+      return `${what} on connection ${keyOf(rec.payload).toString('hex')} on the primary, ${keyOf(call.payload).toString('hex')} on the replica`;
     }
     if ((call.flags & CallFlag.COMPARE) === 0) return null;
     if (rec.result !== call.result) return `${what} returned ${rec.result} on the primary, ${call.result} on the replica`;

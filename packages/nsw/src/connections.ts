@@ -84,6 +84,13 @@ function compressIpv6(groups: string[]): string {
 /** One connection's instream position and send buffer, kept by a playback agent. */
 export class ConnectionState {
   instreamOffset = 0;
+  /**
+   * Playback: client bytes the agent has read from the instream so far, for
+   * reads it sent ahead of the replica (at or past {@link instreamOffset}),
+   * and the stream it read them for.
+   */
+  fetched = 0;
+  fetchedBy: string | null = null;
   sentOffset = 0;
   ackedOffset = 0;
   private chunks: Buffer[] = [];
@@ -102,7 +109,9 @@ export class ConnectionState {
    */
   sent(bytes: Buffer): void {
     if (bytes.length === 0) return;
-    this.chunks.push(Buffer.from(bytes));
+    // A view of a larger buffer (the agent's frame of a DONE) is kept as it is when it is most of that buffer, so
+    // a replica's bulk writes are not copied again; a small one is copied, so it does not hold the rest in memory.
+    this.chunks.push(bytes.length * 4 >= bytes.buffer.byteLength ? bytes : Buffer.from(bytes));
     this.sentOffset += bytes.length;
     if (this.clientAck > this.ackedOffset) this.trim();
   }

@@ -41,12 +41,20 @@
  *   key u64 @8, errno i32 @16, step u16 @20 ({@link AdoptStep}), step name
  *   length u16 @22 (at most 64), step name @24.
  * An ERROR that answers ADOPT refuses that one rebuild; the connection stays.
+ *
+ * Playback from a queue (version 3): a PLAY with {@link CallFlag.FETCH}
+ * (the shim's queue is empty) is answered with RECORDS: first call number
+ * u64 @0, count u32 @8, reserved u32 @12 (0), then `count` records (the call
+ * body from the kind on, flags 0 or {@link CallFlag.SYNC}); a RECV record
+ * not marked SYNC carries the client's bytes after its key. At most
+ * {@link MAX_BATCH} bytes. The shim answers calls from them and says how far
+ * in PLAYED: consumed u64 @0, peeked u64 @8 (0 or consumed + 1).
  */
 import { ErrorCode, FtcpError } from './errors.js';
 import { MAX_REBUILD_QUEUE, checkRebuildPlan, type TcpRebuildState } from './rebuild.js';
 
 /** Version byte of every frame; must equal `FTCP_NSW_PROTO_VERSION` in the C header. */
-export const NSW_PROTOCOL_VERSION = 2;
+export const NSW_PROTOCOL_VERSION = 3;
 /** Size of the fixed frame header. */
 export const NSW_HEADER_SIZE = 8;
 /** Fixed part of a call body, before the payload. */
@@ -74,6 +82,18 @@ export const MAX_REBUILD_BODY = REBUILD_FIXED_SIZE + 2 * MAX_REBUILD_QUEUE;
 export const ADOPTED_FIXED_SIZE = 24;
 /** Longest step name in an ADOPTED. */
 export const MAX_STEP_NAME = 64;
+/** Largest RECORDS body: the shim's queue of a stream's next records. Mirrors `FTCP_NSW_MAX_BATCH`. */
+export const MAX_BATCH = 1024 * 1024;
+/** Fixed part of a RECORDS body, before the records. */
+export const RECORDS_FIXED_SIZE = 16;
+/** Fixed part of a record (the call body from the kind on), before the payload. */
+export const RECORD_FIXED_SIZE = 28;
+/** Largest payload of a record in RECORDS (a RECV's key and the client's bytes). */
+export const MAX_BATCH_PAYLOAD = MAX_BATCH - RECORDS_FIXED_SIZE - RECORD_FIXED_SIZE;
+/** Size of a PLAYED body. */
+export const PLAYED_SIZE = 16;
+/** Size of the connection key that begins the payload of RECV and SEND records (and the PLAY of either). */
+export const CONN_KEY_SIZE = 8;
 
 /** Message type tags. Shim to agent below 0x80, agent to shim at 0x80 and above. */
 export const NswMsgType = {
@@ -84,9 +104,11 @@ export const NswMsgType = {
   ADOPT: 0x05,
   ADOPTED: 0x06,
   DONE: 0x07,
+  PLAYED: 0x08,
   STABLE: 0x81,
   RESULT: 0x82,
   REBUILD: 0x83,
+  RECORDS: 0x84,
   ERROR: 0xff,
 } as const;
 
@@ -136,13 +158,30 @@ export const CallFlag = {
   TRY: 0x0004,
   /**
    * PLAY of a CLOCK_GETTIME only: a read that may be only the deadline of the
-   * timed wait after it (README "Deadline reads"). Answered with the
-   * stream's next record, not consumed: the stream's next PLAY consumes it
-   * (call number + 1) or asks for it again (the same number).
+   * timed wait after it (README "Deadline reads"). The shim answers it from
+   * its queue without consuming the record, and only ever sends it with
+   * {@link FETCH}.
    */
   TENTATIVE: 0x0008,
-  /** RESULT of a TENTATIVE PLAY: the stream's next record is not that clock read. */
-  NOMATCH: 0x0010,
+  /**
+   * PLAY only: the shim's queue holds no record of this call. Answered with
+   * RECORDS from this call on (or RESULT with {@link LIVE}); nothing is
+   * compared: the shim checks the call against the record itself.
+   */
+  FETCH: 0x0020,
+  /**
+   * A record in RECORDS only: the shim plays this call with the agent (PLAY,
+   * RESULT, DONE as without a queue): a lock's turn in the primary's order,
+   * or a read whose client bytes are not in the batch.
+   */
+  SYNC: 0x0040,
+  /**
+   * DONE of a SEND only: the shim hashed the bytes and found the record's
+   * hash, so the agent does not hash them again (FNV-1a is byte-serial and
+   * would cost the agent more than the rest of a bulk roll-forward). Without
+   * it the agent hashes and compares.
+   */
+  CHECKED: 0x0080,
 } as const;
 
 /** Call kinds: what a record's result and payload mean. Mirrors `FTCP_NSW_KIND_*`. */
@@ -186,6 +225,13 @@ export const CallKind = {
   /** The thread (or, at exit, the process) ends: its stream has no call after this one. */
   END: 29,
 } as const;
+
+/**
+ * Bit of a SELECT record's arg: select was given a timeout, and the record's
+ * payload begins with the struct timeval (16 bytes) select left in it (Linux
+ * writes the time it did not sleep there; programs read it).
+ */
+export const SELECT_TIMEOUT = 1n << 32n;
 
 /** Bit of a SOCKOPT record's arg that marks a getsockopt. */
 export const SOCKOPT_GET = 1n << 48n;
@@ -305,7 +351,9 @@ export type NswMessage =
   | { type: 'error'; code: string; message: string }
   | { type: 'adopt'; fd: number; key: bigint }
   | { type: 'rebuild'; state: TcpRebuildState; inq: Buffer; outq: Buffer }
-  | { type: 'adopted'; fd: number; newFd: number; key: bigint; errno: number; step: number; stepName: string };
+  | { type: 'adopted'; fd: number; newFd: number; key: bigint; errno: number; step: number; stepName: string }
+  | { type: 'played'; consumed: number; peeked: number }
+  | { type: 'records'; first: number; records: CallData[] };
 
 function malformed(what: string): FtcpError {
   return new FtcpError(ErrorCode.MALFORMED_FRAME, what);
@@ -339,7 +387,7 @@ export function encodeCallData(c: CallData): Buffer {
 }
 
 /** {@link encodeCallData} with `limit` as the largest payload allowed. */
-function encodeCallDataUpTo(c: CallData, limit: number): Buffer {
+export function encodeCallDataUpTo(c: CallData, limit: number): Buffer {
   if (c.payload.length > limit) throw malformed(`payload of ${c.payload.length} bytes exceeds ${limit}`);
   const buf = Buffer.alloc(CALL_FIXED_SIZE - 8 + c.payload.length);
   buf.writeUInt16LE(c.kind, 0);
@@ -357,8 +405,16 @@ export function decodeCallData(buf: Buffer): CallData {
   return decodeCallDataUpTo(buf, MAX_PAYLOAD);
 }
 
-/** {@link decodeCallData} with `limit` as the largest payload allowed, or a function of the kind. */
-function decodeCallDataUpTo(buf: Buffer, limit: number | ((kind: number) => number)): CallData {
+/**
+ * {@link decodeCallData} with the payload a view of `buf`, not a copy: for
+ * the agent's read-ahead, which keeps the record's bytes anyway.
+ */
+export function recordView(buf: Buffer): CallData {
+  return decodeCallDataUpTo(buf, MAX_PAYLOAD, false);
+}
+
+/** {@link decodeCallData} with `limit` as the largest payload allowed, or a function of the kind; the payload a copy unless `copy` is false. */
+function decodeCallDataUpTo(buf: Buffer, limit: number | ((kind: number) => number), copy = true): CallData {
   const fixed = CALL_FIXED_SIZE - 8;
   if (buf.length < fixed) throw truncated('call record', fixed, buf.length);
   const plen = buf.readUInt32LE(24);
@@ -371,7 +427,7 @@ function decodeCallDataUpTo(buf: Buffer, limit: number | ((kind: number) => numb
     errno: buf.readInt32LE(4),
     result: buf.readBigInt64LE(8),
     arg: buf.readBigUInt64LE(16),
-    payload: Buffer.from(buf.subarray(fixed)),
+    payload: copy ? Buffer.from(buf.subarray(fixed)) : buf.subarray(fixed),
   };
 }
 
@@ -459,6 +515,14 @@ export function encodeMessage(msg: NswMessage): Buffer {
       name.copy(buf, 32);
       return buf;
     }
+    case 'played': {
+      const buf = header(NswMsgType.PLAYED, PLAYED_SIZE);
+      buf.writeBigUInt64LE(BigInt(msg.consumed), NSW_HEADER_SIZE);
+      buf.writeBigUInt64LE(BigInt(msg.peeked), NSW_HEADER_SIZE + 8);
+      return buf;
+    }
+    case 'records':
+      return encodeRecords(msg.first, msg.records.map((r) => encodeCallDataUpTo(r, MAX_BATCH_PAYLOAD)));
     case 'error': {
       // Both texts are capped so an ERROR always fits a frame the shim can read.
       const code = Buffer.from(msg.code, 'utf8').subarray(0, 255);
@@ -480,6 +544,7 @@ export function encodeMessage(msg: NswMessage): Buffer {
  */
 export function bodyLimit(type: number): number {
   if (type === NswMsgType.REBUILD) return MAX_REBUILD_BODY;
+  if (type === NswMsgType.RECORDS) return MAX_BATCH;
   if (type === NswMsgType.RESULT || type === NswMsgType.DONE) return MAX_IO_BODY;
   return MAX_FRAME - NSW_HEADER_SIZE;
 }
@@ -603,6 +668,35 @@ export function decodeMessage(frame: Buffer): NswMessage {
         stepName: body.subarray(ADOPTED_FIXED_SIZE).toString('utf8'),
       };
     }
+    case NswMsgType.PLAYED: {
+      if (body.length !== PLAYED_SIZE) throw body.length < PLAYED_SIZE ? truncated('PLAYED', PLAYED_SIZE, body.length) : malformed('trailing bytes after PLAYED');
+      const consumed = body.readBigUInt64LE(0);
+      const peeked = body.readBigUInt64LE(8);
+      if (consumed > BigInt(Number.MAX_SAFE_INTEGER - 1)) throw malformed(`call number ${consumed} is out of range`);
+      if (peeked !== 0n && peeked !== consumed + 1n) throw malformed(`PLAYED peeked ${peeked} is not 0 or ${consumed + 1n}`);
+      return { type: 'played', consumed: Number(consumed), peeked: Number(peeked) };
+    }
+    case NswMsgType.RECORDS: {
+      if (body.length < RECORDS_FIXED_SIZE) throw truncated('RECORDS', RECORDS_FIXED_SIZE, body.length);
+      const first = readCallNo(body, 0);
+      const count = body.readUInt32LE(8);
+      if (count === 0) throw malformed('RECORDS without a record');
+      if (body.readUInt32LE(12) !== 0) throw malformed('RECORDS reserved field is not zero');
+      const records: CallData[] = [];
+      let at = RECORDS_FIXED_SIZE;
+      for (let i = 0; i < count; i++) {
+        if (body.length - at < RECORD_FIXED_SIZE) throw truncated(`record ${i} of RECORDS`, RECORD_FIXED_SIZE, body.length - at);
+        const end = at + RECORD_FIXED_SIZE + body.readUInt32LE(at + 24);
+        if (end > body.length) throw truncated(`record ${i} of RECORDS`, end - at, body.length - at);
+        const rec = decodeCallDataUpTo(body.subarray(at, end), MAX_BATCH_PAYLOAD);
+        if ((rec.flags & ~CallFlag.SYNC) !== 0) throw malformed(`record ${i} of RECORDS has flags 0x${rec.flags.toString(16)}`);
+        records.push(rec);
+        at = end;
+      }
+      if (at !== body.length) throw malformed(`${body.length - at} trailing bytes after the records`);
+      if (first + count - 1 > Number.MAX_SAFE_INTEGER) throw malformed('RECORDS call numbers out of range');
+      return { type: 'records', first, records };
+    }
     case NswMsgType.ERROR: {
       if (body.length < 4) throw truncated('ERROR', 4, body.length);
       const codeLen = body.readUInt16LE(0);
@@ -617,6 +711,71 @@ export function decodeMessage(frame: Buffer): NswMessage {
     default:
       throw new FtcpError(ErrorCode.UNKNOWN_TYPE, `unknown shim message type 0x${type.toString(16)}`);
   }
+}
+
+/**
+ * A RECORDS frame of records already encoded (each {@link encodeCallData}'s
+ * bytes, flags and a RECV's bytes included): the agent's playback path, one
+ * copy. Throws an {@link FtcpError} past {@link MAX_BATCH}.
+ */
+export function encodeRecords(first: number, records: Buffer[]): Buffer {
+  let size = 0;
+  for (const r of records) size += r.length;
+  const buf = recordsFrame(first, records.length, size);
+  let at = NSW_HEADER_SIZE + RECORDS_FIXED_SIZE;
+  for (const r of records) at += r.copy(buf, at);
+  return buf;
+}
+
+/**
+ * A RECORDS frame of `count` records taking `size` bytes, header and fixed
+ * part written, the records' bytes left for the caller to write from
+ * `NSW_HEADER_SIZE + RECORDS_FIXED_SIZE` on (not zeroed: the agent fills
+ * all of it), in `into` when it is large enough. Throws an
+ * {@link FtcpError} past {@link MAX_BATCH}.
+ */
+export function recordsFrame(first: number, count: number, size: number, into?: Buffer): Buffer {
+  if (!Number.isSafeInteger(first) || first < 1) throw malformed(`call number ${first} is out of range`);
+  if (count === 0) throw malformed('RECORDS without a record');
+  const body = RECORDS_FIXED_SIZE + size;
+  if (body > MAX_BATCH) throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `RECORDS body of ${body} bytes exceeds ${MAX_BATCH}`);
+  const buf = into && into.length >= NSW_HEADER_SIZE + body ? into.subarray(0, NSW_HEADER_SIZE + body) : Buffer.allocUnsafe(NSW_HEADER_SIZE + body);
+  buf.writeUInt8(NSW_PROTOCOL_VERSION, 0);
+  buf.writeUInt8(NswMsgType.RECORDS, 1);
+  buf.writeUInt16LE(0, 2);
+  buf.writeUInt32LE(body, 4);
+  buf.writeBigUInt64LE(BigInt(first), NSW_HEADER_SIZE);
+  buf.writeUInt32LE(count, NSW_HEADER_SIZE + 8);
+  buf.writeUInt32LE(0, NSW_HEADER_SIZE + 12);
+  return buf;
+}
+
+/**
+ * The call a DONE frame carries, for the agent's playback path: what
+ * {@link decodeMessage} gives, after the same checks, but with the payload
+ * (a replica's written bytes, up to {@link MAX_IO}) a view of the frame,
+ * not a copy. Throws an {@link FtcpError} on bad input.
+ */
+export function doneOf(frame: Buffer): CallBody {
+  const len = checkHeader(frame);
+  if (frame.readUInt8(1) !== NswMsgType.DONE) throw malformed(`frame type 0x${frame.readUInt8(1).toString(16)} is not DONE`);
+  if (frame.length !== NSW_HEADER_SIZE + len) throw malformed('DONE frame length disagrees with its header');
+  const body = frame.subarray(NSW_HEADER_SIZE);
+  if (body.length < CALL_FIXED_SIZE) throw truncated('call body', CALL_FIXED_SIZE, body.length);
+  const kind = body.readUInt16LE(8);
+  const plen = body.readUInt32LE(32);
+  const max = maxPayload(NswMsgType.DONE, kind);
+  if (plen > max) throw malformed(`payload length ${plen} exceeds ${max}`);
+  if (plen !== body.length - CALL_FIXED_SIZE) throw malformed(`payload length ${plen} disagrees with ${body.length - CALL_FIXED_SIZE} bytes present`);
+  return {
+    callNo: readCallNo(body, 0),
+    kind,
+    flags: body.readUInt16LE(10),
+    errno: body.readInt32LE(12),
+    result: body.readBigInt64LE(16),
+    arg: body.readBigUInt64LE(24),
+    payload: body.subarray(CALL_FIXED_SIZE),
+  };
 }
 
 /**

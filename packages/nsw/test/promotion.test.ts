@@ -59,17 +59,21 @@ function primaryRecords(peer: { address: string; port: number }, w: number, serv
   const ev = Buffer.alloc(8);
   ev.writeUInt32LE(EPOLLIN, 0);
   ev.writeUInt32LE(servedOn, 4);
+  const sockaddr = sockaddrIn(peer.address, peer.port);
+  // Reads and writes name their connection: the hash of the peer's sockaddr.
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64LE(sendHash(sockaddr));
   const out: CallData[] = [
-    rec(CallKind.ACCEPT, BigInt(LISTEN_FD), BigInt(PRIMARY_FD), sockaddrIn(peer.address, peer.port)),
+    rec(CallKind.ACCEPT, BigInt(LISTEN_FD), BigInt(PRIMARY_FD), sockaddr),
     rec(CallKind.EPOLL_WAIT, 8n, 1n, ev),
-    rec(CallKind.RECV, BigInt(REQUEST_ASK), BigInt(REQUEST.length)),
+    rec(CallKind.RECV, BigInt(REQUEST_ASK), BigInt(REQUEST.length), key),
   ];
   const reply = pattern('w', 0, w);
   for (let at = 0; at < w; at += WRITE_TOOK) {
     const chunk = reply.subarray(at, Math.min(w, at + WRITE_TOOK));
     const hash = Buffer.alloc(8);
     hash.writeBigUInt64LE(sendHash(chunk));
-    out.push(rec(CallKind.SEND, BigInt(w - at), BigInt(chunk.length), hash));
+    out.push(rec(CallKind.SEND, BigInt(w - at), BigInt(chunk.length), Buffer.concat([key, hash])));
   }
   return out;
 }

@@ -18,8 +18,11 @@ import {
   NSW_HEADER_SIZE,
   NSW_PROTOCOL_VERSION,
   ShimMode,
+  MAX_BATCH,
   callRecordOf,
   checkHeader,
+  doneOf,
+  encodeRecords,
   decodeCallData,
   decodeMessage,
   encodeCallData,
@@ -82,6 +85,22 @@ const examples: Record<string, NswMessage> = {
   'done-lock-try': { type: 'done', call: { callNo: 13, kind: CallKind.LOCK, flags: CallFlag.TRY, errno: 11, result: -1n, arg: 0x10002n, payload: Buffer.alloc(0) } },
   // posix_spawn: success, the child's pid.
   'call-spawn': { type: 'call', call: { callNo: 14, kind: CallKind.SPAWN, flags: 0, errno: 0, result: 0n, arg: 0n, payload: Buffer.from([0x39, 0x30, 0, 0]) } },
+  // Playback from a queue: a clock read whose queue is empty, the batch that answers it, and how far the shim got.
+  'play-fetch': {
+    type: 'play',
+    call: { callNo: 15, kind: CallKind.CLOCK_GETTIME, flags: CallFlag.TENTATIVE | CallFlag.FETCH, errno: 0, result: 0n, arg: 1n, payload: Buffer.alloc(0) },
+  },
+  // The clock read, a lock the shim must play with the agent, and a read of 3 client bytes after its connection's key.
+  records: {
+    type: 'records',
+    first: 15,
+    records: [
+      { kind: CallKind.CLOCK_GETTIME, flags: 0, errno: 0, result: 0n, arg: 1n, payload: clockPayload },
+      { kind: CallKind.LOCK, flags: CallFlag.SYNC, errno: 0, result: 0n, arg: 0x10002n, payload: encodeLockPosition({ domain: 0x0123456789abcdefn, attempt: 3, grant: 7 }) },
+      { kind: CallKind.RECV, flags: 0, errno: 0, result: 3n, arg: 16384n, payload: Buffer.concat([Buffer.from('0123456789abcdef', 'hex'), Buffer.from('abc')]) },
+    ],
+  },
+  played: { type: 'played', consumed: 16, peeked: 17 },
 };
 
 describe('shim protocol', () => {
@@ -100,6 +119,34 @@ describe('shim protocol', () => {
       expect(decodeMessage(readFileSync(join(goldenDir, `${name}.bin`)))).to.deep.equal(msg);
     });
   }
+
+  it('refuses RECORDS without a record, cut short, with bytes after the records or a flag other than SYNC, and a PLAYED whose peek is not the next call', () => {
+    const good = readFileSync(join(goldenDir, 'records.bin'));
+    const broken: [string, (f: Buffer) => Buffer][] = [
+      ['no record', (f) => (f.writeUInt32LE(0, 8 + 8), f)],
+      ['a count past the records', (f) => (f.writeUInt32LE(4, 8 + 8), f)],
+      ['bytes after the records', (f) => (f.writeUInt32LE(2, 8 + 8), f)],
+      ['a LIVE record', (f) => (f.writeUInt16LE(CallFlag.LIVE, 8 + 16 + 2), f)],
+      ['a reserved field set', (f) => (f.writeUInt32LE(1, 8 + 12), f)],
+    ];
+    for (const [what, breakIt] of broken) {
+      expect(() => decodeMessage(breakIt(Buffer.from(good))), what).to.throw().that.satisfies((e: unknown) => isFtcpError(e));
+    }
+    const played = readFileSync(join(goldenDir, 'played.bin'));
+    const skipping = Buffer.from(played);
+    skipping.writeBigUInt64LE(18n, 8 + 8);
+    expect(() => decodeMessage(skipping)).to.throw().with.property('code', ErrorCode.MALFORMED_FRAME);
+    expect(() => encodeRecords(1, [])).to.throw().with.property('code', ErrorCode.MALFORMED_FRAME);
+    expect(() => encodeRecords(1, [Buffer.alloc(MAX_BATCH)])).to.throw().with.property('code', ErrorCode.OVERSIZED_FRAME);
+  });
+
+  it('decodes a DONE as decodeMessage does, its bytes a view of the frame, not a copy (the agent\'s bulk path)', () => {
+    const frame = readFileSync(join(goldenDir, 'done-send-long.bin'));
+    const call = doneOf(frame);
+    expect(call).to.deep.equal((decodeMessage(frame) as Extract<NswMessage, { type: 'done' }>).call);
+    expect(call.payload.buffer).to.equal(frame.buffer);
+    expect(() => doneOf(readFileSync(join(goldenDir, 'play.bin')))).to.throw().with.property('code', ErrorCode.MALFORMED_FRAME);
+  });
 
   it('is encoded and decoded by the C header exactly as by the TypeScript codec', function () {
     this.timeout(30000);

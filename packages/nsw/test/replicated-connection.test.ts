@@ -144,13 +144,14 @@ describe('a replicated connection', function () {
     expect(stdout).to.contain(`read ${IN} of ${IN} in one call`).and.to.contain(`wrote ${OUT} of ${OUT} in one call`);
     expect(reply.length).to.equal(OUT);
     await quiet(agent);
-    // The records hold lengths and a hash, never the bytes: a record stays small.
+    // The records hold lengths, the connection's key and a hash, never the bytes: a record stays small.
     const recs = sink.records('srv').map(decodeCallData);
     const recv = recs.find((r) => r.kind === CallKind.RECV)!;
-    expect([recv.arg, recv.result, recv.payload.length]).to.deep.equal([BigInt(IN), BigInt(IN), 0]);
+    expect([recv.arg, recv.result, recv.payload.length]).to.deep.equal([BigInt(IN), BigInt(IN), 8]);
     const send = recs.find((r) => r.kind === CallKind.SEND)!;
     expect([send.arg, send.result]).to.deep.equal([BigInt(OUT), BigInt(OUT)]);
-    expect(send.payload.readBigUInt64LE(0)).to.equal(sendHash(reply));
+    expect(send.payload.readBigUInt64LE(0)).to.equal(recv.payload.readBigUInt64LE(0));
+    expect(send.payload.readBigUInt64LE(8)).to.equal(sendHash(reply));
 
     const replica = await replay(port, request, [String(IN), String(OUT)], bulk);
     expect(replica.stderr).to.equal('');
@@ -199,6 +200,7 @@ describe('a replicated connection', function () {
     expect(recs[3]!.result).to.equal(4n); // "abc\n" in one read
     const send = recs.find((r) => r.kind === CallKind.SEND)!;
     expect(send.result).to.equal(BigInt(text.length));
-    expect(send.payload.readBigUInt64LE(0)).to.equal(sendHash(Buffer.from(text)));
+    expect(send.payload.readBigUInt64LE(0)).to.equal(sendHash(accept.payload));
+    expect(send.payload.readBigUInt64LE(8)).to.equal(sendHash(Buffer.from(text)));
   });
 });

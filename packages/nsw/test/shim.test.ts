@@ -55,6 +55,15 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
     expect(replica.canTakeOver).to.equal(true);
   });
 
+  it('gives a replayed select the time its primary\'s left in the timeout, which Linux writes there', async () => {
+    const recorded = await run(nondet, [], recordEnv());
+    const replayed = await run(nondet, [], playbackEnv());
+    const left = (out: string): string | undefined => /select left .*/.exec(out)?.[0];
+    expect(left(recorded.stdout)).to.match(/^select left 0\.9\d{5} of 1 s \(r=1\) and 0\.000000 of 2 ms \(r=0\)$/);
+    expect(left(replayed.stdout)).to.equal(left(recorded.stdout));
+    expect(divergences).to.deep.equal([]);
+  });
+
   it('replays a Python program (time.time, os.urandom, os.getpid, fork) with identical output', async function () {
     if (!python) this.skip();
     const script = join(cDir, 'nondet.py');
@@ -221,6 +230,18 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
       ].sort(),
     );
     expect(sink.records('srv/t1').map((r) => callKindName(decodeCallData(r).kind))).to.deep.equal(['clock_gettime', 'getrandom', 'gettid', 'end']);
+  });
+
+  it('answers a replica\'s calls from batches of the primary\'s records, not with a round trip to the agent each', async () => {
+    const calls = compileC('calls', tmp.dir);
+    const recorded = await run(calls, ['20000'], recordEnv());
+    await quiet(primary);
+    const replayed = await run(calls, ['20000'], playbackEnv());
+    expect(replayed.stdout).to.equal(recorded.stdout);
+    expect(replica.counters.played).to.equal(sink.records('srv').length);
+    // 40 000 calls, END included, in batches of up to a megabyte: a handful of round trips.
+    expect(replica.counters.batches).to.be.within(1, 10);
+    expect(divergences).to.deep.equal([]);
   });
 
   it('gives the replica the same output when its records arrive only as it runs', async () => {

@@ -194,6 +194,40 @@ int main(int argc, char **argv) {
   n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_CALL, &sp);
   expect_bytes(dir, "call-spawn.bin", buf, n);
 
+  /* Playback from a queue: the shim's FETCH and PLAYED encode identically; RECORDS decodes record by record. */
+  struct ftcp_nsw_call fe = {15, FTCP_NSW_KIND_CLOCK_GETTIME, FTCP_NSW_CALL_F_TENTATIVE | FTCP_NSW_CALL_F_FETCH, 0, 0, 1, 0, NULL};
+  n = ftcp_nsw_encode_call(buf, sizeof buf, FTCP_NSW_MSG_PLAY, &fe);
+  expect_bytes(dir, "play-fetch.bin", buf, n);
+  n = ftcp_nsw_encode_played(buf, sizeof buf, 16, 17);
+  expect_bytes(dir, "played.bin", buf, n);
+  n = load(dir, "records.bin", buf, sizeof buf);
+  len = ftcp_nsw_check_header(buf);
+  check(len >= FTCP_NSW_RECORDS_FIXED && (size_t)len + FTCP_NSW_HDR_SIZE == n && buf[FTCP_NSW_HDR_OFF_TYPE] == FTCP_NSW_MSG_RECORDS, "records.bin", "header");
+  const unsigned char *rb_ = buf + FTCP_NSW_HDR_SIZE;
+  check(ftcp_get_u64(rb_ + FTCP_NSW_RECORDS_OFF_FIRST) == 15 && ftcp_get_u32(rb_ + FTCP_NSW_RECORDS_OFF_COUNT) == 3 &&
+            ftcp_get_u32(rb_ + FTCP_NSW_RECORDS_OFF_RESERVED) == 0,
+        "records.bin", "first and count");
+  size_t at = FTCP_NSW_RECORDS_FIXED, k;
+  struct ftcp_nsw_call q = {0, 0, 0, 0, 0, 0, 0, NULL};
+  k = ftcp_nsw_decode_record(rb_ + at, (size_t)len - at, &q);
+  check(k == FTCP_NSW_REC_FIXED + 16 && q.kind == FTCP_NSW_KIND_CLOCK_GETTIME && q.flags == 0 && q.arg == 1 && !memcmp(q.payload, clock_payload, 16),
+        "records.bin", "the clock read");
+  at += k;
+  k = ftcp_nsw_decode_record(rb_ + at, (size_t)len - at, &q);
+  check(k == FTCP_NSW_REC_FIXED + FTCP_NSW_LOCK_SIZE && q.kind == FTCP_NSW_KIND_LOCK && q.flags == FTCP_NSW_CALL_F_SYNC && q.arg == 0x10002 &&
+            ftcp_get_u64(q.payload + FTCP_NSW_LOCK_OFF_GRANT) == 7,
+        "records.bin", "the lock, SYNC");
+  at += k;
+  k = ftcp_nsw_decode_record(rb_ + at, (size_t)len - at, &q);
+  check(k == FTCP_NSW_REC_FIXED + 11 && q.kind == FTCP_NSW_KIND_RECV && q.result == 3 && q.arg == 16384 &&
+            ftcp_get_u64(q.payload) == 0xefcdab8967452301ULL && !memcmp(q.payload + FTCP_NSW_CONN_KEY_SIZE, "abc", 3),
+        "records.bin", "the read with its key and bytes");
+  check(at + k == (size_t)len, "records.bin", "nothing after the records");
+  /* A record cut short, or with a flag other than SYNC, is refused. */
+  check(ftcp_nsw_decode_record(rb_ + at, k - 1, &q) == 0, "records.bin", "a cut record accepted");
+  buf[FTCP_NSW_HDR_SIZE + at + FTCP_NSW_REC_OFF_FLAGS] = FTCP_NSW_CALL_F_LIVE;
+  check(ftcp_nsw_decode_record(rb_ + at, (size_t)len - at, &q) == 0, "records.bin", "a LIVE record accepted");
+
   /* A header with another version or non-zero flags is refused. */
   unsigned char bad[8] = {1, FTCP_NSW_MSG_STABLE, 0, 0, 8, 0, 0, 0};
   check(ftcp_nsw_check_header(bad) == -1, "bad header", "version 1 accepted");

@@ -74,6 +74,13 @@ static void readiness(void) {
   FD_SET(p[0], &rd);
   struct timeval tv = {0, 0};
   int s = select(p[0] + 1, &rd, NULL, NULL, &tv);
+  /* Linux's select leaves the time it did not sleep in its timeout: how much depends on timing. */
+  struct timeval left = {1, 0};
+  int s2 = select(p[0] + 1, &rd, NULL, NULL, &left);
+  struct timeval expired = {0, 2000};
+  int s3 = select(0, NULL, NULL, NULL, &expired);
+  printf("select left %ld.%06ld of 1 s (r=%d) and %ld.%06ld of 2 ms (r=%d)\n", (long)left.tv_sec, (long)left.tv_usec, s2,
+         (long)expired.tv_sec, (long)expired.tv_usec, s3);
   struct timespec ts = {0, 0};
   struct pollfd pfd2 = {p[1], POLLOUT, 0};
   int pp = ppoll(&pfd2, 1, &ts, NULL);
