@@ -334,6 +334,33 @@ export function outcomeOf(p: HostProcess, startedAt: number, endedAt: number | u
   };
 }
 
+/**
+ * Waits up to `ms` for a client to exit; one that does not is killed, and
+ * `problem` says so. `endedAt` is when it was seen gone (undefined if killed).
+ */
+export async function awaitClient(p: HostProcess, ms: number, problem: string): Promise<{ endedAt: number | undefined; problem: string | undefined }> {
+  const exit = await exitWithin(p, ms);
+  if (exit !== undefined) return { endedAt: Date.now(), problem: undefined };
+  await p.stop('SIGKILL', 2000).catch(() => undefined);
+  return { endedAt: undefined, problem };
+}
+
+/** Runs the scenario's follow-up client in the client host, if it has one, as `follow-up` in `procs`. */
+export async function runFollowUp(
+  bed: Testbed,
+  scenario: Scenario,
+  ctx: ScenarioContext,
+  procs: Record<string, HostProcess>,
+): Promise<{ outcome: ClientOutcome | undefined; problem: string | undefined }> {
+  if (scenario.followUp === undefined) return { outcome: undefined, problem: undefined };
+  const spec = scenario.followUp(ctx);
+  const startedAt = Date.now();
+  const p = bed.spawn('client', spec.cmd, spec.args, { ...(spec.env ? { env: spec.env } : {}), ...(spec.cwd !== undefined ? { cwd: spec.cwd } : {}) });
+  procs['follow-up'] = p;
+  const r = await awaitClient(p, scenario.clientTimeoutMs, `the follow-up client did not exit within ${scenario.clientTimeoutMs} ms`);
+  return { outcome: outcomeOf(p, startedAt, r.endedAt), problem: r.problem };
+}
+
 /** Removes a run's temporary directories, also from an exit hook. */
 export class TempDirs implements SyncDestroyable {
   private readonly dirs: string[] = [];
@@ -595,28 +622,15 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
       harnessError ??= `fault ${fault}: ${(err as Error).message}`;
     });
 
-    const clientExit = await exitWithin(client, Math.max(1000, clientDeadline - Date.now()));
-    const clientEndedAt = clientExit === undefined ? undefined : Date.now();
-    if (clientExit === undefined) {
-      harnessError ??= `the client did not exit within ${scenario.clientTimeoutMs} ms`;
-      await client.stop('SIGKILL', 2000).catch(() => undefined);
-    }
+    const main = await awaitClient(client, Math.max(1000, clientDeadline - Date.now()), `the client did not exit within ${scenario.clientTimeoutMs} ms`);
+    const clientEndedAt = main.endedAt;
+    harnessError ??= main.problem;
     await faultDone;
     await watchdog.stop();
 
-    let followUp: ClientOutcome | undefined;
-    if (scenario.followUp !== undefined) {
-      const spec = scenario.followUp(ctx);
-      const startedAt = Date.now();
-      const p = bed.spawn('client', spec.cmd, spec.args, { ...(spec.env ? { env: spec.env } : {}), ...(spec.cwd !== undefined ? { cwd: spec.cwd } : {}) });
-      procs['follow-up'] = p;
-      const exit = await exitWithin(p, scenario.clientTimeoutMs);
-      if (exit === undefined) {
-        harnessError ??= `the follow-up client did not exit within ${scenario.clientTimeoutMs} ms`;
-        await p.stop('SIGKILL', 2000).catch(() => undefined);
-      }
-      followUp = outcomeOf(p, startedAt, exit === undefined ? undefined : Date.now());
-    }
+    const after = await runFollowUp(bed, scenario, ctx, procs);
+    const followUp = after.outcome;
+    harnessError ??= after.problem;
 
     // The backup may log takeover-complete a little after the client resumed.
     if ((crashReport !== undefined || partition !== undefined) && procs['backup'] !== undefined) {

@@ -50,7 +50,7 @@ import {
 } from './harness.js';
 import { nextPort } from './names.js';
 import type { ExitStatus, HostProcess } from './process.js';
-import { outcomeOf, TempDirs, testFailureTimeoutMs, type ClientOutcome, type ScenarioContext, type Verdict } from './scenario.js';
+import { awaitClient, outcomeOf, runFollowUp, TempDirs, testFailureTimeoutMs, type ClientOutcome, type ScenarioContext, type Verdict } from './scenario.js';
 import { echoScenario } from './scenarios.js';
 import { Testbed, type CrashReport, type HostRole } from './testbed.js';
 import { FTCP_BIN } from './tool-paths.js';
@@ -293,28 +293,15 @@ export async function runSecondFailover(opts: SecondFailoverOptions = {}): Promi
       harnessError ??= (err as Error).message;
     });
 
-    const clientExit = await exitWithin(client, Math.max(1000, clientDeadline - Date.now()));
-    const clientEndedAt = clientExit === undefined ? undefined : Date.now();
-    if (clientExit === undefined) {
-      harnessError ??= `the client did not exit within ${scenario.clientTimeoutMs} ms`;
-      await client.stop('SIGKILL', 2000).catch(() => undefined);
-    }
+    const main = await awaitClient(client, Math.max(1000, clientDeadline - Date.now()), `the client did not exit within ${scenario.clientTimeoutMs} ms`);
+    const clientEndedAt = main.endedAt;
+    harnessError ??= main.problem;
     await faultsDone;
     await watchdog.stop();
 
-    let followUp: ClientOutcome | undefined;
-    if (scenario.followUp !== undefined) {
-      const spec = scenario.followUp(ctx);
-      const startedAt = Date.now();
-      const p = bed.spawn('client', spec.cmd, spec.args);
-      procs['follow-up'] = p;
-      const exit = await exitWithin(p, scenario.clientTimeoutMs);
-      if (exit === undefined) {
-        harnessError ??= `the follow-up client did not exit within ${scenario.clientTimeoutMs} ms`;
-        await p.stop('SIGKILL', 2000).catch(() => undefined);
-      }
-      followUp = outcomeOf(p, startedAt, exit === undefined ? undefined : Date.now());
-    }
+    const after = await runFollowUp(bed, scenario, ctx, procs);
+    const followUp = after.outcome;
+    harnessError ??= after.problem;
 
     const pcap = await capture.stop(100);
     const summary = summarizeCapture(pcap, bed, port, firstCrash?.cutAt);

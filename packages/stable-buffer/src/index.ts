@@ -44,3 +44,4 @@ export { makeCurveKeyPair } from './curve.js';
 export type { CurveKeyPair } from './curve.js';
 export { jsonLogger, silentLogger } from './log.js';
 export type { Logger, LogLevel } from './log.js';
+export { processAlive } from './store/dirlock.js';

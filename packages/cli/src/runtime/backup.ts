@@ -385,11 +385,10 @@ export class Backup {
     };
   }
 
-  /** As the primary, the reign ended (see Reign): the rules stay and drop what is left. */
+  /** As the primary, the reign ended (see Reign): it silenced the wrap; the rules stay and drop what is left. */
   private async steppedDown(silentMs: number): Promise<void> {
     if (this.ending) return;
     this.ending = true;
-    this.wrap?.abandon();
     this.vipAdded = false;
     await this.cleanup(true);
     this.finish({ reason: 'stepped-down', silentMs });

@@ -112,11 +112,10 @@ export class Primary {
     };
   }
 
-  /** The reign ended (see Reign): the server is dead and the VIP gone; the rules stay and drop what is left. */
+  /** The reign ended (see Reign): the wrap silenced, the server dead and the VIP gone; the rules stay and drop what is left. */
   private async steppedDown(silentMs: number): Promise<void> {
     if (this.ending) return;
     this.ending = true;
-    this.wrap?.abandon();
     await this.cleanup(true);
     this.finish({ reason: 'stepped-down', silentMs });
   }

@@ -7,19 +7,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processAlive } from '@ftcp/stable-buffer';
 
 const PREFIX = 'ftcp-';
 const OWNER_FILE = 'owner.pid';
-
-/** Whether a process with this pid runs (or exists, owned by another user). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Removes `<parent>/ftcp-<role>-*` directories whose owner is dead. A
@@ -43,7 +34,7 @@ export function sweepStateDirs(role: string, parent = tmpdir()): string[] {
     } catch {
       continue;
     }
-    if (!Number.isInteger(pid) || pid <= 0 || alive(pid)) continue;
+    if (!Number.isInteger(pid) || pid <= 0 || processAlive(pid)) continue;
     rmSync(dir, { recursive: true, force: true });
     removed.push(dir);
   }

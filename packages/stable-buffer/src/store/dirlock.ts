@@ -9,7 +9,8 @@ import { ErrorCode, FtcpError } from '../errors.js';
 
 const LOCK = 'buffer.lock';
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, owned by another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -42,7 +43,7 @@ export function lockDataDir(dir: string): () => void {
     } catch {
       continue; // released between our attempts: try again
     }
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
       throw new FtcpError(ErrorCode.DATA_DIR_IN_USE, `data directory ${dir} is in use by process ${owner} (another buffer); stop it or choose another --data-dir`);
     }
     // The owner is gone (or the file is garbage): take the lock over.
