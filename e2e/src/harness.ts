@@ -100,7 +100,7 @@ export interface StallSnapshot {
   /** The client's byte counts at its last progress event. */
   readonly sent: number;
   readonly received: number;
-  /** Command output (or its error) by label: `ss client`, `ss primary`, `ss backup`, `status`. */
+  /** Command output (or its error) by label: `ss client`, `ss primary`, `ss backup`, `nstat client`, `nstat backup`, `tcpdump client`, `status`. */
   readonly outputs: Readonly<Record<string, string>>;
 }
 
@@ -382,6 +382,10 @@ export function watchStalls(
       const jobs = (['client', 'primary', 'backup'] as const)
         .filter((role) => !bed.isCrashed(role))
         .map((role) => grab(`ss ${role}`, role, 'ss', ['-tinmo']));
+      // Why a stalled peer drops what it is sent: checksum, PAWS and window drops are kernel counters.
+      for (const role of ['client', 'backup'] as const) if (!bed.isCrashed(role)) jobs.push(grab(`nstat ${role}`, role, 'nstat', ['-as']));
+      // A few seconds of full segments at the client: checksums and timestamps of what the server sends.
+      jobs.push(grab('tcpdump client', 'client', 'sh', ['-c', 'timeout 4 tcpdump -i lan0 -nn -vv -c 30 -s 0 tcp 2>&1; true']));
       if (endpoint !== undefined) jobs.push(grab('status', 'backup', FTCP_BIN, ['status', '--json', '--buffer', endpoint]));
       await Promise.all(jobs);
       out.push({ at: Date.now(), sent: Number(last?.['sent'] ?? 0), received: Number(last?.['received'] ?? (progress ? lastCount : 0)), outputs });

@@ -80,6 +80,8 @@ export interface ServerCounters {
   errors: Record<string, number>;
   probes: number;
   failuresDeclared: number;
+  /** Verdicts the primary outlived: it spoke again before anything was promoted over it. */
+  failuresRetracted: number;
 }
 
 /** Most nodes whose reports the buffer keeps, and the largest report. */
@@ -94,7 +96,7 @@ const PUSH_BATCH_RECORDS = 256;
 const PUSH_BATCH_BYTES = 1024 * 1024;
 
 export class StableBufferServer extends EventEmitter {
-  readonly counters: ServerCounters = { framesIn: 0, framesOut: 0, records: {}, duplicates: 0, errors: {}, probes: 0, failuresDeclared: 0 };
+  readonly counters: ServerCounters = { framesIn: 0, framesOut: 0, records: {}, duplicates: 0, errors: {}, probes: 0, failuresDeclared: 0, failuresRetracted: 0 };
   private readonly peers = new Map<string, Peer>();
   /** Latest status report of each node (primary and backup agents send them). */
   private readonly reports = new Map<string, { role: string; at: number; report: Record<string, unknown> }>();
@@ -128,6 +130,10 @@ export class StableBufferServer extends EventEmitter {
       ...(clock ? { clock } : {}),
       onProbe: () => this.probe(),
       onFailed: (silent) => this.declareFailed(silent),
+      onHeardAfterFailure: (since) => {
+        this.counters.failuresRetracted++;
+        this.logger.log('warn', 'primary-heard-after-failure', { node: this.store.owner, epoch: this.store.epoch, sinceVerdictMs: Math.round(since) });
+      },
     });
   }
 
@@ -489,7 +495,7 @@ export class StableBufferServer extends EventEmitter {
       epoch: this.store.epoch,
       owner: this.store.owner,
       writerAttached: this.writer !== null,
-      detector: { state: this.detector.state, silentForMs: Math.round(this.detector.silentFor()), probes: this.detector.probes, misses: this.detector.misses },
+      detector: { state: this.detector.state, silentForMs: Math.round(this.detector.silentFor()), probes: this.detector.probes, misses: this.detector.misses, falseVerdicts: this.detector.falseVerdicts },
       headLsn: this.store.headLsn,
       firstLsn: this.store.firstLsn,
       retainedBytes: this.store.retainedBytes,

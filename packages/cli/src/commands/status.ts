@@ -13,7 +13,7 @@ interface BufferStatus {
   connections: { connId: number; stableOffset: number; heldBeyond: number; ackOffset: number; closed: boolean }[];
   backups: { node: string; mode: number; lag: number }[];
   nodes: { node: string; role: string; ageMs: number; report: Record<string, unknown> }[];
-  counters: { errors: Record<string, number>; failuresDeclared: number };
+  counters: { errors: Record<string, number>; failuresDeclared: number; failuresRetracted?: number };
 }
 
 const scalar = (v: unknown): boolean => ['string', 'number', 'boolean'].includes(typeof v);
@@ -57,7 +57,7 @@ divergences). --json prints all of it for tools.`;
 
   private print(s: BufferStatus): void {
     const errors = Object.entries(s.counters.errors).map(([k, v]) => `${k}=${v}`).join(' ') || 'none';
-    this.log(`epoch ${s.epoch} (owner ${s.owner || 'none'}), primary ${s.writerAttached ? 'attached' : 'not attached'}, detector ${s.detector.state} (silent ${s.detector.silentForMs} ms, ${s.detector.probes} probes, ${s.counters.failuresDeclared} failures declared)`);
+    this.log(`epoch ${s.epoch} (owner ${s.owner || 'none'}), primary ${s.writerAttached ? 'attached' : 'not attached'}, detector ${s.detector.state} (silent ${s.detector.silentForMs} ms, ${s.detector.probes} probes, ${s.counters.failuresDeclared} failures declared, ${s.counters.failuresRetracted ?? 0} retracted when the primary spoke again)`);
     this.log(`log: head ${s.headLsn}, ${s.retainedBytes} bytes, durability ${s.durability}; errors: ${errors}`);
     this.log('');
     this.log('nodes:');

@@ -39,8 +39,13 @@ export interface DetectorOptions {
   failureTimeoutMs: number;
   /** Send a probe to the primary. */
   onProbe(): void;
-  /** The primary is declared failed; called once per watch. */
+  /** The primary is declared failed; called once per verdict. */
   onFailed(silentForMs: number): void;
+  /**
+   * The primary declared failed spoke again, with the same epoch (nothing
+   * promoted over it yet): the verdict was false, and it is watched again.
+   */
+  onHeardAfterFailure?(sinceVerdictMs: number): void;
   clock?: Clock;
 }
 
@@ -63,6 +68,9 @@ export class Detector {
   misses = 0;
   /** Probes repeated because the buffer's own timer fired late. */
   reprobes = 0;
+  /** Verdicts the primary outlived (it spoke again before anything was promoted). */
+  falseVerdicts = 0;
+  private failedAt = 0;
 
   constructor(private readonly options: DetectorOptions) {
     this.clock = options.clock ?? systemClock;
@@ -89,6 +97,15 @@ export class Detector {
   heard(): void {
     if (this.stateValue === 'watching') {
       this.lastHeard = this.clock.now();
+    } else if (this.stateValue === 'failed') {
+      // The verdict stays in force for whoever already acted on it (a backup
+      // promoting fences this primary by epoch), but it is no longer news: a
+      // backup subscribing from now on must not be told to take over from a
+      // primary that is talking, and a second silence needs a second verdict.
+      this.falseVerdicts++;
+      const since = this.clock.now() - this.failedAt;
+      this.start();
+      this.options.onHeardAfterFailure?.(since);
     } else if (this.stateValue === 'probing') {
       // Re-arm from this answer, not from the probe's deadline, so the bound
       // probeInterval + failureTimeout holds from every message (once per probe).
@@ -126,6 +143,7 @@ export class Detector {
         return;
       } else {
         this.stateValue = 'failed';
+        this.failedAt = now;
         this.misses++;
         this.options.onFailed(now - this.lastHeard);
         return;

@@ -47,6 +47,7 @@ function setup(probeIntervalMs = 10, failureTimeoutMs = 30) {
     clock,
     onProbe: () => events.push(`probe@${clock.t}`),
     onFailed: (silent) => events.push(`failed@${clock.t}/${silent}`),
+    onHeardAfterFailure: (since) => events.push(`heard-after-failure@${clock.t}/${since}`),
   });
   return { clock, events, d };
 }
@@ -126,6 +127,19 @@ describe('Detector', () => {
     clock.advance(29);
     expect(events).to.not.include.members(['failed@55/30']);
     expect(d.state).to.not.equal('failed');
+  });
+
+  it('watches a primary again when it speaks after being declared failed, and can declare it failed a second time', () => {
+    const { clock, events, d } = setup(10, 30);
+    d.start();
+    clock.advance(40);
+    expect(d.state).to.equal('failed');
+    clock.advance(122);
+    d.heard();
+    expect(d.state).to.equal('watching');
+    expect(d.falseVerdicts).to.equal(1);
+    clock.advance(200);
+    expect(events).to.deep.equal(['probe@10', 'failed@40/40', 'heard-after-failure@162/122', 'probe@172', 'failed@202/40']);
   });
 
   it('does nothing after stop', () => {

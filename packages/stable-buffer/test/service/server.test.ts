@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
 import { makeCurveKeyPair } from '../../src/curve.js';
-import { encodeFrame, MsgType, type Message } from '../../src/protocol/messages.js';
+import { encodeFrame, MsgType, Role, type Message } from '../../src/protocol/messages.js';
+import { Dealer } from 'zeromq';
 import type { SubscriptionEvent } from '../../src/client.js';
 import { Harness, conn, prng, until } from './helpers.js';
 
@@ -169,6 +170,37 @@ describe('StableBufferServer over real sockets', function () {
     expect(ev.epoch).to.equal(1);
     expect(ev.positions.conns).to.deep.equal([{ connId: 5, stableOffset: 0, closed: false }]);
     sub.end();
+  });
+
+  it('stops telling new backups that a primary failed once that primary speaks again', async () => {
+    h = await new Harness().start({ probeIntervalMs: 10, failureTimeoutMs: 30 });
+    // A writer that does not answer probes (a stalled primary), then speaks.
+    const stalled = new Dealer({ linger: 0 });
+    try {
+      stalled.connect(h.server.endpoint);
+      await stalled.send(encodeFrame({ kind: 'hello', epoch: 0, role: Role.WRITER, node: 'primary' }, 1));
+      await stalled.receive();
+      await until(() => h.server.counters.failuresDeclared === 1, 2000, 'the failure to be declared');
+      await stalled.send(encodeFrame({ kind: 'ping' }, 2));
+      await until(() => h.server.counters.failuresRetracted === 1, 2000, 'the verdict to be retracted');
+      expect((h.server.status().detector as { state: string }).state).to.not.equal('failed');
+      const sub = h.client('late-backup').subscribe({ mode: 'cold' });
+      const seen: string[] = [];
+      const watching = (async () => {
+        for await (const ev of sub) seen.push(ev.kind);
+      })();
+      // Long enough for a subscribe reply and anything sent with it; the
+      // stalled writer answers no probe meanwhile, so keep it talking.
+      for (let i = 0; i < 10; i++) {
+        await stalled.send(encodeFrame({ kind: 'ping' }, 3 + i));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(seen).to.not.include('failed');
+      sub.end();
+      await watching;
+    } finally {
+      stalled.close();
+    }
   });
 
   it('shows the latest report of every node in its status and refuses a report that is not a JSON object', async () => {
