@@ -8,7 +8,7 @@
 import type { AdoptedConnection, ConnKey, ConnMode, Connection, ConnTableOptions } from './conntable.js';
 import { ConnTable, goLive } from './conntable.js';
 import { incomingEnd, rewriteIncoming, rewriteOutgoing } from './rewrite.js';
-import { seqForward, seqGt } from './wire/seq.js';
+import { offsetToSeq, seqForward, seqGt } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
 import { completeTcpChecksum, parseTcpPacket, TcpFlag } from './wire/tcp.js';
 import type { MalformedReason, TcpPacket } from './wire/tcp.js';
@@ -197,6 +197,25 @@ export class SouthSideWrap {
     }
     this.counters.adopted++;
     return conn;
+  }
+
+  /**
+   * The send edge (snd_nxt) the rebuilt socket of an adopted, still pending
+   * connection will start from: the server offset it starts acknowledged
+   * at plus the unacknowledged bytes it is given. Adoption assumes the
+   * client's logged ack; a replica whose send calls were not all logged
+   * starts behind it and sends those bytes again live. Client acks are
+   * clamped to the kernel's edge (rewriteIncoming); with the client's own
+   * ack instead, Linux drops every ACK as one of unsent data, window update
+   * and all, and once the gap exceeds the window the connection never
+   * moves again. Returns false when no pending adopted connection has that
+   * four-tuple.
+   */
+  setRebuiltSendEdge(key: ConnKey, sendEdgeOffset: number): boolean {
+    const conn = this.table.get(key);
+    if (conn === undefined || !conn.adopted || conn.mode !== 'pending' || conn.serverIsn === undefined) return false;
+    conn.sndNxt = offsetToSeq(sendEdgeOffset, conn.serverIsn);
+    return true;
   }
 
   /** Decide on a packet from the client to the server. Rewrites `buf` in place. */

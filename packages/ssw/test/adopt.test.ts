@@ -244,6 +244,34 @@ describe('rewriteIncoming on an adopted connection', () => {
     expect(conn.clientAckHigh).to.equal(serverSeq(CLIENT_ACKED + 3000));
   });
 
+  it("clamps client acks to the rebuilt socket's own send edge when the replica sent less than the client acknowledged", () => {
+    const { wrap } = pendingWrap();
+    const REPLICA_SENT = CLIENT_ACKED - 300; // send calls the old primary made but never logged
+    const key = { clientAddr: CLIENT.addr, clientPort: CLIENT.port, serverAddr: SERVER.addr, serverPort: SERVER.port };
+    expect(wrap.setRebuiltSendEdge(key, REPLICA_SENT)).to.equal(true);
+    // Leaving TCP_REPAIR: the window probe at snd_una - 1 takes the connection live.
+    accepted(wrap.outgoing(buildPacket(fromServer({ seq: (serverSeq(REPLICA_SENT) - 1) >>> 0, ack: clientSeq(STABLE), window: 300, options: [opt.nop(), opt.nop(), opt.timestamps(6000, 77)] }))));
+    // The client's ack is past anything this kernel sent: Linux would drop it whole.
+    const out = accepted(wrap.incoming(fromClient(STABLE, CLIENT_ACKED, { window: 2 })));
+    expect(out.ack).to.equal(serverSeq(REPLICA_SENT));
+    // The window grows by what the clamp took, so the right edge stays within a unit of the client's.
+    expect(out.window).to.equal(Math.floor((300 + 2 * 2 ** WSCALE) / 2 ** WSCALE));
+    // The kernel's own bare ACK (a window update) leaves from its edge and reaches the client at the client's receive edge.
+    const ackOut = accepted(wrap.outgoing(buildPacket(fromServer({ seq: serverSeq(REPLICA_SENT), ack: clientSeq(STABLE), window: 1000, options: [opt.nop(), opt.nop(), opt.timestamps(6001, 77)] }))));
+    expect(ackOut.seq).to.equal(serverSeq(CLIENT_ACKED));
+    // As the replica sends the bytes again the edge follows, up to the client's ack and past it.
+    wrap.outgoing(buildPacket(fromServer({ seq: serverSeq(REPLICA_SENT), ack: clientSeq(STABLE), window: 300, flags: TcpFlag.ACK | TcpFlag.PSH, payload: Buffer.alloc(400), options: [opt.nop(), opt.nop(), opt.timestamps(6002, 77)] })));
+    const caughtUp = wrap.incoming(fromClient(STABLE, CLIENT_ACKED + 100));
+    expect(caughtUp.verdict === 'accept' && caughtUp.modified).to.equal(false);
+  });
+
+  it('sets no send edge for a connection that is live, unknown or not adopted', () => {
+    const { wrap } = liveWrap();
+    const key = { clientAddr: CLIENT.addr, clientPort: CLIENT.port, serverAddr: SERVER.addr, serverPort: SERVER.port };
+    expect(wrap.setRebuiltSendEdge(key, 0)).to.equal(false);
+    expect(wrap.setRebuiltSendEdge({ ...key, clientPort: key.clientPort + 1 }, 0)).to.equal(false);
+  });
+
   it('follows the send edge as the rebuilt socket re-sends', () => {
     const { wrap } = liveWrap();
     wrap.outgoing(buildPacket(fromServer({ seq: serverSeq(CLIENT_ACKED), ack: clientSeq(STABLE), window: 300, flags: TcpFlag.ACK | TcpFlag.PSH, payload: Buffer.alloc(2000), options: [opt.nop(), opt.nop(), opt.timestamps(6001, 77)] })));

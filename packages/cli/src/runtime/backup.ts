@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
-import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
+import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type ConnRecord, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
 import { planRebuild } from './rebuild-plan.js';
 import { Reign } from './reign.js';
 import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
@@ -71,7 +71,15 @@ function ipv4ToU32(address: string): number {
 
 /** Client bytes and TCP facts of the old primary's connections, for the rebuilds. */
 class FeedRebuildSource implements RebuildSource {
-  constructor(private readonly feed: ReplicaFeed) {}
+  /**
+   * @param onPlanned told each connection's record and the server offset its
+   *   rebuilt socket's send edge will be at (everything the replica sent),
+   *   before the socket exists; the SSW clamps client acks to it.
+   */
+  constructor(
+    private readonly feed: ReplicaFeed,
+    private readonly onPlanned: (rec: ConnRecord, sendEdgeOffset: number) => void = () => {},
+  ) {}
 
   async plan(conn: ReplicatedConnection): Promise<RebuildPlan> {
     const logged = this.find(conn.peer);
@@ -79,7 +87,9 @@ class FeedRebuildSource implements RebuildSource {
     const end = logged.finOffset === null ? logged.coverage.contiguousEnd : Math.min(logged.coverage.contiguousEnd, logged.finOffset);
     const unread = Math.max(0, end - conn.instreamOffset);
     const inq = unread > 0 ? await this.feed.readInstream(logged.rec.connId, conn.instreamOffset, unread) : Buffer.alloc(0);
-    return planRebuild(conn, { rec: logged.rec, stableDataEnd: end, clientAckOffset: logged.clientAckOffset, clientWindow: logged.clientWindow, clientTsEcr: logged.clientTsEcr }, inq);
+    const plan = planRebuild(conn, { rec: logged.rec, stableDataEnd: end, clientAckOffset: logged.clientAckOffset, clientWindow: logged.clientWindow, clientTsEcr: logged.clientTsEcr }, inq);
+    this.onPlanned(logged.rec, conn.sentOffset);
+    return plan;
   }
 
   private find(peer: PeerAddress): ReturnType<ReplicaFeed['connections']>[number] | undefined {
@@ -192,7 +202,10 @@ export class Backup {
       mode: 'playback',
       source: feed,
       instream: { readInstream: (peer, offset, length, signal) => feed.readClientBytes(peer, offset, length, signal) },
-      rebuild: new FeedRebuildSource(feed),
+      rebuild: new FeedRebuildSource(feed, (rec, sendEdgeOffset) => {
+        const key = { clientAddr: rec.clientIp, clientPort: rec.clientPort, serverAddr: rec.serverIp, serverPort: rec.serverPort };
+        this.wrap?.wrap.setRebuiltSendEdge(key, sendEdgeOffset);
+      }),
       logger: this.logger,
     });
     this.agent = agent;
