@@ -221,6 +221,7 @@ static uint64_t nsw_lock_domain;
 #define NSW_CLOCK_KEPT 1   /* record: kept aside, not recorded yet */
 #define NSW_CLOCK_PEEKED 2 /* playback: answered with the primary's record, not consumed yet */
 #define NSW_CLOCK_REAL 3   /* playback: answered with the real clock (the next record was no such read) */
+#define NSW_CLOCK_COMMITTED 4 /* record: recorded by another thread's output commit before the thread's next event */
 
 struct nsw_thread;
 static void nsw_clock_settle(struct nsw_thread *t);
@@ -774,7 +775,10 @@ static void nsw_flush_all(void) {
     if (!t) continue;
     nsw_out_lock(t);
     /* What this output shows may depend on another thread's clock read too (see "deadline reads"). */
-    if (t != &nsw_self && t->clock_state == NSW_CLOCK_KEPT) nsw_clock_record_locked(t);
+    if (t != &nsw_self && t->clock_state == NSW_CLOCK_KEPT) {
+      nsw_clock_record_locked(t);
+      t->clock_state = NSW_CLOCK_COMMITTED; /* a timed wait next says it was only a deadline */
+    }
     nsw_flush_locked(t);
     nsw_out_unlock(t);
   }
@@ -1163,6 +1167,20 @@ static void nsw_queue_pop(struct nsw_thread *t, size_t size) {
   t->q_next++;
 }
 
+static inline int nsw_is_deadline_mark(const struct ftcp_nsw_call *rec) {
+  return rec->kind == FTCP_NSW_KIND_CLOCK_GETTIME && rec->arg == FTCP_NSW_CLOCK_DEADLINE && !(rec->flags & FTCP_NSW_CALL_F_SYNC);
+}
+
+/* The size of the record after the head (of head_size bytes) when it is a deadline mark (see "deadline reads"), else 0. */
+static size_t nsw_queue_mark(struct nsw_thread *t, size_t head_size) {
+  uint32_t pos = t->q_pos + (uint32_t)head_size;
+  if (pos >= t->q_len) return 0;
+  struct ftcp_nsw_call rec;
+  size_t size = ftcp_nsw_decode_record(t->q + pos, t->q_len - pos, &rec);
+  if (!size) nsw_fatal("the agent sent a bad record to stream ");
+  return nsw_is_deadline_mark(&rec) ? size : 0;
+}
+
 /* Going live (the agent's RESULT with LIVE): this call is performed for real and recorded under its number.
  * Before it is, the process's replicated connections become real sockets. */
 static void nsw_go_live(struct nsw_thread *t, int fd, uint32_t payload_len) {
@@ -1299,14 +1317,30 @@ static int64_t nsw_play_iov(uint16_t kind, uint64_t arg, uint16_t flags, int64_t
   struct nsw_thread *t = &nsw_self;
   nsw_channel(t);
   struct ftcp_nsw_call c = {++t->call_no, kind, flags, err, result, arg, (uint32_t)len, payload};
-  struct ftcp_nsw_call rec;
+  struct ftcp_nsw_call rec = {0};
   t->nomatch = 0;
-  size_t size = nsw_queue_head(t, &rec);
-  if (!size) {
-    if (!nsw_fetch(t, &c)) return 0;
+  size_t size;
+  int match;
+  for (;;) {
     size = nsw_queue_head(t, &rec);
+    if (!size) {
+      if (!nsw_fetch(t, &c)) return 0;
+      size = nsw_queue_head(t, &rec);
+    }
+    match = !(rec.flags & FTCP_NSW_CALL_F_SYNC) && nsw_matches(&rec, &c);
+    /* A deadline mark, or a clock read this call is not with its mark (see "deadline reads"): skipped. */
+    size_t mark = nsw_is_deadline_mark(&rec) ? size : 0;
+    if (!mark && !match && rec.kind == FTCP_NSW_KIND_CLOCK_GETTIME && !(rec.flags & FTCP_NSW_CALL_F_SYNC)) {
+      mark = nsw_queue_mark(t, size);
+      if (mark) {
+        nsw_queue_pop(t, size);
+        c.call_no = ++t->call_no;
+      }
+    }
+    if (!mark) break;
+    nsw_queue_pop(t, mark);
+    c.call_no = ++t->call_no;
   }
-  int match = !(rec.flags & FTCP_NSW_CALL_F_SYNC) && nsw_matches(&rec, &c);
   if (flags & FTCP_NSW_CALL_F_TENTATIVE) {
     if (!match) {
       t->nomatch = 1;
@@ -1441,10 +1475,12 @@ NSW_EXPORT int gettimeofday(struct timeval *restrict tv_, void *restrict tz) {
  * (NSW_CLOCK_REAL), which is right for a deadline and a divergence for
  * anything else (reported at the next call). Only clock_gettime is treated
  * so. Another thread's output commit records a read kept aside as it does
- * every buffered record (what that output shows may depend on it): the
- * window in which a deadline read is kept is a few instructions, from the
- * clock read to the wait, where a program's read waits for its thread's
- * next call; a deadline read caught there is a divergence, loudly.
+ * every buffered record (what that output shows may depend on it); if the
+ * thread's next event is then a timed wait after all (NSW_CLOCK_COMMITTED),
+ * it records a deadline mark (FTCP_NSW_CLOCK_DEADLINE). Playback skips a
+ * mark: a timed wait after a PEEKED read consumes the read and its mark
+ * when the mark is in the queue, and a call that is not that clock read
+ * skips the read with its mark.
  */
 
 /* The thread's clock read was more than a deadline: record mode records it; playback lets the next PLAY consume it, or stops. */
@@ -1462,9 +1498,11 @@ static void nsw_clock_settle(struct nsw_thread *t) {
     nsw_channel(t);
     nsw_out_lock(t);
     if (t->clock_state == NSW_CLOCK_KEPT) nsw_clock_record_locked(t);
+    t->clock_state = NSW_CLOCK_NONE;
     nsw_out_unlock(t);
     return;
   }
+  /* COMMITTED: recorded already, and more than a deadline. */
   t->clock_state = NSW_CLOCK_NONE;
   if (state == NSW_CLOCK_PEEKED) {
     /* The call after the read consumes the record the read was answered from. */
@@ -1489,14 +1527,31 @@ static void nsw_clock_settle(struct nsw_thread *t) {
 static void nsw_clock_deadline(void) {
   struct nsw_thread *t = &nsw_self;
   if (NSW_LIKELY(!t->clock_state) || t->busy) return;
-  if (t->clock_state == NSW_CLOCK_KEPT) {
+  int saved = errno;
+  if (nsw_mode == FTCP_NSW_MODE_RECORD || t->live) {
     nsw_out_lock(t); /* another thread's flush may be recording it */
+    /* Recorded by another thread's output commit already: a mark says it was only this deadline. */
+    if (t->clock_state == NSW_CLOCK_COMMITTED) nsw_record_locked(t, FTCP_NSW_KIND_CLOCK_GETTIME, FTCP_NSW_CLOCK_DEADLINE, 0, 0, NULL, 0);
     t->clock_state = NSW_CLOCK_NONE;
     nsw_out_unlock(t);
+    errno = saved;
     return;
   }
-  t->call_no--; /* its number goes to the next call */
+  int state = t->clock_state;
   t->clock_state = NSW_CLOCK_NONE;
+  struct ftcp_nsw_call rec;
+  size_t size = state == NSW_CLOCK_PEEKED ? nsw_queue_head(t, &rec) : 0;
+  size_t mark = size ? nsw_queue_mark(t, size) : 0;
+  if (mark) {
+    /* The primary's read was this deadline too, and says so: both records are consumed. */
+    nsw_queue_pop(t, size);
+    nsw_queue_pop(t, mark);
+    t->call_no++;
+    nsw_played_note(t, t->call_no, 0, t->q_pos == t->q_len);
+  } else {
+    t->call_no--; /* its number goes to the next call */
+  }
+  errno = saved;
 }
 
 /* Wrapped because: every clock (realtime, monotonic, CPU time) differs between hosts and runs. */

@@ -312,6 +312,12 @@
 #define FTCP_NSW_KIND_TIME 1           /* result: time_t; payload: i64 copy when tloc given */
 #define FTCP_NSW_KIND_GETTIMEOFDAY 2   /* payload: i64 sec, i64 usec */
 #define FTCP_NSW_KIND_CLOCK_GETTIME 3  /* arg: clock id; payload: i64 sec, i64 nsec */
+/* The arg of a CLOCK_GETTIME record with no payload that follows the thread's
+ * clock read: that read, recorded by another thread's output commit before
+ * its thread reached the timed wait it was the deadline of, was only that
+ * deadline (no clock id is this large). A replica skips it, and the read
+ * with it when the replica's own read was no deadline or was not made. */
+#define FTCP_NSW_CLOCK_DEADLINE (1ULL << 40)
 #define FTCP_NSW_KIND_GETRANDOM 4      /* arg: length asked; payload: the bytes returned */
 #define FTCP_NSW_KIND_GETENTROPY 5     /* arg: length asked; payload: the bytes returned */
 #define FTCP_NSW_KIND_GETPID 6         /* result: pid */

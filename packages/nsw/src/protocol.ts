@@ -184,6 +184,14 @@ export const CallFlag = {
   CHECKED: 0x0080,
 } as const;
 
+/**
+ * The arg of a CLOCK_GETTIME record with no payload that says the thread's
+ * clock read before it, recorded by another thread's output commit, was only
+ * the deadline of a timed wait (README "Deadline reads"). Mirrors
+ * `FTCP_NSW_CLOCK_DEADLINE`.
+ */
+export const CLOCK_DEADLINE_MARK = 1n << 40n;
+
 /** Call kinds: what a record's result and payload mean. Mirrors `FTCP_NSW_KIND_*`. */
 export const CallKind = {
   TIME: 1,
