@@ -6,7 +6,12 @@
  * limited to 1 Gbit/s, replica link unlimited), for each ack strategy.
  * iperf3 makes the traffic. Writes bench/results/ssw.json and prints a table.
  *
- * Usage: node bench/dist/src/ssw.js [--seconds N]
+ * Usage: node bench/dist/src/ssw.js [--seconds N] [--only SETUP:DIRECTION[:VARIANT]]
+ *
+ * `--only` runs a subset (for profiling; the results file is then not
+ * written); FTCP_BENCH_SSW_NODE_ARGS adds node options to the wrap's
+ * process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). The wrap's last
+ * status (packets, rewrites, injected ACKs) is printed after each run.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -18,6 +23,10 @@ import { fmt, table } from './stats.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 5;
+const onlyArg = process.argv.indexOf('--only');
+const ONLY = onlyArg > 0 ? (process.argv[onlyArg + 1] ?? '').split(':') : [];
+const NODE_ARGS = (process.env.FTCP_BENCH_SSW_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+const selected = (...parts: string[]): boolean => ONLY.every((o, i) => parts[i] === undefined || o === parts[i]);
 
 type Variant = 'clean' | 'eager' | 'delayed' | 'lazy';
 type Direction = 'incoming' | 'outgoing';
@@ -43,28 +52,38 @@ async function iperf(bed: Testbed, port: number, direction: Direction): Promise<
 
 async function withWrap<T>(bed: Testbed, endpoint: string, port: number, ack: Variant, fn: () => Promise<T>): Promise<T> {
   if (ack === 'clean') return fn();
-  const ssw: HostProcess = bed.spawn('primary', process.execPath, [SSW_RECORD_TOOL, '--vip', bed.vip, '--port', String(port), '--buffer', endpoint, '--ack', ack, '--status-ms', '1000']);
+  const ssw: HostProcess = bed.spawn('primary', process.execPath, [...NODE_ARGS, SSW_RECORD_TOOL, '--vip', bed.vip, '--port', String(port), '--buffer', endpoint, '--ack', ack, '--status-ms', '1000']);
   await ssw.waitForEvent('ready', 15_000);
   try {
     return await fn();
   } finally {
     ssw.signal('SIGTERM');
     await ssw.waitForEvent('stopped', 10_000).catch(() => ssw.signal('SIGKILL'));
+    const statuses = ssw.events().filter((e) => e.ev === 'status');
+    const last = statuses.pop();
+    if (last) console.error(`  wrap status: ${JSON.stringify({ wrap: last.wrap, recorder: last.recorder, queue: last.queue })}`);
+    console.error(`  buffer writes outstanding, per second: ${statuses.map((e) => e.unacknowledged).join(' ')}`);
   }
 }
 
 const rows: Row[] = [];
 const bed = await Testbed.create();
-// NFQUEUE copies at most 65531 bytes of a packet: keep GSO and GRO packets below that, clean runs too.
-await bed.ip('primary', ['link', 'set', 'lan0', 'gso_max_size', '32768', 'gro_max_size', '32768']);
+// NFQUEUE copies at most 65531 bytes of a packet: keep GSO and GRO packets below that, clean runs too
+// (60000, as in the SSW's NFQUEUE test; FTCP_BENCH_SSW_GSO overrides it). Larger packets mean fewer
+// per-packet costs in the wrap: a queue message, a verdict, the JavaScript work.
+const GSO = process.env.FTCP_BENCH_SSW_GSO ?? '60000';
+await bed.ip('primary', ['link', 'set', 'lan0', 'gso_max_size', GSO, 'gro_max_size', GSO]);
 const dataDir = mkdtempSync(join(tmpdir(), 'ftcp-bench-ssw-'));
 try {
   const endpoint = `tcp://${bed.host('backup').replicaAddr}:${nextPort()}`;
   for (const setup of ['symmetric', 'asymmetric'] as Setup[]) {
+    if (!selected(setup)) continue;
     if (setup === 'asymmetric') await bed.limitRate('client', { upMbit: 1000, downMbit: 1000 });
     for (const direction of ['incoming', 'outgoing'] as Direction[]) {
+      if (!selected(setup, direction)) continue;
       let clean = 0;
       for (const variant of ['clean', 'eager', 'delayed', 'lazy'] as Variant[]) {
+        if (variant !== 'clean' && !selected(setup, direction, variant)) continue;
         // A fresh buffer per run, so one run's log does not slow the next.
         rmSync(dataDir, { recursive: true, force: true });
         const buffer = bed.spawn('backup', FTCP_BIN, ['buffer', 'serve', '--listen', endpoint, '--data-dir', dataDir, '--durability', 'memory', '--log-level', 'error', '--max-log-bytes', '64GiB']);
@@ -95,6 +114,7 @@ const targets = {
 };
 console.log('\ntargets (best ack strategy):');
 for (const [k, v] of Object.entries(targets)) console.log(`  ${k}: ${fmt(v.value)}% (${v.target})`);
+if (ONLY.length > 0) process.exit(0);
 const out = join(root, 'bench/results/ssw.json');
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, machine: { cpus: cpus().length }, rows, targets }, null, 2) + '\n');

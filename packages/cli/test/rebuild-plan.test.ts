@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { ReplicatedConnection } from '@ftcp/nsw';
 import type { ConnRecord } from '@ftcp/stable-buffer';
-import { planRebuild, TSVAL_MARGIN, type LoggedConnection } from '../src/runtime/rebuild-plan.js';
+import { planRebuild, rebuiltSendStart, TSVAL_MARGIN, type LoggedConnection } from '../src/runtime/rebuild-plan.js';
 
 const rec: ConnRecord = {
   kind: 'conn',
@@ -50,6 +50,15 @@ describe('planRebuild', () => {
     const p = planRebuild(replica(), logged({ clientAckOffset: 900 }), Buffer.alloc(60));
     expect(p.outq.length).to.equal(0);
     expect(p.state.sndUna).to.equal((0xffffff00 + 1 + 500) % 2 ** 32);
+  });
+
+  it('tells the SSW the send edge the socket leaves repair with, not what the replica sent: the outstream follows as ordinary sends', () => {
+    for (const clientAckOffset of [200, 450, 900]) {
+      const p = planRebuild(replica(), logged({ clientAckOffset }), Buffer.alloc(60));
+      const start = rebuiltSendStart(replica(), logged({ clientAckOffset }));
+      expect((0xffffff00 + 1 + start) % 2 ** 32).to.equal(p.state.sndUna);
+    }
+    expect(rebuiltSendStart(replica(), logged({ clientAckOffset: 900 }))).to.equal(500);
   });
 
   it('starts TSvals ahead of the newest one the client echoed, wrapping', () => {

@@ -7,14 +7,13 @@ import { createRequire } from 'node:module';
 import { FtcpError } from '@ftcp/stable-buffer';
 import { SswErrorCode } from './errors.js';
 
-/** A packet as the addon hands it over. */
-export interface NativePacket {
-  id: number;
-  hook: number;
-  mark: number;
-  skbInfo: number;
-  payload: Buffer;
-}
+/**
+ * A batch of packets as the addon hands it over: seven values a packet, in
+ * arrival order: id, hook, mark, skbInfo (numbers), then the packet's bytes
+ * as a range of a receive slab: the slab (an ArrayBuffer), offset, length.
+ * No byte of a slab is written again while the ArrayBuffer lives.
+ */
+export type NativeBatch = (number | ArrayBuffer)[];
 
 /** The addon's queue object. */
 export interface NativeQueue {
@@ -49,7 +48,7 @@ export interface NativeAddon {
     maxLen: number,
     gso: boolean,
     failOpen: boolean,
-    onBatch: (packets: NativePacket[]) => void,
+    onBatch: (batch: NativeBatch) => void,
   ) => NativeQueue;
   RawSocket: new (mark: number) => NativeRawSocket;
   linkAddress(ifname: string): NativeLinkAddress;

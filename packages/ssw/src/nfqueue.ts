@@ -7,7 +7,7 @@
 import { FtcpError } from '@ftcp/stable-buffer';
 import { SswErrorCode } from './errors.js';
 import { loadNative, nativeError } from './native.js';
-import type { NativePacket, NativeQueue, NativeRawSocket } from './native.js';
+import type { NativeBatch, NativeQueue, NativeRawSocket } from './native.js';
 
 /** One queued packet. */
 export interface QueuedPacket {
@@ -92,18 +92,21 @@ export class NfQueue {
     const native = loadNative();
     const csumNotReady = native.SKB_CSUMNOTREADY;
     const gsoBit = native.SKB_GSO;
-    const onBatch = (batch: NativePacket[]): void => {
-      const packets = batch.map(
-        (p): QueuedPacket => ({
-          id: p.id,
-          hook: p.hook,
-          mark: p.mark,
-          payload: p.payload,
-          checksumPartial: (p.skbInfo & csumNotReady) !== 0,
-          gso: (p.skbInfo & gsoBit) !== 0,
+    const onBatch = (batch: NativeBatch): void => {
+      const packets: QueuedPacket[] = [];
+      for (let i = 0; i + 6 < batch.length; i += 7) {
+        const skbInfo = batch[i + 3] as number;
+        packets.push({
+          id: batch[i] as number,
+          hook: batch[i + 1] as number,
+          mark: batch[i + 2] as number,
+          // A view of the receive slab: the packet's own bytes, not shared with any other packet.
+          payload: Buffer.from(batch[i + 4] as ArrayBuffer, batch[i + 5] as number, batch[i + 6] as number),
+          checksumPartial: (skbInfo & csumNotReady) !== 0,
+          gso: (skbInfo & gsoBit) !== 0,
           truncatedOk: true,
-        }),
-      );
+        });
+      }
       opts.onPackets(packets);
     };
     let q: NativeQueue;
@@ -148,7 +151,7 @@ export class NfQueue {
   /**
    * Counters of this queue: `enobufs`, socket overruns (the kernel dropped
    * queued packets); `recvErrors`, other receive errors; `lost`, packets
-   * received but not handed to JavaScript (allocation failure).
+   * received but not handed to JavaScript (allocation failure; each was dropped).
    */
   stats(): { enobufs: number; recvErrors: number; lost: number } {
     return this.open().stats();

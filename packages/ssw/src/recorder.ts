@@ -49,6 +49,13 @@ export type AckStrategy = 'eager' | 'delayed' | 'lazy';
 export interface PacketVerdicts {
   accept(id: number, opts?: { payload?: Uint8Array; mark?: number }): void;
   drop(id: number): void;
+  /**
+   * Optional: accept, unchanged, every packet still waiting with an id up to
+   * `id`, in one message (see `NfQueue.acceptThrough`). Given, the recorder
+   * accepts a run of packets that need no new bytes with one call instead
+   * of one each, whenever no packet is held in the queue.
+   */
+  acceptThrough?(id: number): void;
 }
 
 /** Sends a crafted IPv4 packet past the wrap's own rules (raw socket with the skip mark). */
@@ -188,6 +195,12 @@ export class Recorder {
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private muted = false;
+  /** Inside {@link handle}: unchanged accepts may wait for one batch verdict. */
+  private batching = false;
+  /** The highest id of the unchanged accepts waiting for that verdict. */
+  private batchThrough: number | null = null;
+  /** Ids of packets held in the queue (see {@link hold}). */
+  private readonly waiting = new Set<number>();
 
   constructor(private readonly opts: RecorderOptions) {
     this.ack = opts.ack ?? 'eager';
@@ -313,11 +326,37 @@ export class Recorder {
     if (!on && this.ack !== 'lazy') for (const t of this.tracked.values()) this.injectAckIfDue(t.conn);
   }
 
-  /** Handles a batch from the queue, in order. Never throws: a bad packet is dropped and counted. */
+  /**
+   * Handles a batch from the queue, in order. Never throws: a bad packet is
+   * dropped and counted. Packets accepted unchanged get their verdicts
+   * together (see {@link PacketVerdicts.acceptThrough}), at the latest when
+   * the batch ends; every other verdict is given after them, so packets
+   * still leave in the order they came.
+   */
   handle(packets: readonly RecordedPacket[]): void {
+    this.batching = true;
+    try {
+      this.handleEach(packets);
+    } finally {
+      this.batching = false;
+      this.flushBatch();
+    }
+  }
+
+  /**
+   * A packet left in the queue without a verdict (a SYN-ACK waiting for its
+   * record, a pending connection's head segment): while any is, a batch
+   * verdict would accept it too, so every packet gets its own.
+   */
+  private hold(id: number): void {
+    this.flushBatch();
+    this.waiting.add(id);
+  }
+
+  private handleEach(packets: readonly RecordedPacket[]): void {
     for (const p of packets) {
       if (this.closed) {
-        this.opts.verdicts.drop(p.id);
+        this.drop(p.id);
         continue;
       }
       const meta = { checksumPartial: p.checksumPartial, truncatedOk: p.truncatedOk ?? true };
@@ -326,7 +365,7 @@ export class Recorder {
       // Muted, the segment still tells the wrap what the kernel acknowledged
       // (for the ACK owed at unmute); the kernel resends what is lost.
       if (outgoing && this.muted) {
-        this.opts.verdicts.drop(p.id);
+        this.drop(p.id);
         this.counters.mutedDrops++;
       } else if (outgoing) this.onOutgoing(p, v);
       else this.onIncoming(p, v);
@@ -334,8 +373,31 @@ export class Recorder {
   }
 
   private give(p: RecordedPacket, v: Verdict): void {
-    if (v.verdict === 'accept') this.opts.verdicts.accept(p.id, v.modified ? { payload: p.payload } : {});
-    else this.opts.verdicts.drop(p.id);
+    if (v.verdict !== 'accept') this.drop(p.id);
+    else if (v.modified) this.accept(p.id, { payload: p.payload });
+    else if (this.batching && this.waiting.size === 0 && this.opts.verdicts.acceptThrough) this.batchThrough = p.id;
+    else this.accept(p.id);
+  }
+
+  /** One packet's accept, after the pending batch (so packets leave in the order they came). */
+  private accept(id: number, opts?: { payload?: Uint8Array }): void {
+    this.flushBatch();
+    this.waiting.delete(id);
+    this.opts.verdicts.accept(id, opts ?? {});
+  }
+
+  private drop(id: number): void {
+    this.flushBatch();
+    this.waiting.delete(id);
+    this.opts.verdicts.drop(id);
+  }
+
+  /** Accepts, in one message, the run of unchanged packets the current batch has accepted so far. */
+  private flushBatch(): void {
+    const through = this.batchThrough;
+    if (through === null) return;
+    this.batchThrough = null;
+    this.opts.verdicts.acceptThrough?.(through);
   }
 
   private track(conn: Connection): Tracked {
@@ -365,6 +427,7 @@ export class Recorder {
     if (v.verdict === 'hold') {
       // The SYN-ACK: log the connection record, release the SYN-ACK when it is stable.
       const t = this.track(v.conn);
+      this.hold(p.id);
       t.held.push({ id: p.id, payload: p.payload, checksumPartial: p.checksumPartial });
       this.counters.synAcksHeld++;
       if (!t.recordWritten) this.writeConnection(t);
@@ -384,7 +447,7 @@ export class Recorder {
       if (t && v.packet && this.holdHead(t, p, v.packet)) {
         // Held, not dropped: answered all the same.
       } else {
-        this.opts.verdicts.drop(p.id);
+        this.drop(p.id);
       }
       if (t) {
         this.noteClientAck(t);
@@ -404,7 +467,7 @@ export class Recorder {
       if (pkt.truncated) {
         // Bytes we cannot log must not reach the server: the client resends them.
         this.counters.truncatedDropped++;
-        this.opts.verdicts.drop(p.id);
+        this.drop(p.id);
         return;
       }
       // No copy: the queue hands each packet over in a buffer of its own, and
@@ -452,7 +515,7 @@ export class Recorder {
           this.counters.logFailures++;
           t.recordWritten = false;
           // The held SYN-ACKs are dropped: the kernel retransmits, and we try again.
-          for (const h of t.held.splice(0)) this.opts.verdicts.drop(h.id);
+          for (const h of t.held.splice(0)) this.drop(h.id);
         },
       );
   }
@@ -460,7 +523,7 @@ export class Recorder {
   private releaseHeld(t: Tracked): void {
     for (const h of t.held.splice(0)) {
       const v = this.opts.wrap.outgoing(h.payload, { checksumPartial: h.checksumPartial, truncatedOk: true });
-      if (v.verdict === 'hold') this.opts.verdicts.drop(h.id); // cannot happen once stable; never let it out unstable
+      if (v.verdict === 'hold') this.drop(h.id); // cannot happen once stable; never let it out unstable
       else this.give({ id: h.id, hook: HOOK_LOCAL_OUT, payload: h.payload, checksumPartial: h.checksumPartial }, v);
     }
   }
@@ -606,7 +669,8 @@ export class Recorder {
     // It must carry the byte at stable-seq: the client may resend from below it (bytes logged but never acknowledged).
     const stable = t.conn.stableSeq;
     if (seqGt(pkt.seq, stable) || !seqLt(stable, seqAdd(pkt.seq, pkt.payloadLength))) return false;
-    if (t.heldHead) this.opts.verdicts.drop(t.heldHead.id);
+    if (t.heldHead) this.drop(t.heldHead.id);
+    this.hold(p.id);
     t.heldHead = p;
     return true;
   }
@@ -671,7 +735,7 @@ export class Recorder {
   private forget(id: string): void {
     const t = this.tracked.get(id);
     if (!t) return;
-    if (t.heldHead) this.opts.verdicts.drop(t.heldHead.id);
+    if (t.heldHead) this.drop(t.heldHead.id);
     if (t.clientAckTimer) clearTimeout(t.clientAckTimer);
     if (t.delayedTimer) clearTimeout(t.delayedTimer);
     this.tracked.delete(id);

@@ -69,7 +69,7 @@ export class RecordingWrap {
     let recorder: Recorder | undefined;
     let queue: NfQueue | undefined;
     try {
-      const r = new Recorder({ wrap, buffer: opts.buffer, verdicts: { accept: (id, o) => queue!.accept(id, o), drop: (id) => queue!.drop(id) }, injector, ack: opts.ack ?? 'eager' });
+      const r = new Recorder({ wrap, buffer: opts.buffer, verdicts: { accept: (id, o) => queue!.accept(id, o), drop: (id) => queue!.drop(id), acceptThrough: (id) => queue!.acceptThrough(id) }, injector, ack: opts.ack ?? 'eager' });
       recorder = r;
       if (opts.adopt) r.adopt(opts.adopt);
       queue = NfQueue.open({ queue: queueNum, onPackets: (packets) => r.handle(packets) });

@@ -74,15 +74,21 @@ export function synOptionsOf(pkt: TcpPacket): SynOptions {
  * 3. seq += seqDelta; SACK edges (client space) += ackDelta; TSval +=
  *    tsOffset (FT-TCP 3.3; RFC 7323 5.3: PAWS rejects only older TSvals, so a forward jump is safe).
  * 4. With ACK set: ack = min(kernel ack + ackDelta, stable-seq); the
- *    window grows so the right edge (ack + window << shift) covers both the
- *    kernel's right edge and the highest edge already advertised, rounded
- *    up to a whole scaled unit, capped at 65535 units (DESIGN invariant 1,
- *    RFC 9293 3.8.6: the window should not shrink). Rounding up from an
- *    edge that was itself rounded can let the advertised edge creep past the
- *    kernel's by up to one unit per clamped ack while the kernel's edge stands
- *    still (Linux's own `tcp_select_window` rounds the same way); bytes the
- *    client sends into that margin are dropped by the kernel and resent, so
- *    this costs throughput, never data.
+ *    window grows so the right edge (ack + window << shift) reaches the
+ *    kernel's right edge rounded down to a whole scaled unit, and the highest
+ *    edge already advertised rounded up, capped at 65535 units (DESIGN
+ *    invariant 1, RFC 9293 3.8.6: the window should not shrink). Rounding
+ *    the kernel's edge down keeps the advertised edge at or inside the
+ *    kernel's (at most one unit short of it, for a clamped ack not aligned
+ *    with the kernel's): rounded up, the advertised edge would pass the
+ *    kernel's by up to one unit, and while the kernel's edge then stands
+ *    still (a server that sends and receives nothing, the bulk of outgoing
+ *    traffic) every later segment would need its window raised by one unit,
+ *    a full rewrite and checksum of each packet. Rounding the advertised
+ *    edge up can still let it creep past the kernel's by up to one unit
+ *    per clamped ack while the kernel's edge stands still; bytes the client
+ *    sends into that margin are dropped by the kernel and resent, so this
+ *    costs throughput, never data.
  * 5. A segment with no data, no SYN/FIN/RST and no SACK blocks, sent at the
  *    send edge, that acknowledges nothing new and opens no window, is
  *    suppressed (FT-TCP 3.11). Keep-alives (seq below the send edge) and
@@ -151,15 +157,17 @@ export function rewriteOutgoing(c: Connection, pkt: TcpPacket): OutgoingDecision
     newAck = seqMin(kernelAck, c.stableSeq);
     // Windows in SYN segments are never scaled (RFC 7323 2.2).
     const shift = isSyn ? 0 : outgoingWindowShift(c);
-    const kernelRight = seqAdd(kernelAck, pkt.window * 2 ** shift);
-    const target = c.lastRightEdge === undefined ? kernelRight : seqMax(kernelRight, c.lastRightEdge);
-    const needed = seqLt(target, newAck) ? 0 : seqForward(target, newAck);
-    let units = Math.ceil(needed / 2 ** shift);
+    const unit = 2 ** shift;
+    const kernelRight = seqAdd(kernelAck, pkt.window * unit);
+    let units = seqLt(kernelRight, newAck) ? 0 : Math.floor(seqForward(kernelRight, newAck) / unit);
+    if (c.lastRightEdge !== undefined && seqGt(c.lastRightEdge, newAck)) {
+      units = Math.max(units, Math.ceil(seqForward(c.lastRightEdge, newAck) / unit));
+    }
     if (units > MAX_WINDOW_FIELD) {
       units = MAX_WINDOW_FIELD;
       windowCapped = true;
     }
-    newRight = seqAdd(newAck, units * 2 ** shift);
+    newRight = seqAdd(newAck, units * unit);
     if (newAck !== pkt.ack) {
       setAck(pkt, newAck);
       modified = true;

@@ -201,14 +201,15 @@ export class SouthSideWrap {
 
   /**
    * The send edge (snd_nxt) the rebuilt socket of an adopted, still pending
-   * connection will start from: the server offset it starts acknowledged
-   * at plus the unacknowledged bytes it is given. Adoption assumes the
-   * client's logged ack; a replica whose send calls were not all logged
-   * starts behind it and sends those bytes again live. Client acks are
-   * clamped to the kernel's edge (rewriteIncoming); with the client's own
-   * ack instead, Linux drops every ACK as one of unsent data, window update
-   * and all, and once the gap exceeds the window the connection never
-   * moves again. Returns false when no pending adopted connection has that
+   * connection starts from: the server offset it starts acknowledged at
+   * (the unacknowledged outstream is written after it leaves TCP_REPAIR, as
+   * ordinary sends, and the edge follows the segments the kernel sends).
+   * Adoption assumes the client's logged ack; a replica whose last send
+   * calls were never logged starts behind it and sends those bytes again
+   * live. Client acks are clamped to the kernel's edge (rewriteIncoming):
+   * an ack past it Linux drops whole, as one of unsent data, window update
+   * and all, and once the gap exceeds the window the connection never moves
+   * again. Returns false when no pending adopted connection has that
    * four-tuple.
    */
   setRebuiltSendEdge(key: ConnKey, sendEdgeOffset: number): boolean {

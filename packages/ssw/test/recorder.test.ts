@@ -22,7 +22,8 @@ const SISN = 5000;
 
 interface Seen {
   id: number;
-  verdict: 'accept' | 'drop';
+  /** `through`: one batch verdict accepting every waiting packet up to `id`. */
+  verdict: 'accept' | 'drop' | 'through';
   payload?: Uint8Array;
 }
 
@@ -154,6 +155,50 @@ describe('Recorder', function () {
     }
     const connId = ((await client.status()).connections as { connId: number }[])[0]!.connId;
     expect((await client.readInstream(connId, 0, 28)).toString()).to.equal('hello world, across the wrap');
+  });
+
+  it('accepts a batch\'s unchanged packets with one batch verdict, in order, never past a held packet', async () => {
+    await startBuffer();
+    client = StableBufferClient.connect({ endpoint: server.endpoint, node: 'primary' });
+    await client.attachAsWriter();
+    recorder = makeRecorder('lazy', {
+      verdicts: {
+        accept: (id, o) => seen.push({ id, verdict: 'accept', ...(o?.payload ? { payload: Buffer.from(o.payload) } : {}) }),
+        drop: (id) => seen.push({ id, verdict: 'drop' }),
+        acceptThrough: (id) => seen.push({ id, verdict: 'through' }),
+      },
+    });
+    const packet = (hook: number, payload: Buffer): RecordedPacket => ({ id: nextId++, hook, payload, checksumPartial: false, truncatedOk: true });
+    // A segment of a connection the wrap does not know: accepted unchanged.
+    const stray = (): RecordedPacket => packet(IN, buildPacket({ seq: 77, ack: 88, flags: ACK, srcPort: 50000 }));
+    const syn = packet(IN, buildPacket({ seq: CISN, flags: SYN, options: synOpts }));
+    const synAck = packet(OUT, buildPacket(fromServer({ seq: SISN, ack: CISN + 1, flags: SYN | ACK, options: [opt.mss(1460), opt.sackPermitted(), opt.timestamps(900, 100), opt.nop(), opt.wscale(7)] })));
+    recorder.handle([syn, synAck]);
+    // The SYN's batch verdict goes before the SYN-ACK is held, and covers only the SYN.
+    expect(seen).to.deep.equal([{ id: syn.id, verdict: 'through' }]);
+    // While the SYN-ACK waits in the queue, a batch verdict would accept it too: each packet gets its own.
+    const [a, b] = [stray(), stray()];
+    recorder.handle([a, b]);
+    expect(seen.slice(1)).to.deep.equal([
+      { id: a.id, verdict: 'accept' },
+      { id: b.id, verdict: 'accept' },
+    ]);
+    await until(() => verdictOf(synAck.id) !== undefined, 5000, 'the SYN-ACK verdict');
+    expect(verdictOf(synAck.id)!.verdict).to.equal('accept');
+    seen = [];
+    const ts = [opt.nop(), opt.nop(), opt.timestamps(101, 900)];
+    const ack = packet(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK, options: ts }));
+    const data = packet(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | PSH, payload: 'not yet stable', options: ts }));
+    // The kernel acks the data at once: clamped to stable-seq, so rewritten.
+    const kernelAck = packet(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 1 + 14) >>> 0, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(901, 101)] })));
+    const c = stray();
+    recorder.handle([ack, data, kernelAck, c]);
+    expect(seen.map((x) => [x.id, x.verdict])).to.deep.equal([
+      [data.id, 'through'],
+      [kernelAck.id, 'accept'],
+      [c.id, 'through'],
+    ]);
+    expect(seen[1]!.payload, 'the rewritten bytes').to.not.equal(undefined);
   });
 
   it('sends no ACK of its own under the lazy strategy', async () => {

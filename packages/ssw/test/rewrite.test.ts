@@ -21,7 +21,7 @@ function accepted(v: Verdict): TcpPacket {
 describe('rewriteOutgoing ack clamp and window compensation', () => {
   for (const wscale of [0, 7, 14]) {
     describe(`at window scale ${wscale}`, () => {
-      it('acks only stable bytes and keeps the kernel right edge, rounding up to one unit', () => {
+      it('acks only stable bytes and keeps the kernel right edge, rounded down to one unit', () => {
         const wrap = new SouthSideWrap();
         const conn = handshake(wrap, { wscale });
         expect(outgoingWindowShift(conn)).to.equal(wscale);
@@ -33,9 +33,9 @@ describe('rewriteOutgoing ack clamp and window compensation', () => {
         const unit = 2 ** wscale;
         const kernelRight = seqAdd(seq(4001), kernelWindow * unit);
         const right = seqAdd(out.ack, out.window * unit);
-        expect(seqGe(right, kernelRight), 'right edge covers the kernel right edge').to.equal(true);
-        expect(seqForward(right, kernelRight)).to.be.below(unit);
-        expect(out.window).to.equal(Math.ceil((4001 + kernelWindow * unit - 1401) / unit));
+        expect(seqGe(kernelRight, right), 'right edge within the kernel right edge').to.equal(true);
+        expect(seqForward(kernelRight, right)).to.be.below(unit);
+        expect(out.window).to.equal(Math.floor((4001 + kernelWindow * unit - 1401) / unit));
       });
 
       it('never moves the advertised right edge left when stable-seq catches up', () => {
@@ -52,6 +52,31 @@ describe('rewriteOutgoing ack clamp and window compensation', () => {
         const secondRight = seqAdd(second.ack, second.window * unit);
         expect(second.ack).to.equal(1001 + 1000);
         expect(seqGe(secondRight, firstRight)).to.equal(true);
+      });
+
+      it('leaves segments unmodified once stable-seq catches up with an unaligned clamp and the kernel edge stands still', () => {
+        // A server that only sends (iperf3 -R): the kernel's ack and window
+        // stay put after the client's few bytes; only the first segments,
+        // sent before those bytes were stable, are clamped. Rounding the
+        // clamped edge up once made every later segment need a one-unit
+        // larger window: a rewrite (and full checksum) of every packet.
+        const wrap = new SouthSideWrap();
+        const conn = handshake(wrap, { wscale });
+        const unit = 2 ** wscale;
+        const kernelAck = 1001 + 37;
+        // Wide enough to cover the SYN-ACK's edge at every scale.
+        const w = Math.ceil(2000 / unit) + 500;
+        advanceStable(conn, seq(1001));
+        const clamped = accepted(wrap.outgoing(buildPacket(fromServer({ seq: 5001, ack: kernelAck, window: w, payload: 'a' }))));
+        expect(clamped.ack).to.equal(1001);
+        const clampedRight = seqAdd(clamped.ack, clamped.window * unit);
+        advanceStable(conn, seq(kernelAck));
+        for (let i = 0; i < 3; i++) {
+          const v = wrap.outgoing(buildPacket(fromServer({ seq: 5002 + i, ack: kernelAck, window: w, payload: 'b' })));
+          expect(v.verdict === 'accept' && v.modified, `segment ${i} modified`).to.equal(false);
+          const out = accepted(v);
+          expect(seqGe(seqAdd(out.ack, out.window * unit), clampedRight), 'right edge never moves left').to.equal(true);
+        }
       });
     });
   }
@@ -83,8 +108,8 @@ describe('rewriteOutgoing ack clamp and window compensation', () => {
     advanceStable(conn, seq(0xfffffffa));
     const out = accepted(wrap.outgoing(buildPacket(fromServer({ seq: 5001, ack: 0x00000100, window: 10 }))));
     expect(out.ack).to.equal(0xfffffffa);
-    // 0x106 bytes taken away, rounded up to 3 units of 128.
-    expect(out.window).to.equal(10 + 3);
+    // 0x106 bytes taken away, rounded down to 2 units of 128.
+    expect(out.window).to.equal(10 + 2);
   });
 
   it('completes a partial checksum when it rewrites the packet', () => {
@@ -95,7 +120,7 @@ describe('rewriteOutgoing ack clamp and window compensation', () => {
     const out = accepted(wrap.outgoing(b, { checksumPartial: true }));
     expect(out.checksumPartial).to.equal(false); // accepted() verified the full checksum
     expect(out.ack).to.equal(1101);
-    expect(out.window).to.equal(20 + Math.ceil(400 / 128));
+    expect(out.window).to.equal(20 + Math.floor(400 / 128));
   });
 });
 

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
 import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type ConnRecord, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
-import { planRebuild } from './rebuild-plan.js';
+import { planRebuild, rebuiltSendStart } from './rebuild-plan.js';
 import { Reign } from './reign.js';
 import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
 import { makeStateDir } from './state-dir.js';
@@ -73,8 +73,8 @@ function ipv4ToU32(address: string): number {
 class FeedRebuildSource implements RebuildSource {
   /**
    * @param onPlanned told each connection's record and the server offset its
-   *   rebuilt socket's send edge will be at (everything the replica sent),
-   *   before the socket exists; the SSW clamps client acks to it.
+   *   rebuilt socket starts sending from ({@link rebuiltSendStart}), before
+   *   the socket exists; the SSW clamps client acks to the kernel's edge.
    */
   constructor(
     private readonly feed: ReplicaFeed,
@@ -87,8 +87,9 @@ class FeedRebuildSource implements RebuildSource {
     const end = logged.finOffset === null ? logged.coverage.contiguousEnd : Math.min(logged.coverage.contiguousEnd, logged.finOffset);
     const unread = Math.max(0, end - conn.instreamOffset);
     const inq = unread > 0 ? await this.feed.readInstream(logged.rec.connId, conn.instreamOffset, unread) : Buffer.alloc(0);
-    const plan = planRebuild(conn, { rec: logged.rec, stableDataEnd: end, clientAckOffset: logged.clientAckOffset, clientWindow: logged.clientWindow, clientTsEcr: logged.clientTsEcr }, inq);
-    this.onPlanned(logged.rec, conn.sentOffset);
+    const view = { rec: logged.rec, stableDataEnd: end, clientAckOffset: logged.clientAckOffset, clientWindow: logged.clientWindow, clientTsEcr: logged.clientTsEcr };
+    const plan = planRebuild(conn, view, inq);
+    this.onPlanned(logged.rec, rebuiltSendStart(conn, view));
     return plan;
   }
 
@@ -204,7 +205,8 @@ export class Backup {
       instream: { readInstream: (peer, offset, length, signal) => feed.readClientBytes(peer, offset, length, signal) },
       rebuild: new FeedRebuildSource(feed, (rec, sendEdgeOffset) => {
         const key = { clientAddr: rec.clientIp, clientPort: rec.clientPort, serverAddr: rec.serverIp, serverPort: rec.serverPort };
-        this.wrap?.wrap.setRebuiltSendEdge(key, sendEdgeOffset);
+        const set = this.wrap?.wrap.setRebuiltSendEdge(key, sendEdgeOffset) ?? false;
+        this.logger.log(set ? 'info' : 'warn', 'rebuild-send-edge', { connId: rec.connId, sendEdgeOffset, set });
       }),
       logger: this.logger,
     });
@@ -394,7 +396,7 @@ export class Backup {
       divergences: this.agent?.counters.divergences ?? 0,
       unstableRecords: this.agent?.counters.unstable ?? 0,
       ...(this.timeline ? { takeover: this.timeline } : {}),
-      ...(w ? { pending: w.pending, zeroWindowAcks: w.recorder.zeroWindowAcks, goLiveAcks: w.recorder.goLiveAcks, headsDelivered: w.recorder.headsDelivered, pendingReleased: w.recorder.pendingReleased, acksInjected: w.recorder.acksInjected } : {}),
+      ...(w ? { pending: w.pending, zeroWindowAcks: w.recorder.zeroWindowAcks, goLiveAcks: w.recorder.goLiveAcks, headsDelivered: w.recorder.headsDelivered, pendingReleased: w.recorder.pendingReleased, acksInjected: w.recorder.acksInjected, acksClamped: w.wrap.acksClamped, seqsLifted: w.wrap.seqsLifted, wentLive: w.wrap.wentLive, pendingDropped: w.wrap.pendingDropped } : {}),
     };
   }
 

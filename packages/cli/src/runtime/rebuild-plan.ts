@@ -44,6 +44,18 @@ function dotted(ip: number): string {
 }
 
 /**
+ * The server offset a rebuilt socket starts acknowledged at, which is also
+ * its send edge on leaving TCP_REPAIR (the unacknowledged outstream is
+ * written after that, as ordinary sends). The client may have acknowledged
+ * more than the replica's send buffer knows (client-ack records still on
+ * their way), never more than the replica sent: beyond that the replica
+ * sends the same bytes again, live, and the socket starts behind the client.
+ */
+export function rebuiltSendStart(conn: Pick<ReplicatedConnection, 'ackedOffset' | 'sentOffset'>, logged: Pick<LoggedConnection, 'clientAckOffset'>): number {
+  return Math.min(Math.max(conn.ackedOffset, logged.clientAckOffset), conn.sentOffset);
+}
+
+/**
  * The rebuild of `conn` (the replica's view: what it consumed and sent)
  * against `logged` (the client's view, from the buffer). `inq` must be the
  * client bytes from the replica's instream offset to `stableDataEnd`.
@@ -58,10 +70,7 @@ export function planRebuild(conn: ReplicatedConnection, logged: LoggedConnection
   if (inq.length !== logged.stableDataEnd - conn.instreamOffset) {
     throw new FtcpError(ErrorCode.CONFLICT, `connection ${rec.connId}: ${inq.length} unread bytes given, ${logged.stableDataEnd - conn.instreamOffset} expected`);
   }
-  // The client may have acknowledged more than the replica's send buffer
-  // knows (client-ack records still on their way), never more than the
-  // replica sent: beyond that the replica will send the same bytes again.
-  const acked = Math.min(Math.max(conn.ackedOffset, logged.clientAckOffset), conn.sentOffset);
+  const acked = rebuiltSendStart(conn, logged);
   const outq = conn.unacked.subarray(acked - conn.ackedOffset);
   const tsBase = logged.clientTsEcr !== 0 ? logged.clientTsEcr : rec.serverTsval;
   const state: TcpRebuildState = {
