@@ -495,6 +495,7 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
       throw new Error(`${scenario.name} setup failed (seed ${seed}): ${(err as Error).message}\n${logs}`, { cause: err });
     }
 
+    if (fault === 'partition-replica') await bed.armPartition();
     if (opts.capture !== false) capture = await bed.capture('client', { filter: `tcp port ${port}` });
     if (scenario.clientLink !== undefined) await bed.limitRate('client', scenario.clientLink);
     const clientSpec = scenario.client(ctx);
@@ -525,11 +526,11 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
     const waitForPoint = async (point: FaultPoint | null = faultPoint, what = 'the fault point'): Promise<void> => {
       for (;;) {
         if (point === null) return;
-        if (point.by === 'time' && Date.now() - clientStartedAt >= point.ms) return;
-        if (point.by === 'progress' && (progressOf() ?? 0) >= point.fraction) return;
         if (client.exitStatus !== undefined) {
           throw new Error(`the client ended (${JSON.stringify(client.exitStatus)}) before ${what} (progress ${progressOf()?.toFixed(3) ?? '-'})`);
         }
+        if (point.by === 'time' && Date.now() - clientStartedAt >= point.ms) return;
+        if (point.by === 'progress' && (progressOf() ?? 0) >= point.fraction) return;
         if (Date.now() >= clientDeadline) throw new Error(`${what} was not reached within ${scenario.clientTimeoutMs} ms (progress ${progressOf()?.toFixed(3) ?? '-'})`);
         await sleep(5);
       }
@@ -564,6 +565,16 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
       }
     };
 
+    /**
+     * A fault that lands after the client has finished tests nothing; say so
+     * plainly rather than let the checks fail on a takeover that had no
+     * stream to carry.
+     */
+    const expectStillRunning = (what: string): void => {
+      const ended = client.exitStatus !== undefined ? `exited ${JSON.stringify(client.exitStatus)}` : (progressOf() ?? 0) >= 1 ? 'received everything' : undefined;
+      if (ended !== undefined) throw new Error(`the client had ${ended} by the time ${what} was in place: the fault missed the stream (progress ${progressOf()?.toFixed(3) ?? '-'})`);
+    };
+
     const injectFault = async (): Promise<void> => {
       if (joinFraction !== undefined) await joinLate(joinFraction);
       if (fault === 'none') return;
@@ -596,9 +607,11 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
       } else {
         const partitionedAt = Date.now();
         await b.partitionReplica('silent');
+        const inPlaceAt = Date.now();
         faultAt = partitionedAt;
         partition = { partitionedAt, healedAt: undefined, primaryExitedBeforeHeal: undefined, primaryExit: undefined, primaryExitAt: undefined };
-        log(`      partitioned the replica link at ${new Date(partitionedAt).toISOString()}`);
+        log(`      partitioned the replica link at ${new Date(partitionedAt).toISOString()} (rules in place ${inPlaceAt - partitionedAt} ms later)`);
+        expectStillRunning('the partition');
         try {
           await waitForAnyLine(procs['backup']!, (l) => parseLogLine(l)?.event === 'takeover-complete', 15_000, 'the backup taking over after the partition');
         } catch (err) {

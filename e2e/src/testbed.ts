@@ -216,6 +216,8 @@ export class Testbed implements SyncDestroyable {
   private readonly created: string[] = [];
   private readonly procs: HostProcess[] = [];
   private readonly crashedHosts = new Set<HostRole>();
+  /** Whether {@link Testbed.armPartition} has put the partition chain in place. */
+  private partitionArmed = false;
   private owner: HostRole | null = null;
   private captureDir: string | undefined;
   private destroying: Promise<void> | undefined;
@@ -475,15 +477,34 @@ export class Testbed implements SyncDestroyable {
    */
   async partitionReplica(mode: 'silent' | 'carrier' = 'silent'): Promise<void> {
     this.live();
+    if (mode === 'silent') await this.armPartition();
+    // One process per host, both at once: the fault lands when the test asks
+    // for it, not seconds later on a loaded machine (a dozen `ip netns exec
+    // iptables` calls once took 3 s in CI, and the stream had ended).
+    await Promise.all(
+      (['primary', 'backup'] as const).map((role) =>
+        mode === 'carrier'
+          ? this.setLink(role, REPLICA_IF, false)
+          : this.exec(role, 'iptables-restore', ['-w', '--noflush'], {
+              input: `*filter\n:${PARTITION_CHAIN} - [0:0]\n-A ${PARTITION_CHAIN} -i ${REPLICA_IF} -j DROP\n-A ${PARTITION_CHAIN} -o ${REPLICA_IF} -j DROP\nCOMMIT\n`,
+            }),
+      ),
+    );
+  }
+
+  /**
+   * Puts an empty partition chain at the top of both replica hosts' INPUT
+   * and OUTPUT, once, so that {@link Testbed.partitionReplica} only has to
+   * fill it. Costs nothing until filled; call it before the traffic starts.
+   */
+  async armPartition(): Promise<void> {
+    this.live();
+    if (this.partitionArmed) return;
     await Promise.all(
       (['primary', 'backup'] as const).map(async (role) => {
-        if (mode === 'carrier') return this.setLink(role, REPLICA_IF, false);
         await this.exec(role, 'iptables', ['-w', '-N', PARTITION_CHAIN]).catch(() => undefined);
-        await this.exec(role, 'iptables', ['-w', '-F', PARTITION_CHAIN]);
-        await this.exec(role, 'iptables', ['-w', '-A', PARTITION_CHAIN, '-i', REPLICA_IF, '-j', 'DROP']);
-        await this.exec(role, 'iptables', ['-w', '-A', PARTITION_CHAIN, '-o', REPLICA_IF, '-j', 'DROP']);
         for (const chain of ['INPUT', 'OUTPUT']) {
-          // Insert at the top, once, so no earlier ACCEPT lets packets by.
+          // At the top, once, so no earlier ACCEPT lets packets by.
           const present = await this.exec(role, 'iptables', ['-w', '-C', chain, '-j', PARTITION_CHAIN]).then(
             () => true,
             () => false,
@@ -492,6 +513,7 @@ export class Testbed implements SyncDestroyable {
         }
       }),
     );
+    this.partitionArmed = true;
   }
 
   /** Undoes {@link Testbed.partitionReplica} of either mode; a link that was not cut is left as it is. */
