@@ -284,14 +284,25 @@ export class ReplicaFeed extends EventEmitter {
     return new Promise<Buffer>((resolve, reject) => {
       let set = this.callWaiters.get(stream);
       if (!set) this.callWaiters.set(stream, (set = new Set()));
-      const w: CallWaiter = { callNo, resolve, reject };
-      if (signal) {
-        if (signal.aborted) return reject(new FtcpError(ErrorCode.CLOSED, 'read aborted'));
-        signal.addEventListener('abort', () => {
-          set.delete(w);
-          reject(new FtcpError(ErrorCode.CLOSED, 'read aborted'));
-        }, { once: true });
-      }
+      if (signal?.aborted) return reject(new FtcpError(ErrorCode.CLOSED, 'read aborted'));
+      // The signal outlives this read (a connection's or the agent's), so the
+      // listener goes when the waiter does, whichever way it ends.
+      const onAbort = (): void => {
+        set.delete(w);
+        reject(new FtcpError(ErrorCode.CLOSED, 'read aborted'));
+      };
+      const w: CallWaiter = {
+        callNo,
+        resolve: (data) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(data);
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       set.add(w);
     });
   }
@@ -329,6 +340,7 @@ export class ReplicaFeed extends EventEmitter {
       await new Promise<void>((resolve) => {
         const wake = (): void => {
           this.byteWaiters.delete(wake);
+          signal?.removeEventListener('abort', wake);
           resolve();
         };
         this.byteWaiters.add(wake);
@@ -376,6 +388,8 @@ export class ReplicaFeed extends EventEmitter {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           this.off('conn', done);
+          this.off('end', done);
+          signal?.removeEventListener('abort', done);
           resolve();
         };
         this.on('conn', done);

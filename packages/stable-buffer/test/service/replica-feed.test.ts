@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { getEventListeners } from 'node:events';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
 import { CallWriter, ReplicaFeed } from '../../src/replica-feed.js';
 import { Harness, conn, until } from './helpers.js';
@@ -80,6 +81,31 @@ describe('ReplicaFeed', function () {
     await p.writeConn(conn(7)); // client 10.0.0.1:40007
     await p.writeSegment({ connId: 7, offset: 0, flags: 0, payload: Buffer.from('ping') });
     expect((await read).toString()).to.equal('ping');
+    await feed.close();
+  });
+
+  it('leaves no abort listener on a long-lived signal once its waits have ended', async () => {
+    const { p, feed, writer } = await setup();
+    const life = new AbortController();
+    // A replica's reads all share its connection's signal: each one that had to wait must take its listener with it.
+    for (let n = 1; n <= 20; n++) {
+      const read = feed.read('s', n, life.signal);
+      await writer.append('s', n, Buffer.from(String(n)));
+      await read;
+    }
+    await p.writeConn(conn(9));
+    for (let n = 0; n < 20; n++) {
+      const read = feed.readInstream(9, n, 1, life.signal);
+      await p.writeSegment({ connId: 9, offset: n, flags: 0, payload: Buffer.from([n]) });
+      await read;
+    }
+    const byPeer = feed.readClientBytes({ address: '10.0.0.1', port: 40011 }, 0, 1, life.signal);
+    await new Promise((r) => setTimeout(r, 20));
+    await p.writeConn(conn(11));
+    await p.writeSegment({ connId: 11, offset: 0, flags: 0, payload: Buffer.from('x') });
+    await byPeer;
+    expect(getEventListeners(life.signal, 'abort')).to.have.length(0);
+    expect(feed.listenerCount('end')).to.equal(0);
     await feed.close();
   });
 
