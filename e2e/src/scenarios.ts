@@ -118,7 +118,42 @@ export interface EchoScenarioOptions {
   readonly followUpBytes?: number;
   /** A file for the client's arrival trace (`--trace`: CSV `t_ms,received`), for plots. */
   readonly trace?: string;
+  /**
+   * Serve with {@link SLOW_ACCEPT_ECHO} instead of echod: a server that
+   * accepts the one connection only this long after it listens, so a fault
+   * early in the client's run finds the connection established but never
+   * accepted. The fault point is then a time: `acceptFaultWindowMs` after
+   * the client started.
+   */
+  readonly acceptAfterMs?: number;
+  readonly acceptFaultWindowMs?: readonly [number, number];
 }
+
+/**
+ * `python3 -c SLOW_ACCEPT_ECHO HOST PORT DELAY_S`: listens, sleeps, accepts
+ * one connection and echoes it to its end. One `time.sleep`, so a replica
+ * makes the same calls in the same order whenever it runs.
+ */
+export const SLOW_ACCEPT_ECHO = [
+  'import json, socket, sys, time',
+  'host, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])',
+  's = socket.socket(socket.AF_INET, socket.SOCK_STREAM)',
+  's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+  's.bind((host, port))',
+  's.listen(16)',
+  'print(json.dumps({"ev": "listening", "port": port}), flush=True)',
+  'time.sleep(delay)',
+  'c, peer = s.accept()',
+  'n = 0',
+  'while True:',
+  '    d = c.recv(65536)',
+  '    if not d:',
+  '        break',
+  '    c.sendall(d)',
+  '    n += len(d)',
+  'c.close()',
+  'print(json.dumps({"ev": "closed", "bytes": n}), flush=True)',
+].join('\n');
 
 /** Scenario 1: echod and the echo client; see the module comment. */
 export function echoScenario(opts: EchoScenarioOptions = {}): Scenario {
@@ -145,16 +180,23 @@ export function echoScenario(opts: EchoScenarioOptions = {}): Scenario {
     return problems;
   };
   return {
-    name: 'echo',
-    server: (ctx) => ({ cmd: ECHOD_BIN, args: [ctx.vip, String(ctx.port), '-v'] }),
+    name: opts.acceptAfterMs === undefined ? 'echo' : 'slow-accept-echo',
+    server: (ctx) =>
+      opts.acceptAfterMs === undefined
+        ? { cmd: ECHOD_BIN, args: [ctx.vip, String(ctx.port), '-v'] }
+        : { cmd: 'python3', args: ['-c', SLOW_ACCEPT_ECHO, ctx.vip, String(ctx.port), String(opts.acceptAfterMs / 1000)] },
     ready: async (_ctx, server) => {
       await waitForAnyLine(server, (l) => l.includes('"listening"'), 10_000, 'echod listening');
     },
     client: (ctx) => echoClient(ctx, bytes, ctx.clientSeed, rateMbit, opts.trace),
-    progress: (client) => {
-      const e = lastEvent(client, ['progress', 'closing', 'done']);
-      return e === undefined ? undefined : Number(e['received']) / bytes;
-    },
+    ...(opts.acceptAfterMs === undefined
+      ? {
+          progress: (client: HostProcess) => {
+            const e = lastEvent(client, ['progress', 'closing', 'done']);
+            return e === undefined ? undefined : Number(e['received']) / bytes;
+          },
+        }
+      : { faultWindowMs: opts.acceptFaultWindowMs ?? [200, 600] }),
     clientTimeoutMs: clientTimeoutMs + 5000,
     ...(opts.followUpBytes !== undefined
       ? { followUp: (ctx: ScenarioContext) => echoClient(ctx, opts.followUpBytes!, (ctx.clientSeed ^ 0x5a5a5a5a) >>> 0, null) }

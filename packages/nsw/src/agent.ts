@@ -56,7 +56,7 @@ import {
 } from './protocol.js';
 import { LockOrder } from './lock-order.js';
 import type { RecordSink, RecordSource } from './sink.js';
-import { ConnectionState, decodeSockaddr, type InstreamSource, type ReplicatedConnection } from './connections.js';
+import { ConnectionState, decodeSockaddr, type InstreamSource, type PeerAddress, type ReplicatedConnection } from './connections.js';
 import { checkRebuildPlan, type RebuildReport, type RebuildSource } from './rebuild.js';
 
 /** What the agent is for: the primary records, a replica plays back. */
@@ -329,6 +329,8 @@ export class NswAgent extends EventEmitter {
   private diverged = false;
   private lastCallNos: ReadonlyMap<string, number> | null = null;
   private readonly connections = new Map<bigint, ConnectionState>();
+  /** Every peer an accept was replayed for, as `address:port` (see {@link NswAgent.hasAccepted}). */
+  private readonly acceptedPeers = new Set<string>();
   private liveSink: RecordSink | null = null;
   /** ADOPTs waiting for their process's streams to consume their records; each re-checks when called. */
   private readonly settleWaiters = new Set<() => void>();
@@ -984,7 +986,19 @@ export class NswAgent extends EventEmitter {
   /** The primary accepted a replicated connection: the replica's copy starts here. */
   private accepted(rec: CallData): void {
     const key = sendHash(rec.payload);
-    if (!this.connections.has(key)) this.connections.set(key, new ConnectionState(key, decodeSockaddr(rec.payload)));
+    const peer = decodeSockaddr(rec.payload);
+    this.acceptedPeers.add(`${peer.address}:${peer.port}`);
+    if (!this.connections.has(key)) this.connections.set(key, new ConnectionState(key, peer));
+  }
+
+  /**
+   * Whether the replica replayed an accept of a connection from `peer`, even
+   * one it has closed since. A connection of the log that no accept names
+   * was still in the dead primary's accept queue (see the backup's
+   * handshake rebuild).
+   */
+  hasAccepted(peer: Pick<PeerAddress, 'address' | 'port'>): boolean {
+    return this.acceptedPeers.has(`${peer.address}:${peer.port}`);
   }
 
   /** The connection of a SEND record read ahead, by the key it carries. */

@@ -114,6 +114,12 @@ export interface Connection {
    * re-sent what the old primary sent, so the client may ack beyond it.
    */
   adopted: boolean;
+  /**
+   * A pending adopted connection being rebuilt by a spoofed handshake
+   * (handshake-rebuild.ts): the kernel's segments are the wrap's to take,
+   * not the client's to see, and do not make the connection live.
+   */
+  handshakeRebuild: boolean;
   finFromClient: boolean;
   finFromServer: boolean;
   reset: boolean;
@@ -358,6 +364,7 @@ export class ConnTable {
       lastClientTsVal: undefined,
       clientTsEcrHigh: undefined,
       adopted: false,
+      handshakeRebuild: false,
       finFromClient: false,
       finFromServer: false,
       reset: false,

@@ -35,6 +35,7 @@ import {
   timestampsNegotiated,
 } from './conntable.js';
 import { ackIsDue, craftAck } from './craft.js';
+import { HandshakeRebuild, type HandshakeRebuildInput } from './handshake-rebuild.js';
 import { SswErrorCode } from './errors.js';
 import type { SouthSideWrap, Verdict } from './wrap.js';
 import { seq, seqAdd, seqForward, seqGt, seqLt, seqToOffset, u32Diff } from './wire/seq.js';
@@ -122,6 +123,9 @@ export interface RecorderCounters {
   injectFailures: number;
   /** Outgoing packets dropped while muted (see {@link Recorder.mute}). */
   mutedDrops: number;
+  /** Connections rebuilt by a spoofed handshake, and ones that could not be. */
+  handshakesRebuilt: number;
+  handshakesFailed: number;
 }
 
 /**
@@ -163,7 +167,30 @@ interface Tracked {
    * until the rebuilt socket is live. See {@link Recorder.holdHead}.
    */
   heldHead: RecordedPacket | null;
+  /** A spoofed handshake under way (see {@link Recorder.rebuildByHandshake}). */
+  handshake: HandshakeInFlight | null;
 }
+
+interface HandshakeInFlight {
+  readonly rebuild: HandshakeRebuild;
+  synsSent: number;
+  timer: NodeJS.Timeout | null;
+  /** Resolves the caller's promise, once: at the SYN-ACK or at the first failure. */
+  readonly settle: (r: HandshakeRebuildResult) => void;
+}
+
+/** What {@link Recorder.rebuildByHandshake} needs: the stable instream and the client's TCP facts. */
+export interface HandshakeRebuildRequest extends HandshakeRebuildInput {
+  /** The TSval of the client's SYN, from the connection record (used when no later one was seen). */
+  readonly clientSynTsVal: number;
+}
+
+/** How a handshake rebuild ended. */
+export type HandshakeRebuildResult = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/** Spoofed SYNs sent before a handshake rebuild gives up (a full accept queue drops them), one per {@link HANDSHAKE_SYN_GAP_MS}. */
+export const HANDSHAKE_SYN_TRIES = 10;
+export const HANDSHAKE_SYN_GAP_MS = 100;
 
 export class Recorder {
   readonly counters: RecorderCounters = {
@@ -173,6 +200,8 @@ export class Recorder {
     synAcksHeld: 0,
     acksInjected: 0,
     mutedDrops: 0,
+    handshakesRebuilt: 0,
+    handshakesFailed: 0,
     headsDelivered: 0,
     logFailures: 0,
     truncatedDropped: 0,
@@ -282,6 +311,7 @@ export class Recorder {
         delayedTimer: null,
         closeLogged: false,
         heldHead: null,
+        handshake: null,
       });
       this.counters.adopted++;
     }
@@ -305,6 +335,100 @@ export class Recorder {
     this.opts.buffer.writeClose({ connId: t.bufferId, reason: CloseReason.LOCAL }).catch(() => this.counters.logFailures++);
     this.forget(t.conn.id);
     return true;
+  }
+
+  /**
+   * Rebuild a pending adopted connection that the replica never accepted
+   * (its `accept` was not logged when the primary died) by a spoofed
+   * handshake: see handshake-rebuild.ts. The kernel must own the service
+   * address already (the spoofed SYN goes to it) and the live server must
+   * listen. Resolves `ok: true` once the kernel has answered the spoofed
+   * SYN: the connection is in its accept queue and the wrap maps the
+   * kernel's ISN and TSvals to the client's. The stable client bytes (and
+   * FIN) then go in as fast as the kernel's window lets them; after the last
+   * the kernel's next segment makes the connection live as for any adopted
+   * one. Resolves `ok: false`, changing nothing, when there is no such
+   * pending connection or the old server had sent something on it (only an
+   * accepted connection could have); and `ok: false` with the connection
+   * released ({@link releasePending}: its client is reset rather than left
+   * waiting) when the kernel answers none of {@link HANDSHAKE_SYN_TRIES}
+   * SYNs or makes choices the wrap cannot map (see HandshakeRebuild). A
+   * failure after success releases it too.
+   */
+  rebuildByHandshake(bufferConnId: number, input: HandshakeRebuildRequest): Promise<HandshakeRebuildResult> {
+    const t = [...this.tracked.values()].find((x) => x.bufferId === bufferConnId);
+    const refuse = (reason: string): Promise<HandshakeRebuildResult> => {
+      this.counters.handshakesFailed++;
+      return Promise.resolve({ ok: false, reason });
+    };
+    if (!t || t.conn.mode !== 'pending' || !t.conn.adopted) return refuse(`buffer connection ${bufferConnId} is not a pending adopted connection`);
+    if (t.handshake) return refuse(`buffer connection ${bufferConnId}: a handshake rebuild is already under way`);
+    if (t.clientAckLogged !== 0) return refuse(`buffer connection ${bufferConnId}: the client acknowledged ${t.clientAckLogged} server bytes, so the old server had accepted it`);
+    if (!this.canInject()) return refuse('nothing can be injected (no injector, muted or closed)');
+    const c = t.conn;
+    return new Promise((resolve) => {
+      let settled = false;
+      const h: HandshakeInFlight = {
+        rebuild: new HandshakeRebuild(c, input, c.lastClientTsVal ?? input.clientSynTsVal),
+        synsSent: 0,
+        timer: null,
+        settle: (r) => {
+          if (h.timer) clearInterval(h.timer);
+          h.timer = null;
+          if (settled) return;
+          settled = true;
+          resolve(r);
+        },
+      };
+      t.handshake = h;
+      c.handshakeRebuild = true;
+      const sendSyn = (): void => {
+        if (t.handshake !== h) return h.settle({ ok: false, reason: 'the handshake rebuild was abandoned' });
+        if (h.synsSent >= HANDSHAKE_SYN_TRIES) return this.endHandshake(t, `the kernel answered none of ${h.synsSent} spoofed SYNs`);
+        h.synsSent++;
+        this.inject(h.rebuild.syn());
+      };
+      h.timer = setInterval(sendSyn, HANDSHAKE_SYN_GAP_MS);
+      h.timer.unref();
+      sendSyn();
+    });
+  }
+
+  /** A segment the kernel sent during a handshake rebuild: answer it with what it lets in now. */
+  private onHandshakeSegment(c: Connection, pkt: TcpPacket): void {
+    const t = this.tracked.get(c.id);
+    const h = t?.handshake;
+    if (!t || !h) return;
+    const step = h.rebuild.onKernelSegment(pkt);
+    if (!step.ok) return this.endHandshake(t, step.reason);
+    if (step.done) {
+      // The kernel's answer to the last segment (the probe) goes to the client and makes the connection live.
+      c.handshakeRebuild = false;
+      t.handshake = null;
+    }
+    for (const p of step.packets) {
+      if (!this.inject(p)) return this.endHandshake(t, 'the raw socket refused a segment of the handshake rebuild');
+    }
+    if (step.established) h.settle({ ok: true });
+    if (step.done) {
+      h.settle({ ok: true });
+      this.counters.handshakesRebuilt++;
+    }
+  }
+
+  /**
+   * A handshake rebuild that cannot go on: the caller learns it if it still
+   * waits; one that already heard of success finds the connection released
+   * (its client is reset rather than left waiting).
+   */
+  private endHandshake(t: Tracked, reason: string): void {
+    const h = t.handshake;
+    if (!h) return;
+    t.handshake = null;
+    t.conn.handshakeRebuild = false;
+    this.counters.handshakesFailed++;
+    h.settle({ ok: false, reason });
+    this.releasePending(t.bufferId);
   }
 
   private allocConnId(): number {
@@ -417,6 +541,7 @@ export class Recorder {
         delayedTimer: null,
         closeLogged: false,
         heldHead: null,
+        handshake: null,
       };
       this.tracked.set(conn.id, t);
     }
@@ -434,6 +559,10 @@ export class Recorder {
       return;
     }
     this.give(p, v);
+    if (v.verdict === 'drop' && v.reason === 'handshake-rebuild' && v.conn && v.packet) {
+      this.onHandshakeSegment(v.conn, v.packet);
+      return;
+    }
     if (v.wentLive && v.conn) {
       this.sendGoLiveAcks(v.conn);
       this.deliverHead(v.conn);
@@ -736,6 +865,8 @@ export class Recorder {
     const t = this.tracked.get(id);
     if (!t) return;
     if (t.heldHead) this.drop(t.heldHead.id);
+    t.handshake?.settle({ ok: false, reason: 'the connection was forgotten' });
+    t.handshake = null;
     if (t.clientAckTimer) clearTimeout(t.clientAckTimer);
     if (t.delayedTimer) clearTimeout(t.delayedTimer);
     this.tracked.delete(id);

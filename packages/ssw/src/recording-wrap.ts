@@ -13,7 +13,7 @@ import type { StableBufferClient } from '@ftcp/stable-buffer';
 import type { AdoptedConnection } from './conntable.js';
 import { NfQueue, RawInjector } from './nfqueue.js';
 import { ServiceRules } from './netfilter/rules.js';
-import { Recorder, type AckStrategy, type RecorderCounters } from './recorder.js';
+import { Recorder, type AckStrategy, type HandshakeRebuildRequest, type HandshakeRebuildResult, type RecorderCounters } from './recorder.js';
 import { SouthSideWrap, type WrapCounters } from './wrap.js';
 
 export interface RecordingWrapOptions {
@@ -99,6 +99,11 @@ export class RecordingWrap {
   /** Give up a pending connection whose socket could not be rebuilt; see {@link Recorder.releasePending}. */
   releasePending(bufferConnId: number): boolean {
     return this.recorder.releasePending(bufferConnId);
+  }
+
+  /** Rebuild a pending connection the replica never accepted; see {@link Recorder.rebuildByHandshake}. */
+  rebuildByHandshake(bufferConnId: number, input: HandshakeRebuildRequest): Promise<HandshakeRebuildResult> {
+    return this.recorder.rebuildByHandshake(bufferConnId, input);
   }
 
   status(): RecordingWrapStatus {

@@ -36,7 +36,9 @@ export type DropReason =
   | 'suppressed'
   | 'unknown-connection'
   | 'table-full'
-  | 'truncated';
+  | 'truncated'
+  /** Outgoing: the kernel's segment during a handshake rebuild (see handshake-rebuild.ts), with `conn` and `packet`. */
+  | 'handshake-rebuild';
 
 /** The wrap's verdict on one packet. */
 export type Verdict =
@@ -68,7 +70,7 @@ export type Verdict =
        * answer. Outgoing, when `wentLive`: the connection.
        */
       readonly conn?: Connection;
-      /** With reason `pending`: the parsed segment (client view). */
+      /** With reason `pending`: the parsed segment (client view); with `handshake-rebuild`, the kernel's segment (kernel view). */
       readonly packet?: TcpPacket;
       /** Outgoing: as in `accept`; the going-live segment itself was dropped (suppressed or truncated). */
       readonly wentLive?: boolean;
@@ -105,6 +107,8 @@ export interface WrapCounters {
   sackBlocksDropped: number;
   /** Outgoing bare ACKs of adopted connections raised to the client's receive edge. */
   seqsLifted: number;
+  /** The kernel's segments during handshake rebuilds, taken by the wrap (see handshake-rebuild.ts). */
+  handshakeSegments: number;
 }
 
 /** What {@link SouthSideWrap.status} reports. */
@@ -169,6 +173,7 @@ export class SouthSideWrap {
     acksClamped: 0,
     sackBlocksDropped: 0,
     seqsLifted: 0,
+    handshakeSegments: 0,
   };
   private readonly mode: ConnMode;
   private readonly sweepIntervalMs: number;
@@ -288,6 +293,16 @@ export class SouthSideWrap {
       if (pkt.flags & TcpFlag.RST) return { verdict: 'accept', modified: false, packet: pkt, conn: undefined, log: false, end: undefined, wentLive: false };
       this.counters.unknownConnection++;
       return { verdict: 'drop', reason: 'unknown-connection' };
+    }
+    if (conn.handshakeRebuild) {
+      this.counters.handshakeSegments++;
+      return { verdict: 'drop', reason: 'handshake-rebuild', conn, packet: pkt };
+    }
+    if (conn.adopted && pkt.flags & TcpFlag.SYN) {
+      // An adopted connection's client finished its handshake long ago: this
+      // is a late retransmission of the kernel's answer to a spoofed SYN.
+      this.counters.suppressed++;
+      return { verdict: 'drop', reason: 'suppressed' };
     }
     const wentLive = goLive(conn);
     if (wentLive) this.counters.wentLive++;

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
 import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type ConnRecord, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
-import { planRebuild, rebuiltSendStart } from './rebuild-plan.js';
+import { dotted, firstTsVal, planRebuild, rebuiltSendStart } from './rebuild-plan.js';
 import { Reign } from './reign.js';
 import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
 import { makeStateDir } from './state-dir.js';
@@ -282,16 +282,22 @@ export class Backup {
       const rebuilt = this.awaitRebuilds(adopt, loggedCalls);
       this.agent!.goLive(new Map(positions.streams.map((s) => [s.stream, s.lastCallNo])), new CallWriter(writer));
       const { ok, failed, rebuiltPeers } = await rebuilt;
+      const left = adopt.filter((a) => !rebuiltPeers.has(peerKey(a.rec.clientIp, a.rec.clientPort)));
+      // A connection no accept of the replica names was still in the dead
+      // primary's accept queue: the live server accepts it once the kernel
+      // has it again, by a spoofed handshake.
+      const handshakes = await Promise.all(left.map((a) => (this.agent!.hasAccepted(peerOf(a)) ? Promise.resolve(false) : this.rebuildUnaccepted(feed, a))));
       // A connection the replica no longer holds (closed during the roll-forward)
       // or could not rebuild has no socket: its client must learn that (the
       // kernel's RST) instead of waiting on zero-window ACKs for ever.
-      for (const a of adopt) {
-        if (!rebuiltPeers.has(peerKey(a.rec.clientIp, a.rec.clientPort)) && wrap.releasePending(a.rec.connId)) {
-          this.logger.log('warn', 'connection-not-rebuilt', { connId: a.rec.connId, client: `${a.rec.clientIp}:${a.rec.clientPort}` });
+      left.forEach((a, i) => {
+        if (!handshakes[i] && wrap.releasePending(a.rec.connId)) {
+          this.logger.log('warn', 'connection-not-rebuilt', { connId: a.rec.connId, client: `${dotted(a.rec.clientIp)}:${a.rec.clientPort}` });
         }
-      }
-      this.timeline = { detectedAt: t0, promotedMs, wrapMs, vipMs, rebuiltMs: since(), connections: adopt.length, rebuilt: ok, failed };
-      this.logger.log('warn', 'takeover-complete', { epoch, connections: adopt.length, rebuilt: ok, failed, ms: this.timeline.rebuiltMs, promotedMs, wrapMs, vipMs });
+      });
+      const byHandshake = handshakes.filter(Boolean).length;
+      this.timeline = { detectedAt: t0, promotedMs, wrapMs, vipMs, rebuiltMs: since(), connections: adopt.length, rebuilt: ok + byHandshake, failed };
+      this.logger.log('warn', 'takeover-complete', { epoch, connections: adopt.length, rebuilt: ok + byHandshake, byHandshake, failed, ms: this.timeline.rebuiltMs, promotedMs, wrapMs, vipMs });
       this.reign = new Reign({
         client: writer,
         epoch,
@@ -310,6 +316,33 @@ export class Backup {
     } catch (err) {
       this.logger.log('error', 'takeover-failed', { error: String(err), ms: since() });
       await this.end({ reason: 'takeover-failed', error: String(err) });
+    }
+  }
+
+  /**
+   * Gives the kernel a connection the dead primary's server never accepted
+   * (see RecordingWrap.rebuildByHandshake): every stable client byte and the
+   * FIN if logged. True once the kernel has it; false, logged, when it could
+   * not be done.
+   */
+  private async rebuildUnaccepted(feed: ReplicaFeed, a: AdoptedConnection): Promise<boolean> {
+    const client = `${dotted(a.rec.clientIp)}:${a.rec.clientPort}`;
+    try {
+      const c = feed.connection(a.rec.connId);
+      const instream = a.stableOffset > 0 ? await feed.readInstream(a.rec.connId, 0, a.stableOffset) : Buffer.alloc(0);
+      const r = await this.wrap!.rebuildByHandshake(a.rec.connId, {
+        instream,
+        fin: c?.finOffset === a.stableOffset,
+        firstTsVal: firstTsVal(a.rec as ConnRecord, a.clientTsEcr),
+        clientWindow: a.clientWindow,
+        clientSynTsVal: a.rec.clientTsval,
+      });
+      if (r.ok) this.logger.log('info', 'rebuilt-by-handshake', { connId: a.rec.connId, client, bytes: instream.length });
+      else this.logger.log('warn', 'handshake-rebuild-failed', { connId: a.rec.connId, client, reason: r.reason });
+      return r.ok;
+    } catch (err) {
+      this.logger.log('warn', 'handshake-rebuild-failed', { connId: a.rec.connId, client, reason: String(err) });
+      return false;
     }
   }
 
@@ -439,6 +472,11 @@ export class Backup {
     this.follower.close();
     rmSync(this.stateDir, { recursive: true, force: true });
   }
+}
+
+/** The client of an adopted connection, as the replica's accept saw it. */
+function peerOf(a: AdoptedConnection): Pick<PeerAddress, 'address' | 'port'> {
+  return { address: dotted(a.rec.clientIp), port: a.rec.clientPort };
 }
 
 /** A client's address and port as one key: the rebuild reports name connections by their peer. */

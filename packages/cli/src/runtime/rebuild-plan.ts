@@ -23,6 +23,16 @@ import { ErrorCode, FtcpError, type ConnRecord } from '@ftcp/stable-buffer';
  */
 export const TSVAL_MARGIN = 3_600_000;
 
+/**
+ * The TSval a rebuilt connection (by TCP_REPAIR or by handshake) starts at,
+ * in the client's view: {@link TSVAL_MARGIN} past the newest TSval of the
+ * old primary the client is known to have seen (its highest logged TSecr,
+ * or the SYN-ACK's).
+ */
+export function firstTsVal(rec: ConnRecord, clientTsEcr: number): number {
+  return ((clientTsEcr !== 0 ? clientTsEcr : rec.serverTsval) + TSVAL_MARGIN) >>> 0;
+}
+
 /** Largest window the rebuilt socket advertises at first: the old primary's right edge must not be far beyond it. */
 const MAX_OUR_WINDOW = 4 * 1024 * 1024;
 
@@ -39,7 +49,8 @@ export interface LoggedConnection {
   clientTsEcr: number;
 }
 
-function dotted(ip: number): string {
+/** Host-order IPv4 number to dotted quad. */
+export function dotted(ip: number): string {
   return [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].join('.');
 }
 
@@ -72,7 +83,6 @@ export function planRebuild(conn: ReplicatedConnection, logged: LoggedConnection
   }
   const acked = rebuiltSendStart(conn, logged);
   const outq = conn.unacked.subarray(acked - conn.ackedOffset);
-  const tsBase = logged.clientTsEcr !== 0 ? logged.clientTsEcr : rec.serverTsval;
   const state: TcpRebuildState = {
     localAddress: dotted(rec.serverIp),
     localPort: rec.serverPort,
@@ -85,7 +95,7 @@ export function planRebuild(conn: ReplicatedConnection, logged: LoggedConnection
     rcvWscale: rec.serverWscale,
     sackOk: rec.sackOk,
     timestamps: rec.timestamps,
-    tsVal: rec.timestamps ? (tsBase + TSVAL_MARGIN) >>> 0 : 0,
+    tsVal: rec.timestamps ? firstTsVal(rec, logged.clientTsEcr) : 0,
     peerWindow: logged.clientWindow > 0 ? logged.clientWindow : 65535,
     ourWindow: Math.min(65535 * 2 ** rec.serverWscale, MAX_OUR_WINDOW),
   };
