@@ -55,8 +55,19 @@ export interface CaptureSummary {
   readonly connections: number;
   /** The client's first FIN (its own close) on any connection, ms since the epoch, or null. */
   readonly clientFinAt: number | null;
-  /** Times of every RST the server side sent. */
+  /**
+   * Times of every RST the server side sent on a connection before the
+   * client's FIN on it (or at all, if the client never sent one there): a
+   * client still using its socket would see it as an error.
+   */
   readonly serverRsts: readonly number[];
+  /**
+   * RSTs after the client's own FIN on that connection: a server that
+   * closes with bytes unread (iperf3 at the end of a test) sends one, and a
+   * client that closed its socket never sees it. One that only shut down
+   * its sending side would, and its own checks report the error.
+   */
+  readonly serverRstsAfterClientFin: readonly number[];
   /**
    * Times of every FIN the server side sent on a connection before the
    * client's own FIN on that connection (or at all, if the client never sent
@@ -227,6 +238,10 @@ export function summarizeCapture(pcap: PcapCapture, bed: Testbed, port: number, 
   // Per connection (the client's port): its own first FIN, and each side's ISN.
   const clientFinOf = new Map<number, number>();
   for (const s of toServer) if (hasFlag(s, TcpFlag.FIN) && !clientFinOf.has(s.srcPort)) clientFinOf.set(s.srcPort, ms(s.time));
+  const afterClientFin = (s: (typeof fromServer)[number]): boolean => {
+    const fin = clientFinOf.get(s.dstPort);
+    return fin !== undefined && ms(s.time) > fin;
+  };
   const clientIsn = new Map<number, number>();
   const serverIsn = new Map<number, number>();
   for (const s of toServer) if (hasFlag(s, TcpFlag.SYN) && !clientIsn.has(s.srcPort)) clientIsn.set(s.srcPort, s.seq);
@@ -298,7 +313,8 @@ export function summarizeCapture(pcap: PcapCapture, bed: Testbed, port: number, 
     toServer: toServer.length,
     connections: clientPorts.size,
     clientFinAt,
-    serverRsts: fromServer.filter((s) => hasFlag(s, TcpFlag.RST)).map((s) => ms(s.time)),
+    serverRsts: fromServer.filter((s) => hasFlag(s, TcpFlag.RST) && !afterClientFin(s)).map((s) => ms(s.time)),
+    serverRstsAfterClientFin: fromServer.filter((s) => hasFlag(s, TcpFlag.RST) && afterClientFin(s)).map((s) => ms(s.time)),
     serverFinsBeforeClientFin: fromServer
       .filter((s) => {
         const fin = clientFinOf.get(s.dstPort);

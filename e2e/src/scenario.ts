@@ -778,7 +778,7 @@ export function describeScenario(r: ScenarioReport, opts: { verbose?: boolean } 
     const c = r.capture;
     lines.push(
       `capture: ${c.packets} packets, ${c.connections} connection(s), ${c.fromServer} from the VIP, ${c.toServer} to it; client FIN at ${at(c.clientFinAt)}; ` +
-        `server RSTs ${c.serverRsts.length}${c.serverRsts.length > 0 ? ` (${c.serverRsts.slice(0, 5).map(at).join(', ')})` : ''}, server FINs before the client's ${c.serverFinsBeforeClientFin.length}; ` +
+        `server RSTs ${c.serverRsts.length}${c.serverRsts.length > 0 ? ` (${c.serverRsts.slice(0, 5).map(at).join(', ')})` : ''}, after the client's FIN ${c.serverRstsAfterClientFin.length}, server FINs before the client's ${c.serverFinsBeforeClientFin.length}; ` +
         `wire gap ${c.wireGapMs.toFixed(1)} ms from ${at(c.wireGapAt)}; first server segment after the fault ${at(c.firstServerSegmentAfterCrash)} ` +
         `(${c.serverSegmentsAfterCrash} after); client retransmissions after the fault ${c.clientRetransmitsAfterCrash}`,
     );
