@@ -12,7 +12,7 @@ import { outgoingWindowShift, sackNegotiated, timestampsNegotiated } from './con
 import { MAX_WINDOW_FIELD } from './rewrite.js';
 import { writeU16, writeU32 } from './wire/bytes.js';
 import { tcpChecksum } from './wire/checksum.js';
-import { IP_PROTO_TCP, writeIpv4Checksum } from './wire/ipv4.js';
+import { writeCraftedIpv4Header } from './wire/ipv4.js';
 import { seqAdd, seqForward, seqGt, seqLt, seqMax, seqMin, u32Max } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
 import type { SackBlock } from './wire/tcp.js';
@@ -53,15 +53,7 @@ export function craftAck(c: Connection, opts: CraftAckOptions = {}): Buffer {
   const b = Buffer.alloc(total);
   const k = c.key;
 
-  b[0] = 0x45;
-  writeU16(b, 2, total);
-  writeU16(b, 4, opts.ipId ?? 0);
-  writeU16(b, 6, 0x4000);
-  b[8] = 64;
-  b[9] = IP_PROTO_TCP;
-  writeU32(b, 12, k.serverAddr);
-  writeU32(b, 16, k.clientAddr);
-  writeIpv4Checksum(b, 20);
+  writeCraftedIpv4Header(b, total, k.serverAddr, k.clientAddr, opts.ipId ?? 0);
 
   const ack = craftedAckNumber(c);
   const shift = outgoingWindowShift(c);

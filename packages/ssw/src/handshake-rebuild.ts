@@ -17,7 +17,7 @@
 import type { ConnKey, Connection } from './conntable.js';
 import { writeU16, writeU32 } from './wire/bytes.js';
 import { tcpChecksum } from './wire/checksum.js';
-import { IP_PROTO_TCP, writeIpv4Checksum } from './wire/ipv4.js';
+import { writeCraftedIpv4Header } from './wire/ipv4.js';
 import { offsetToSeq, seqAdd, seqDiff, seqDelta, seqForward, seqGt, u32Add } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
 import { TCP, TcpFlag, TcpOptionKind, type TcpPacket } from './wire/tcp.js';
@@ -80,14 +80,7 @@ export function craftClientSegment(k: ConnKey, s: ClientSegment): Buffer {
   const tcpLen = TCP.MIN_HEADER_LENGTH + opts.length + payload.length;
   const total = 20 + tcpLen;
   const b = Buffer.alloc(total);
-  b[0] = 0x45;
-  writeU16(b, 2, total);
-  writeU16(b, 6, 0x4000);
-  b[8] = 64;
-  b[9] = IP_PROTO_TCP;
-  writeU32(b, 12, k.clientAddr);
-  writeU32(b, 16, k.serverAddr);
-  writeIpv4Checksum(b, 20);
+  writeCraftedIpv4Header(b, total, k.clientAddr, k.serverAddr);
   const t = 20;
   writeU16(b, t + TCP.SRC_PORT, k.clientPort);
   writeU16(b, t + TCP.DST_PORT, k.serverPort);

@@ -3,7 +3,7 @@
  * length before it reads a field and returns an error value; it never
  * throws, because its input comes from the network.
  */
-import { readU16, readU32, writeU16 } from './bytes.js';
+import { readU16, readU32, writeU16, writeU32 } from './bytes.js';
 import { fold, ipv4HeaderChecksum, onesSum } from './checksum.js';
 
 /** Byte offsets of IPv4 header fields, and the header's size limits. */
@@ -106,6 +106,23 @@ export function verifyIpv4Checksum(buf: Uint8Array, headerLength: number): boole
 /** Recompute and store the IPv4 header checksum of the header at the start of `buf`. */
 export function writeIpv4Checksum(buf: Uint8Array, headerLength: number): void {
   writeU16(buf, IPV4.CHECKSUM, ipv4HeaderChecksum(buf, 0, headerLength));
+}
+
+/**
+ * Write the 20-byte header of a TCP datagram the wrap crafts at the start of
+ * `buf`: no options, DF set (RFC 6864 4.1: the id may then be 0), TTL 64,
+ * checksum included.
+ */
+export function writeCraftedIpv4Header(buf: Uint8Array, totalLength: number, src: number, dst: number, id = 0): void {
+  buf[0] = 0x45;
+  writeU16(buf, 2, totalLength);
+  writeU16(buf, 4, id);
+  writeU16(buf, 6, 0x4000);
+  buf[8] = 64;
+  buf[9] = IP_PROTO_TCP;
+  writeU32(buf, 12, src);
+  writeU32(buf, 16, dst);
+  writeIpv4Checksum(buf, 20);
 }
 
 /**
