@@ -15,6 +15,7 @@
  * recorder injects them.
  */
 import type { ConnKey, Connection } from './conntable.js';
+import { incomingWindowShift, outgoingWindowShift, timestampsNegotiated } from './conntable.js';
 import { writeU16, writeU32 } from './wire/bytes.js';
 import { tcpChecksum } from './wire/checksum.js';
 import { writeCraftedIpv4Header } from './wire/ipv4.js';
@@ -148,10 +149,9 @@ export class HandshakeRebuild {
     /** The TSval of the spoofed client segments: at or past what the kernel last saw from this client. */
     private readonly clientTsVal: number,
   ) {
-    const cs = c.clientSyn!;
-    const ss = c.serverSyn!;
-    this.timestamps = cs.timestamps && ss.timestamps;
-    this.scaled = (cs.windowScale ?? 0) > 0 || (ss.windowScale ?? 0) > 0;
+    this.timestamps = timestampsNegotiated(c);
+    // The record keeps 0 for "not negotiated": a shift of 0 on both sides is none.
+    this.scaled = (c.clientSyn!.windowScale ?? 0) > 0 || (c.serverSyn!.windowScale ?? 0) > 0;
   }
 
   /**
@@ -190,7 +190,7 @@ export class HandshakeRebuild {
         ackDelta: seqDelta(0),
         tsOffset: this.timestamps ? u32Add(this.input.firstTsVal, -this.kernelTsVal) : 0,
       };
-      this.window = Math.min(0xffff, Math.floor(this.input.clientWindow / 2 ** (this.scaled ? (this.c.clientSyn!.windowScale ?? 0) : 0)));
+      this.window = Math.min(0xffff, Math.floor(this.input.clientWindow / 2 ** incomingWindowShift(this.c)));
       // Windows in SYN segments are never scaled (RFC 7323 2.2).
       this.right = seqAdd(offsetToSeq(0, isn), pkt.window);
       return { ok: true, packets: [this.segment(offsetToSeq(0, isn), TcpFlag.ACK), ...this.more()], established: true, done: this.finished() };
@@ -198,7 +198,7 @@ export class HandshakeRebuild {
     if (this.kernelIsn === undefined) return { ok: false, reason: 'the kernel sent a segment before its SYN-ACK' };
     if (pkt.flags & TcpFlag.RST) return { ok: false, reason: 'the kernel reset the connection' };
     if (pkt.flags & TcpFlag.ACK) {
-      const edge = seqAdd(pkt.ack, pkt.window * 2 ** (this.scaled ? (this.c.serverSyn!.windowScale ?? 0) : 0));
+      const edge = seqAdd(pkt.ack, pkt.window * 2 ** outgoingWindowShift(this.c));
       if (this.right === undefined || seqGt(edge, this.right)) this.right = edge;
     }
     return { ok: true, packets: this.more(), established: false, done: this.finished() };

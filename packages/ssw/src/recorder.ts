@@ -326,7 +326,7 @@ export class Recorder {
    * Returns false when `bufferConnId` names no pending connection.
    */
   releasePending(bufferConnId: number): boolean {
-    const t = [...this.tracked.values()].find((x) => x.bufferId === bufferConnId);
+    const t = this.byBufferId(bufferConnId);
     if (!t || t.conn.mode !== 'pending') return false;
     this.opts.wrap.table.delete(t.conn.key);
     t.closeLogged = true;
@@ -356,7 +356,7 @@ export class Recorder {
    * failure after success releases it too.
    */
   rebuildByHandshake(bufferConnId: number, input: HandshakeRebuildRequest): Promise<HandshakeRebuildResult> {
-    const t = [...this.tracked.values()].find((x) => x.bufferId === bufferConnId);
+    const t = this.byBufferId(bufferConnId);
     const refuse = (reason: string): Promise<HandshakeRebuildResult> => {
       this.counters.handshakesFailed++;
       return Promise.resolve({ ok: false, reason });
@@ -429,6 +429,12 @@ export class Recorder {
     this.counters.handshakesFailed++;
     h.settle({ ok: false, reason });
     this.releasePending(t.bufferId);
+  }
+
+  /** The followed connection logged as buffer connection `bufferConnId`, if any. */
+  private byBufferId(bufferConnId: number): Tracked | undefined {
+    for (const t of this.tracked.values()) if (t.bufferId === bufferConnId) return t;
+    return undefined;
   }
 
   private allocConnId(): number {

@@ -333,7 +333,7 @@ export class Backup {
       const r = await this.wrap!.rebuildByHandshake(a.rec.connId, {
         instream,
         fin: c?.finOffset === a.stableOffset,
-        firstTsVal: firstTsVal(a.rec as ConnRecord, a.clientTsEcr),
+        firstTsVal: firstTsVal(a.rec, a.clientTsEcr),
         clientWindow: a.clientWindow,
         clientSynTsVal: a.rec.clientTsval,
       });

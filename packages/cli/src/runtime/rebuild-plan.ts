@@ -29,7 +29,7 @@ export const TSVAL_MARGIN = 3_600_000;
  * old primary the client is known to have seen (its highest logged TSecr,
  * or the SYN-ACK's).
  */
-export function firstTsVal(rec: ConnRecord, clientTsEcr: number): number {
+export function firstTsVal(rec: Pick<ConnRecord, 'serverTsval'>, clientTsEcr: number): number {
   return ((clientTsEcr !== 0 ? clientTsEcr : rec.serverTsval) + TSVAL_MARGIN) >>> 0;
 }
 
