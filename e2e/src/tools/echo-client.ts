@@ -35,40 +35,9 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { emit, toolArgs } from './tool-args.js';
 
-function emit(ev: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ ev, t: Date.now(), ...fields })}\n`);
-}
-
-function fail(message: string): never {
-  process.stderr.write(`echo-client: ${message}\n`);
-  process.exit(2);
-}
-
-function parseArgs(argv: readonly string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (let i = 0; i < argv.length; i += 2) {
-    const k = argv[i];
-    const v = argv[i + 1];
-    if (k === undefined || !k.startsWith('--')) fail(`unexpected argument ${String(k)}`);
-    if (v === undefined) fail(`${k} needs a value`);
-    m.set(k.slice(2), v);
-  }
-  return m;
-}
-
-const args = parseArgs(process.argv.slice(2));
-
-function num(key: string, dflt?: number): number {
-  const v = args.get(key);
-  if (v === undefined) {
-    if (dflt === undefined) fail(`--${key} is required`);
-    return dflt;
-  }
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) fail(`--${key} must be a non-negative number, got ${v}`);
-  return n;
-}
+const { get, has, num, required } = toolArgs('echo-client', process.argv.slice(2));
 
 /** Wall-clock ms since the epoch with sub-millisecond resolution. */
 function now(): number {
@@ -124,14 +93,14 @@ interface Gap {
   readonly offset: number;
 }
 
-const host = args.get('host') ?? fail('--host is required');
+const host = required('host');
 const port = num('port');
 const total = num('bytes');
 const seed = num('seed', 1);
-const rateMbit = args.has('rate-mbit') ? num('rate-mbit') : undefined;
+const rateMbit = has('rate-mbit') ? num('rate-mbit') : undefined;
 const progressEvery = Math.max(1, num('progress-bytes', 1024 * 1024));
 const timeoutMs = num('timeout-ms', 120_000);
-const traceFile = args.get('trace');
+const traceFile = get('trace');
 const CHUNK = 16 * 1024;
 
 const sendStream = new SeededBytes(seed);

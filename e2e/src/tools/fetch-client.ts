@@ -26,48 +26,18 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
+import { emit, toolArgs } from './tool-args.js';
 
-function emit(ev: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ ev, t: Date.now(), ...fields })}\n`);
-}
+const { flag, get, num, required } = toolArgs('fetch-client', process.argv.slice(2), ['tls']);
 
-function fail(message: string): never {
-  process.stderr.write(`fetch-client: ${message}\n`);
-  process.exit(2);
-}
-
-const args = new Map<string, string>();
-const flags = new Set<string>();
-for (let i = 2; i < process.argv.length; i++) {
-  const k = process.argv[i]!;
-  if (!k.startsWith('--')) fail(`unexpected argument ${k}`);
-  if (k === '--tls') {
-    flags.add('tls');
-    continue;
-  }
-  const v = process.argv[++i];
-  if (v === undefined) fail(`${k} needs a value`);
-  args.set(k.slice(2), v);
-}
-function num(key: string, dflt?: number): number {
-  const v = args.get(key);
-  if (v === undefined) {
-    if (dflt === undefined) fail(`--${key} is required`);
-    return dflt;
-  }
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) fail(`--${key} must be a non-negative number, got ${v}`);
-  return n;
-}
-
-const host = args.get('host') ?? fail('--host is required');
+const host = required('host');
 const port = num('port');
-const path = args.get('path') ?? fail('--path is required');
+const path = required('path');
 const expectBytes = num('expect-bytes');
-const expectSha = (args.get('expect-sha256') ?? fail('--expect-sha256 is required')).toLowerCase();
+const expectSha = required('expect-sha256').toLowerCase();
 const progressEvery = Math.max(1, num('progress-bytes', 1024 * 1024));
 const timeoutMs = num('timeout-ms', 120_000);
-const ca = args.get('ca');
+const ca = get('ca');
 
 const now = (): number => performance.timeOrigin + performance.now();
 const started = now();
@@ -80,7 +50,7 @@ let lastArrival: number | undefined;
 const gaps: Array<{ ms: number; at: number; offset: number }> = [];
 let finished = false;
 
-const sock: net.Socket = flags.has('tls')
+const sock: net.Socket = flag('tls')
   ? tls.connect({ host, port, ...(ca !== undefined ? { ca: readFileSync(ca) } : { rejectUnauthorized: false }), checkServerIdentity: () => undefined })
   : net.connect({ host, port });
 
@@ -110,9 +80,9 @@ function body(d: Buffer): void {
   }
 }
 
-sock.on(flags.has('tls') ? 'secureConnect' : 'connect', () => {
+sock.on(flag('tls') ? 'secureConnect' : 'connect', () => {
   const t = sock as tls.TLSSocket;
-  emit('connected', { localPort: sock.localPort, protocol: flags.has('tls') ? t.getProtocol() : null, cipher: flags.has('tls') ? t.getCipher().name : null });
+  emit('connected', { localPort: sock.localPort, protocol: flag('tls') ? t.getProtocol() : null, cipher: flag('tls') ? t.getCipher().name : null });
   sock.write(`GET ${path} HTTP/1.0\r\n\r\n`);
 });
 

@@ -29,35 +29,12 @@
  * arguments.
  */
 import net from 'node:net';
+import { emit, toolArgs } from './tool-args.js';
 
-function emit(ev: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ ev, t: Date.now(), ...fields })}\n`);
-}
+const args = toolArgs('redis-incr-client', process.argv.slice(2));
+const { num } = args;
 
-function fail(message: string): never {
-  process.stderr.write(`redis-incr-client: ${message}\n`);
-  process.exit(2);
-}
-
-const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) {
-  const k = process.argv[i];
-  const v = process.argv[i + 1];
-  if (k === undefined || !k.startsWith('--') || v === undefined) fail(`bad argument ${String(k)}`);
-  args.set(k.slice(2), v);
-}
-function num(key: string, dflt?: number): number {
-  const v = args.get(key);
-  if (v === undefined) {
-    if (dflt === undefined) fail(`--${key} is required`);
-    return dflt;
-  }
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) fail(`--${key} must be a non-negative number, got ${v}`);
-  return n;
-}
-
-const host = args.get('host') ?? fail('--host is required');
+const host = args.required('host');
 const port = num('port');
 const count = num('count', 20_000);
 const key = args.get('key') ?? 'counter';
