@@ -8,8 +8,6 @@
  * the cleanup of what a SIGKILLed agent leaves behind. failover.ts (the echo
  * scenario) and scenario.ts (any server, any client) are built on it.
  */
-import { basename, dirname } from 'node:path';
-import { tmpdir } from 'node:os';
 import { TcpFlag, flagString, hasFlag, type PcapCapture } from './pcap.js';
 import type { HostProcess } from './process.js';
 import type { HostRole, Testbed } from './testbed.js';
@@ -331,21 +329,6 @@ export function summarizeCapture(pcap: PcapCapture, bed: Testbed, port: number, 
     clientRetransmitsAfterCrash,
     aroundCrash,
   };
-}
-
-/** The directories of the NSW agents' sockets named in `nsw.listen` events, if they look like an agent's own. */
-export function agentSocketDirs(procs: readonly HostProcess[]): string[] {
-  const dirs: string[] = [];
-  for (const p of procs) {
-    for (const line of allLines(p)) {
-      const e = parseLogLine(line);
-      const socket = e?.event === 'nsw.listen' ? e.fields['socket'] : undefined;
-      if (typeof socket !== 'string') continue;
-      const dir = dirname(socket);
-      if (/^ftcp-(primary|backup)-[A-Za-z0-9]{6}$/.test(basename(dir)) && dir.startsWith(tmpdir())) dirs.push(dir);
-    }
-  }
-  return dirs;
 }
 
 /**

@@ -36,7 +36,6 @@ import { join } from 'node:path';
 import type { Capture } from './capture.js';
 import { registerLive, unregisterLive, type SyncDestroyable } from './cleanup.js';
 import {
-  agentSocketDirs,
   allLines,
   exitWithin,
   mulberry32,
@@ -701,8 +700,6 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
   } finally {
     await capture?.stop(0).catch(() => undefined);
     await bed.destroy();
-    // A crashed (SIGKILLed) agent cannot remove its shim socket's directory.
-    for (const d of agentSocketDirs(Object.values(procs))) temps.add(d);
     temps.destroySync();
   }
 }

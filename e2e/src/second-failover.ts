@@ -33,7 +33,6 @@
 import { BufferWatch, type CatchUp } from './buffer-watch.js';
 import type { Capture } from './capture.js';
 import {
-  agentSocketDirs,
   allLines,
   exitWithin,
   mulberry32,
@@ -351,8 +350,6 @@ export async function runSecondFailover(opts: SecondFailoverOptions = {}): Promi
   } finally {
     await capture?.stop(0).catch(() => undefined);
     await bed.destroy();
-    // A crashed (SIGKILLed) agent cannot remove its shim socket's directory.
-    for (const d of agentSocketDirs(Object.values(procs))) temps.add(d);
     temps.destroySync();
   }
 }

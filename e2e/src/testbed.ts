@@ -41,6 +41,7 @@ import { TestbedError, TestbedErrorCode } from './errors.js';
 import { sendGratuitousArp, type GarpOptions } from './garp.js';
 import { newTag, nsName } from './names.js';
 import { ipIn, nsCreate, nsDelete, nsDeleteSync, nsExec, nsKillAll, nsLinks, nsSysctl } from './netns.js';
+import { removeNodeStateDirs } from './node-state-dirs.js';
 import { HostProcess, type SpawnOptions } from './process.js';
 import { clearQdisc, setTbf } from './ratelimit.js';
 import type { RunOptions, RunResult } from './run.js';
@@ -216,6 +217,8 @@ export class Testbed implements SyncDestroyable {
   private readonly created: string[] = [];
   private readonly procs: HostProcess[] = [];
   private readonly crashedHosts = new Set<HostRole>();
+  /** Every pid the bed SIGKILLed: their node directories are the bed's to remove. */
+  private readonly killedPids = new Set<number>();
   /** Whether {@link Testbed.armPartition} has put the partition chain in place. */
   private partitionArmed = false;
   private owner: HostRole | null = null;
@@ -564,6 +567,7 @@ export class Testbed implements SyncDestroyable {
     const cutAt = Date.now();
     const killedPids = await nsKillAll(ns);
     const killedAt = Date.now();
+    for (const pid of killedPids) this.killedPids.add(pid);
     this.crashedHosts.add(role);
     return { host: role, cutInterfaces, cutAt, killedPids, killedAt };
   }
@@ -579,8 +583,10 @@ export class Testbed implements SyncDestroyable {
       const errors: unknown[] = [];
       // Kill everywhere first: a process in one namespace may hold a socket or
       // device reference that keeps another alive.
-      await Promise.all(this.created.map((ns) => nsKillAll(ns).catch((e: unknown) => errors.push(e))));
+      const killed = await Promise.all(this.created.map((ns) => nsKillAll(ns).catch((e: unknown) => (errors.push(e), []))));
       await Promise.all(this.procs.map((p) => p.stop('SIGKILL', 2000).catch((e: unknown) => errors.push(e))));
+      for (const pid of [...killed.flat(), ...this.procs.map((p) => p.pid)]) this.killedPids.add(pid);
+      removeNodeStateDirs(this.killedPids);
       for (const ns of [...this.created]) {
         try {
           await nsDelete(ns);

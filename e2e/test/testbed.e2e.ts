@@ -1,5 +1,7 @@
 import { expect } from 'chai';
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   Testbed,
   TcpFlag,
@@ -262,6 +264,27 @@ describe('the namespace test bed', function () {
     expect(linksAfter).to.not.include(bed.tag);
     expect(linksBefore).to.not.include('lan0');
     expect(linksAfter).to.not.include('lan0');
+  });
+
+  it('removes the private directory of an ftcp node it killed, and no other node directory', async function () {
+    this.timeout(10_000);
+    bed = await Testbed.create();
+    // A node names itself in owner.pid, as `ftcp primary` does; killed, it cannot remove the directory.
+    const node = bed.spawn('primary', 'sh', ['-c', 'd=$(mktemp -d /tmp/ftcp-primary-XXXXXX) && echo $$ > "$d/owner.pid" && echo "$d" && exec sleep 30']);
+    const nodeDir = await node.waitForLine((l) => l.startsWith('/tmp/ftcp-primary-'), 5000);
+    const deadPid = Number((await run('cat', ['/proc/sys/kernel/pid_max'])).stdout.trim());
+    const others = [mkdtempSync(join(tmpdir(), 'ftcp-backup-')), mkdtempSync(join(tmpdir(), 'ftcp-primary-'))];
+    writeFileSync(join(others[0]!, 'owner.pid'), String(deadPid));
+    writeFileSync(join(others[1]!, 'owner.pid'), String(process.pid));
+    try {
+      await bed.crash('primary');
+      expect(existsSync(nodeDir), 'left until destroy').to.equal(true);
+      await bed.destroy();
+      expect(existsSync(nodeDir), nodeDir).to.equal(false);
+      for (const d of others) expect(existsSync(d), d).to.equal(true);
+    } finally {
+      for (const d of [nodeDir, ...others]) rmSync(d, { recursive: true, force: true });
+    }
   });
 
   it('removes namespaces left by a dead run, and only those', async function () {
