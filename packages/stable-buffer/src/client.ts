@@ -30,6 +30,7 @@ import {
   type Positions,
   type SegmentRecord,
 } from './protocol/messages.js';
+import { Heartbeat } from './heartbeat.js';
 import { SendQueue } from './sendqueue.js';
 
 export interface ClientOptions {
@@ -175,6 +176,7 @@ export class StableBufferClient extends EventEmitter {
   reconnects = 0;
   /** Probes from the buffer answered. */
   probesAnswered = 0;
+  private heartbeat: Heartbeat | null = null;
 
   private constructor(readonly options: ClientOptions) {
     super();
@@ -381,7 +383,30 @@ export class StableBufferClient extends EventEmitter {
     const ok = await this.request({ kind: 'hello', epoch, role: Role.WRITER, node: this.options.node }, 'hello-ok');
     this.epochValue = ok.epoch;
     this.writerEpoch = ok.epoch;
+    this.heartbeat?.attach(ok.epoch);
     return { epoch: ok.epoch, headLsn: ok.headLsn };
+  }
+
+  /**
+   * Starts answering the buffer's probes from a thread of its own (see
+   * heartbeat.ts) for whatever epoch this client writes in: now if it is the
+   * writer, else from its {@link attachAsWriter}. A busy event loop here then
+   * no longer looks like a dead primary. Ends with {@link close}.
+   * @param stallLimitMs the longest main-thread stall the heartbeat covers.
+   */
+  startHeartbeat(stallLimitMs?: number): Heartbeat {
+    if (this.closed) throw new FtcpError(ErrorCode.CLOSED, 'client is closed');
+    if (this.heartbeat) return this.heartbeat;
+    const { endpoint, node, curve } = this.options;
+    this.heartbeat = new Heartbeat({
+      endpoint,
+      node,
+      logger: this.logger,
+      ...(this.writerEpoch !== null ? { epoch: this.writerEpoch } : {}),
+      ...(curve ? { curve } : {}),
+      ...(stallLimitMs !== undefined ? { stallLimitMs } : {}),
+    });
+    return this.heartbeat;
   }
 
   /** Takes the next epoch (fencing the old primary) and returns where every stream ends. */
@@ -506,6 +531,7 @@ export class StableBufferClient extends EventEmitter {
     }
     this.pending.clear();
     this.subscription?.end();
+    void this.heartbeat?.stop();
     this.out.close();
     this.socket.close();
   }

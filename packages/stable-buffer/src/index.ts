@@ -9,6 +9,8 @@ export { StableBufferServer, serverOptionsSchema } from './server.js';
 export type { ServerOptions, ServerCounters } from './server.js';
 export { StableBufferClient, Subscription } from './client.js';
 export type { ClientOptions, SubscriptionEvent } from './client.js';
+export { Heartbeat, DEFAULT_STALL_LIMIT_MS } from './heartbeat.js';
+export type { HeartbeatOptions } from './heartbeat.js';
 export { CallWriter, ReplicaFeed } from './replica-feed.js';
 export type { PrimaryFailure, ReplicaFeedOptions } from './replica-feed.js';
 export {

@@ -103,6 +103,8 @@ export class StableBufferServer extends EventEmitter {
   private readonly out: SendQueue;
   private readonly detector: Detector;
   private writer: Peer | null = null;
+  /** The writer's heartbeat connection (Role.HEARTBEAT): its answers count as the writer's. */
+  private heartbeat: Peer | null = null;
   private lastPeer: Peer | null = null;
   /** Recent records, so live subscribers are served without reading LMDB. */
   private readonly tail = new RecordRing(TAIL_RECORDS, TAIL_BYTES);
@@ -251,7 +253,7 @@ export class StableBufferServer extends EventEmitter {
       const decoded = decodeFrame(frame);
       reqId = decoded.reqId;
       const peer = this.peerFor(id);
-      if (peer === this.writer) this.detector.heard();
+      if (peer === this.writer || peer === this.heartbeat) this.detector.heard();
       return this.dispatch(peer, decoded.msg, reqId, frame);
     } catch (err) {
       this.sendError(id, err, reqId);
@@ -330,6 +332,19 @@ export class StableBufferServer extends EventEmitter {
       this.writer = peer;
       this.detector.start();
       this.logger.log('info', 'writer-attached', { node, epoch: this.store.epoch });
+    } else if (role === Role.HEARTBEAT) {
+      // Only the owner of the current epoch: a fenced primary's heartbeat must
+      // not keep the detector from seeing its successor fall silent.
+      if (epoch === 0 || epoch !== this.store.epoch || node !== this.store.owner) {
+        throw new FtcpError(
+          ErrorCode.STALE_EPOCH,
+          `heartbeat of node ${node} for epoch ${epoch}; epoch ${this.store.epoch} belongs to ${this.store.owner || 'nobody'}`,
+        );
+      }
+      this.heartbeat = peer;
+      // This hello is the heartbeat's first word (receive() did not know the peer yet).
+      this.detector.heard();
+      this.logger.log('info', 'heartbeat-attached', { node, epoch });
     }
     this.send(peer.id, { kind: 'hello-ok', epoch: this.store.epoch, headLsn: this.store.headLsn }, reqId);
   }
@@ -339,6 +354,7 @@ export class StableBufferServer extends EventEmitter {
     await this.store.setEpoch(epoch, node);
     // Fence: the old writer's next write carries an older epoch and is refused.
     this.writer = null;
+    this.heartbeat = null;
     this.detector.stop();
     this.store.unregisterBackup(node);
     peer.node = node;
@@ -466,7 +482,9 @@ export class StableBufferServer extends EventEmitter {
 
   private probe(): void {
     this.counters.probes++;
-    if (this.writer) this.send(this.writer.id, { kind: 'ping' }, 0x80000000 | (this.probeSeq++ & 0x7fffffff));
+    const reqId = 0x80000000 | (this.probeSeq++ & 0x7fffffff);
+    if (this.writer) this.send(this.writer.id, { kind: 'ping' }, reqId);
+    if (this.heartbeat) this.send(this.heartbeat.id, { kind: 'ping' }, reqId);
   }
 
   private declareFailed(silentMs: number): void {
@@ -495,6 +513,7 @@ export class StableBufferServer extends EventEmitter {
       epoch: this.store.epoch,
       owner: this.store.owner,
       writerAttached: this.writer !== null,
+      heartbeatAttached: this.heartbeat !== null,
       detector: { state: this.detector.state, silentForMs: Math.round(this.detector.silentFor()), probes: this.detector.probes, misses: this.detector.misses, falseVerdicts: this.detector.falseVerdicts },
       headLsn: this.store.headLsn,
       firstLsn: this.store.firstLsn,

@@ -146,6 +146,10 @@ export class Backup {
       // Any answer proves the buffer is there; a wrong endpoint fails here, not at the failure.
       await this.follower.ping();
       await this.writer.ping();
+      // Started now, vouching for nobody: its thread takes 100-200 ms to come
+      // up on a loaded host, and from the promotion on it must already answer
+      // the buffer's probes while the roll-forward keeps this thread busy.
+      this.writer.startHeartbeat();
       // The service's rules and queue go in now, not in the takeover (they
       // cost ~100 ms): nothing reaches them before this host has the VIP.
       if (this.opts.iface) await capOffloadSizes(this.opts.iface);

@@ -60,6 +60,8 @@ export class Primary {
   async start(): Promise<void> {
     const { service, logger } = this.opts;
     try {
+      // Probes answered from a thread of its own: a busy event loop here is not a dead primary.
+      this.client.startHeartbeat();
       this.epoch = (await this.client.attachAsWriter()).epoch;
       const socketPath = join(this.stateDir, 'nsw.sock');
       this.agent = new NswAgent({ socketPath, mode: 'record', sink: new CallWriter(this.client), logger });

@@ -67,8 +67,11 @@ export const MsgType = {
   ERROR: 0xff,
 } as const;
 
-/** Role a peer declares in its hello. */
-export const Role = { WRITER: 1, READER: 2 } as const;
+/**
+ * Role a peer declares in its hello. A HEARTBEAT is a second connection of
+ * the epoch's owner that only answers probes (see heartbeat.ts).
+ */
+export const Role = { WRITER: 1, READER: 2, HEARTBEAT: 3 } as const;
 /** How a subscribing backup follows the log; decides what retention may collect. */
 export const BackupMode = { OBSERVER: 0, HOT: 1, COLD: 2 } as const;
 /** TCP flags carried with a logged client segment. */
@@ -250,7 +253,7 @@ const bodies: { [K in MessageKind]: Body<K> } = {
     read: (r) => {
       const epoch = r.u64('epoch');
       const role = r.u8('role');
-      if (role !== Role.WRITER && role !== Role.READER) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `unknown role ${role}`);
+      if (role !== Role.WRITER && role !== Role.READER && role !== Role.HEARTBEAT) throw new FtcpError(ErrorCode.MALFORMED_FRAME, `unknown role ${role}`);
       return { kind: 'hello', epoch, role, node: r.name('node id') };
     },
   },
