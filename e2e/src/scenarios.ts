@@ -184,7 +184,7 @@ export function echoScenario(opts: EchoScenarioOptions = {}): Scenario {
     server: (ctx) =>
       opts.acceptAfterMs === undefined
         ? { cmd: ECHOD_BIN, args: [ctx.vip, String(ctx.port), '-v'] }
-        : { cmd: 'python3', args: ['-c', SLOW_ACCEPT_ECHO, ctx.vip, String(ctx.port), String(opts.acceptAfterMs / 1000)] },
+        : { cmd: SYSTEM_PYTHON, args: ['-c', SLOW_ACCEPT_ECHO, ctx.vip, String(ctx.port), String(opts.acceptAfterMs / 1000)] },
     ready: async (_ctx, server) => {
       await waitForAnyLine(server, (l) => l.includes('"listening"'), 10_000, 'echod listening');
     },

@@ -9,10 +9,21 @@
  */
 import { expect } from 'chai';
 import { parseLogLine } from '../src/harness.js';
-import { echoScenario, runScenario, type BackupMode } from '../src/index.js';
+import { SYSTEM_PYTHON, echoScenario, runScenario, type BackupMode, type ScenarioContext } from '../src/index.js';
 import { expectMaskedCrash, logSummary, why } from './failover-checks.js';
 
 const KiB = 1024;
+
+describe('the slow-accept echo server', function () {
+  it("runs under Debian's python, not a python3 the PATH finds first", () => {
+    // pyenv's python3 is a bash script that forks dozens of processes before
+    // the interpreter starts; under the shim the replica must replay them all,
+    // and once (CI, eab18cf) it had not when the primary died, so the takeover
+    // waited 30 s for a replay that never came.
+    const ctx = { vip: '10.0.0.1', port: 7 } as unknown as ScenarioContext;
+    expect(echoScenario({ acceptAfterMs: 5000 }).server(ctx).cmd).to.equal(SYSTEM_PYTHON);
+  });
+});
 
 for (const mode of ['hot', 'cold'] as const satisfies readonly BackupMode[]) {
   describe(`a connection not yet accepted when the primary dies, with a ${mode} backup`, function () {
