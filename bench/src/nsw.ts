@@ -19,6 +19,13 @@
  * records and the client bytes it read), the figure FT-TCP's roll-forward
  * is given in.
  * Writes bench/results/nsw.json and prints a table.
+ *
+ * Usage: node bench/dist/src/nsw.js [--only none|passthrough|record|playback]
+ *
+ * `--only` runs one section (for profiling and iterating; the results file
+ * is then not written): a mode's clock and round-trip runs, or playback.
+ * FTCP_BENCH_NSW_BUFFER_NODE_ARGS adds node options to the buffer's process
+ * (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`); the agent is this process.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +38,18 @@ import { CallWriter, StableBufferClient } from '@ftcp/stable-buffer';
 import { fmt, table } from './stats.js';
 import { spawnReady, stop } from './spawn.js';
 
+type Mode = 'none' | 'passthrough' | 'record';
+const MODES: Mode[] = ['none', 'passthrough', 'record'];
+const onlyArg = process.argv.indexOf('--only');
+const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
+if (process.argv.includes('--help') || (ONLY !== undefined && ![...MODES, 'playback'].includes(ONLY))) {
+  console.error('usage: node bench/dist/src/nsw.js [--only none|passthrough|record|playback]');
+  process.exit(process.argv.includes('--help') ? 0 : 2);
+}
+/** Whether a section runs: all do unless `--only` names one. */
+const runs = (section: Mode | 'playback'): boolean => ONLY === undefined || ONLY === section;
+const BUFFER_NODE_ARGS = (process.env.FTCP_BENCH_NSW_BUFFER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '../../..');
 const work = mkdtempSync(join(tmpdir(), 'ftcp-bench-nsw-'));
@@ -39,7 +58,6 @@ execFileSync('gcc', ['-O2', '-Wall', '-o', bin, join(root, 'bench/native/nswbenc
 const echoBin = join(work, 'bulkecho');
 execFileSync('gcc', ['-O2', '-Wall', '-o', echoBin, join(root, 'packages/nsw/test/c/bulkecho.c')]);
 
-type Mode = 'none' | 'passthrough' | 'record';
 const PORT = 27000 + (process.pid % 1000);
 
 /** Runs the workload in a child, asynchronously: in record mode the agent in this process must keep serving it. */
@@ -67,25 +85,28 @@ async function run(mode: Mode, args: string[], socket: string): Promise<Record<s
   return res;
 }
 
-const buffer = await spawnReady(join(root, 'bin/ftcp'), ['buffer', 'serve', '--listen', 'tcp://127.0.0.1:0', '--data-dir', join(work, 'buffer'), '--durability', 'memory', '--log-level', 'error', '--max-log-bytes', '64GiB']);
-const client = StableBufferClient.connect({ endpoint: buffer.endpoint, node: 'bench-primary' });
-const socket = join(work, 'agent.sock');
 let agent: NswAgent | undefined;
 const results: Record<string, Record<Mode, Record<string, number>>> = { clock: {} as never, rtt: {} as never };
-try {
-  await client.attachAsWriter();
-  agent = new NswAgent({ socketPath: socket, mode: 'record', sink: new CallWriter(client) });
-  await agent.listen();
-  const CLOCK_N = { none: 2_000_000, passthrough: 2_000_000, record: 200_000 };
-  const RTT_N = { none: 20_000, passthrough: 20_000, record: 5_000 };
-  for (const mode of ['none', 'passthrough', 'record'] as Mode[]) {
-    results.clock![mode] = await run(mode, ['clock', String(CLOCK_N[mode])], socket);
-    results.rtt![mode] = await run(mode, ['rtt', String(RTT_N[mode]), String(PORT)], socket);
+if (ONLY !== 'playback') {
+  // The CLI's entry run by this node (what bin/ftcp does), so that node options can be given to it.
+  const buffer = await spawnReady(process.execPath, [...BUFFER_NODE_ARGS, join(root, 'packages/cli/bin/run.js'), 'buffer', 'serve', '--listen', 'tcp://127.0.0.1:0', '--data-dir', join(work, 'buffer'), '--durability', 'memory', '--log-level', 'error', '--max-log-bytes', '64GiB']);
+  const client = StableBufferClient.connect({ endpoint: buffer.endpoint, node: 'bench-primary' });
+  const socket = join(work, 'agent.sock');
+  try {
+    await client.attachAsWriter();
+    agent = new NswAgent({ socketPath: socket, mode: 'record', sink: new CallWriter(client) });
+    await agent.listen();
+    const CLOCK_N = { none: 2_000_000, passthrough: 2_000_000, record: 200_000 };
+    const RTT_N = { none: 20_000, passthrough: 20_000, record: 5_000 };
+    for (const mode of MODES.filter(runs)) {
+      results.clock![mode] = await run(mode, ['clock', String(CLOCK_N[mode])], socket);
+      results.rtt![mode] = await run(mode, ['rtt', String(RTT_N[mode]), String(PORT)], socket);
+    }
+  } finally {
+    await agent?.close();
+    client.close();
+    await stop(buffer.child);
   }
-} finally {
-  await agent?.close();
-  client.close();
-  await stop(buffer.child);
 }
 
 
@@ -192,13 +213,17 @@ async function playbackEcho(mib: number, block: number): Promise<PlaybackResult>
 
 const playbackRuns = { clock: [] as PlaybackResult[], echo: [] as PlaybackResult[], echoSmall: [] as PlaybackResult[] };
 try {
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < (runs('playback') ? 3 : 0); i++) {
     playbackRuns.clock.push(await playbackClock(200_000));
     playbackRuns.echo.push(await playbackEcho(32, 64 * 1024));
     playbackRuns.echoSmall.push(await playbackEcho(8, 4096));
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
+}
+if (ONLY !== undefined && ONLY !== 'playback') {
+  console.log(JSON.stringify({ clock: results.clock![ONLY as Mode], rtt: results.rtt![ONLY as Mode] }, null, 2));
+  process.exit(0);
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const playback = {
@@ -211,6 +236,7 @@ console.log(table(['playback (median of 3)', 'records', 'recorded/s', 'replayed/
   ['echo, 32 MiB in 64 KiB reads', playbackRuns.echo[0]!.records, fmt(median(playbackRuns.echo.map((r) => r.recordedPerSec)), 0), fmt(playback.echo.replayedPerSec, 0), fmt(playback.echo.msPerMiB)],
   ['echo, 8 MiB in 4 KiB reads', playbackRuns.echoSmall[0]!.records, fmt(median(playbackRuns.echoSmall.map((r) => r.recordedPerSec)), 0), fmt(playback.echoSmall.replayedPerSec, 0), fmt(playback.echoSmall.msPerMiB)],
 ]));
+if (ONLY === 'playback') process.exit(0);
 
 const c = results.clock!;
 const r = results.rtt!;

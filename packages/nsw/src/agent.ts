@@ -135,6 +135,8 @@ interface StreamState {
   stable: number;
   /** Stable call numbers above `stable` (appends may complete out of order). */
   ahead: Set<number>;
+  /** The sink's promise for the last calls appended, while it is pending (see {@link Appending}). */
+  appending: Appending | null;
   /** WAITs not yet answered. */
   waits: { callNo: number; reply: () => void }[];
   /** A connection speaks for this stream now. */
@@ -165,6 +167,17 @@ interface StreamState {
   pushedHead: number;
   /** Playback: the records read ahead of the shim, once the stream played its first call. */
   reader: ReadAhead | null;
+}
+
+/**
+ * Calls `from`..`to` of a stream, for which the sink returned one and the
+ * same promise: a sink that sends calls in batches (CallWriter) shares a
+ * batch's promise, so the agent waits on it once, not once per call.
+ */
+interface Appending {
+  promise: Promise<void>;
+  from: number;
+  to: number;
 }
 
 /**
@@ -581,7 +594,7 @@ export class NswAgent extends EventEmitter {
     }
     let s = this.streams.get(msg.name);
     if (s?.connected) throw new FtcpError(NswErrorCode.DUPLICATE_STREAM, `stream ${msg.name} is already connected`);
-    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false, peeked: 0, pushed: [], pushedHead: 0, reader: null }));
+    if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), appending: null, waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false, peeked: 0, pushed: [], pushedHead: 0, reader: null }));
     s.connected = true;
     s.pid = msg.pid;
     if (s.reader?.ended) s.reader = null;
@@ -603,24 +616,39 @@ export class NswAgent extends EventEmitter {
     // Not awaited: records of a stream are appended in order and become
     // stable in the background; only WAIT (output commit) waits for them.
     const sink = this.options.mode === 'record' ? this.sink! : this.liveSink!;
-    sink.append(name, callNo, data).then(
-      () => this.stable(s, callNo),
+    const promise = sink.append(name, callNo, data);
+    const pending = s.appending;
+    // The same promise as the call before: it already stands for that call, now for this one too.
+    if (pending !== null && pending.promise === promise) {
+      pending.to = callNo;
+      return;
+    }
+    const a: Appending = { promise, from: callNo, to: callNo };
+    s.appending = a;
+    promise.then(
+      () => {
+        // Settled: a call that gets this promise from now on needs a handler of its own.
+        if (s.appending === a) s.appending = null;
+        this.stable(s, a.from, a.to);
+      },
       (err: unknown) => {
-        this.counters.unstable--;
-        this.logger?.log('error', 'nsw.append-failed', { stream: name, callNo, error: String(err) });
+        if (s.appending === a) s.appending = null;
+        this.counters.unstable -= a.to - a.from + 1;
+        this.logger?.log('error', 'nsw.append-failed', { stream: name, callNo: a.from, lastCallNo: a.to, error: String(err) });
         // A record that can never be stable: the stream must not go on (DESIGN invariant 4).
         for (const c of this.conns) if (c.stream === name) this.refuse(c, err, true);
       },
     );
   }
 
-  private stable(s: StreamState, callNo: number): void {
-    this.counters.unstable--;
-    // This runs once per recorded call: in-order acknowledgements, the usual
-    // case, need neither the set nor, with no send waiting, the filters.
-    if (callNo === s.stable + 1 && s.ahead.size === 0) s.stable = callNo;
+  /** Calls `from`..`to` of the stream are stable. */
+  private stable(s: StreamState, from: number, to: number): void {
+    this.counters.unstable -= to - from + 1;
+    // In-order acknowledgements, the usual case, need neither the set nor,
+    // with no send waiting, the filters.
+    if (from === s.stable + 1 && s.ahead.size === 0) s.stable = to;
     else {
-      s.ahead.add(callNo);
+      for (let n = from; n <= to; n++) s.ahead.add(n);
       while (s.ahead.delete(s.stable + 1)) s.stable++;
     }
     if (s.waits.length === 0) return;

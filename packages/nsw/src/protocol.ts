@@ -562,17 +562,17 @@ export function bodyLimit(type: number): number {
  * {@link FtcpError}: TRUNCATED_FRAME when fewer than 8 bytes, BAD_VERSION,
  * MALFORMED_FRAME for non-zero flags, OVERSIZED_FRAME past its type's
  * {@link bodyLimit} or past `maxBody` (a number, or a function of the type)
- * when given.
+ * when given. The header is read at `at` of `buf`.
  */
-export function checkHeader(buf: Buffer, maxBody?: number | ((type: number) => number)): number {
-  if (buf.length < NSW_HEADER_SIZE) throw truncated('frame header', NSW_HEADER_SIZE, buf.length);
-  const version = buf.readUInt8(0);
+export function checkHeader(buf: Buffer, maxBody?: number | ((type: number) => number), at = 0): number {
+  if (buf.length - at < NSW_HEADER_SIZE) throw truncated('frame header', NSW_HEADER_SIZE, buf.length - at);
+  const version = buf.readUInt8(at);
   if (version !== NSW_PROTOCOL_VERSION) {
     throw new FtcpError(ErrorCode.BAD_VERSION, `shim protocol version ${version}, expected ${NSW_PROTOCOL_VERSION}`);
   }
-  if (buf.readUInt16LE(2) !== 0) throw malformed('reserved header flags are not zero');
-  const len = buf.readUInt32LE(4);
-  const type = buf.readUInt8(1);
+  if (buf.readUInt16LE(at + 2) !== 0) throw malformed('reserved header flags are not zero');
+  const len = buf.readUInt32LE(at + 4);
+  const type = buf.readUInt8(at + 1);
   const cap = typeof maxBody === 'function' ? maxBody(type) : maxBody;
   const limit = Math.min(bodyLimit(type), cap ?? Infinity);
   if (len > limit) throw new FtcpError(ErrorCode.OVERSIZED_FRAME, `body of ${len} bytes exceeds ${limit}`);
@@ -816,6 +816,13 @@ export function callRecordOf(frame: Buffer): { callNo: number; data: Buffer } {
  */
 export class FrameSplitter {
   private chunks: Buffer[] = [];
+  /**
+   * Bytes of `chunks[0]` already taken. Frames are cut from a chunk at an
+   * offset: a view of the rest per frame (a record is some 50 bytes) was a
+   * good part of the agent's allocations.
+   */
+  private at = 0;
+  /** Bytes buffered and not taken. */
   private size = 0;
   /** Length of the frame at the front, header included, once its header is in; -1 before. */
   private need = -1;
@@ -841,8 +848,12 @@ export class FrameSplitter {
     for (;;) {
       if (this.need < 0) {
         if (this.size < NSW_HEADER_SIZE) break;
-        if (this.chunks[0]!.length < NSW_HEADER_SIZE) this.chunks = [Buffer.concat(this.chunks)];
-        this.need = NSW_HEADER_SIZE + checkHeader(this.chunks[0]!, this.maxBody);
+        if (this.chunks[0]!.length - this.at < NSW_HEADER_SIZE) {
+          this.chunks[0] = this.chunks[0]!.subarray(this.at);
+          this.chunks = [Buffer.concat(this.chunks)];
+          this.at = 0;
+        }
+        this.need = NSW_HEADER_SIZE + checkHeader(this.chunks[0]!, this.maxBody, this.at);
       }
       if (this.size < this.need) break;
       frames.push(this.take(this.need));
@@ -855,22 +866,30 @@ export class FrameSplitter {
   private take(n: number): Buffer {
     this.size -= n;
     const first = this.chunks[0]!;
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
+    if (first.length - this.at >= n) {
+      const out = first.subarray(this.at, this.at + n);
+      this.advance(first, n);
+      return out;
     }
     const out = Buffer.allocUnsafe(n);
-    let at = 0;
-    while (at < n) {
+    let k = 0;
+    while (k < n) {
       const c = this.chunks[0]!;
-      const k = Math.min(c.length, n - at);
-      c.copy(out, at, 0, k);
-      at += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
+      const m = Math.min(c.length - this.at, n - k);
+      c.copy(out, k, this.at, this.at + m);
+      k += m;
+      this.advance(c, m);
     }
     return out;
+  }
+
+  /** Marks `m` more bytes of `chunks[0]` (`c`) taken, dropping it once all are. */
+  private advance(c: Buffer, m: number): void {
+    this.at += m;
+    if (this.at === c.length) {
+      this.chunks.shift();
+      this.at = 0;
+    }
   }
 
   /** Bytes of an incomplete frame still waiting for the rest. */

@@ -19,6 +19,8 @@ export interface RecordSink {
    * Appends record `data` as call `callNo` of `stream`. Resolves once the
    * record is stable (it would survive the primary's host); rejects with an
    * {@link FtcpError} when it never will be (e.g. the buffer refused it).
+   * Consecutive calls of a stream may get one and the same promise (a batch
+   * that becomes stable as a whole): the agent then waits on it once.
    */
   append(stream: string, callNo: number, data: Buffer): Promise<void>;
 }

@@ -6,7 +6,7 @@ import { ErrorCode, FtcpError, NswErrorCode } from '../src/errors.js';
 import type { ReplicatedConnection } from '../src/connections.js';
 import { AdoptStep, CallFlag, CallKind, FrameSplitter, NSW_PROTOCOL_VERSION, ShimMode, decodeMessage, encodeCallData, encodeLockPosition, encodeMessage, sendHash, type CallBody, type NswMessage } from '../src/protocol.js';
 import type { RebuildPlan, RebuildReport, RebuildSource, TcpRebuildState } from '../src/rebuild.js';
-import { MemoryRecordSink } from '../src/sink.js';
+import { MemoryRecordSink, type RecordSink } from '../src/sink.js';
 import { tempDir } from './helpers.js';
 
 /** A shim stand-in speaking the protocol over a real unix socket. */
@@ -214,6 +214,83 @@ describe('NswAgent', function () {
       expect(refusing.counters.badInput).to.deep.equal({});
     } finally {
       await refusing.close();
+    }
+  });
+
+  /** A record agent over `sink`, listening; closed by the caller. */
+  async function recorder(name: string, sinkOf: RecordSink): Promise<NswAgent> {
+    const agent = new NswAgent({ socketPath: join(tmp.dir, `${name}.sock`), mode: 'record', sink: sinkOf });
+    await agent.listen();
+    return agent;
+  }
+
+  /** A sink that gives every call one promise (a batch), settled by the test. */
+  function batchSink(): { sink: RecordSink; appended: number[]; resolve: () => void; reject: (err: Error) => void } {
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    const batch = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const appended: number[] = [];
+    return { sink: { append: (_stream, callNo) => (appended.push(callNo), batch) }, appended, resolve: () => resolve(), reject: (err) => reject(err) };
+  }
+
+  it('answers a WAIT for calls that share one promise of the sink only once it resolves, and then for every one of them', async () => {
+    const b = batchSink();
+    const agent = await recorder('batch', b.sink);
+    try {
+      const s = await open(agent);
+      s.send(hello('p', ShimMode.RECORD));
+      for (let n = 1; n <= 3; n++) s.send({ type: 'call', call: call(n, CallKind.GETPID, 42n) });
+      s.send({ type: 'wait', callNo: 3 });
+      expect(await s.next(200)).to.equal(null);
+      expect(b.appended).to.deep.equal([1, 2, 3]);
+      expect(agent.counters.unstable).to.equal(3);
+      expect(agent.stableCallNo('p')).to.equal(0);
+      b.resolve();
+      expect(await s.next()).to.deep.equal({ type: 'stable', callNo: 3 });
+      expect(agent.counters.unstable).to.equal(0);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('makes a call stable when the sink gives it a promise that already resolved for the calls before it', async () => {
+    const settled = Promise.resolve();
+    const agent = await recorder('settled', { append: () => settled });
+    try {
+      const s = await open(agent);
+      s.send(hello('p', ShimMode.RECORD));
+      s.send({ type: 'call', call: call(1, CallKind.GETPID, 42n) });
+      s.send({ type: 'wait', callNo: 1 });
+      expect(await s.next()).to.deep.equal({ type: 'stable', callNo: 1 });
+      s.send({ type: 'call', call: call(2, CallKind.GETPID, 42n) });
+      s.send({ type: 'wait', callNo: 2 });
+      expect(await s.next()).to.deep.equal({ type: 'stable', callNo: 2 });
+      expect(agent.counters.unstable).to.equal(0);
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('closes a recording stream when a promise its calls share rejects, leaving none of them counted unstable', async () => {
+    const b = batchSink();
+    const agent = await recorder('batch-refused', b.sink);
+    try {
+      const s = await open(agent);
+      s.send(hello('p', ShimMode.RECORD));
+      for (let n = 1; n <= 3; n++) s.send({ type: 'call', call: call(n, CallKind.GETPID, 42n) });
+      s.send({ type: 'wait', callNo: 3 });
+      await until(() => b.appended.length === 3);
+      b.reject(new FtcpError(ErrorCode.STALE_EPOCH, 'epoch 3 is over'));
+      expect(await s.next()).to.deep.include({ type: 'error', code: ErrorCode.STALE_EPOCH });
+      expect(await s.next()).to.equal(null);
+      expect(agent.stableCallNo('p')).to.equal(0);
+      expect(agent.counters.unstable).to.equal(0);
+      expect(agent.counters.sinkFailures).to.equal(1);
+    } finally {
+      await agent.close();
     }
   });
 

@@ -344,7 +344,8 @@ describe('shim protocol', () => {
   it('splits a byte stream into frames whatever the chunk boundaries', () => {
     const frames = Object.values(examples).map(encodeMessage);
     const all = Buffer.concat(frames);
-    for (const step of [1, 3, 7, all.length]) {
+    // 50 and 97: several frames cut from one chunk, then a header split across the next.
+    for (const step of [1, 3, 7, 50, 97, all.length]) {
       const splitter = new FrameSplitter();
       const out: Buffer[] = [];
       for (let i = 0; i < all.length; i += step) out.push(...splitter.push(all.subarray(i, i + step)));

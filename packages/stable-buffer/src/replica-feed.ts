@@ -22,24 +22,23 @@ const READ_AHEAD = 1024 * 1024;
 const BATCH_CALLS = 1024;
 const BATCH_BYTES = 512 * 1024;
 
-interface PendingCall {
-  callNo: number;
-  resolve(): void;
-  reject(err: Error): void;
-}
-
 interface StreamBatch {
   first: number;
   datas: Buffer[];
   bytes: number;
-  waiters: PendingCall[];
+  /** What every append of the batch returns. */
+  done: Promise<void>;
+  resolve(): void;
+  reject(err: Error): void;
 }
 
 /**
  * Appends a primary's call records. Each promise resolves once its record
  * and every earlier one of its stream are stable. Calls appended in one turn
  * of the event loop leave as one batch record per stream: a server makes far
- * more calls than the buffer could take one record at a time.
+ * more calls than the buffer could take one record at a time. The calls of a
+ * batch share one promise, as they become stable together: a promise and its
+ * handlers per call cost the agent more than the rest of its record path.
  */
 export class CallWriter {
   private readonly batches = new Map<string, StreamBatch>();
@@ -58,18 +57,22 @@ export class CallWriter {
       b = undefined;
     }
     if (!b) {
-      b = { first: callNo, datas: [], bytes: 0, waiters: [] };
+      let resolve!: () => void;
+      let reject!: (err: Error) => void;
+      const done = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      b = { first: callNo, datas: [], bytes: 0, done, resolve, reject };
       this.batches.set(stream, b);
     }
     b.datas.push(data);
     b.bytes += data.length;
-    const batch = b;
-    const done = new Promise<void>((resolve, reject) => batch.waiters.push({ callNo, resolve, reject }));
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
     }
-    return done;
+    return b.done;
   }
 
   private flush(): void {
@@ -82,17 +85,19 @@ export class CallWriter {
     this.batchesSent++;
     this.callsSent += b.datas.length;
     const sent = b.datas.length === 1 ? this.client.writeCall({ stream, callNo: b.first, data: b.datas[0]! }) : this.client.writeCalls({ stream, firstCallNo: b.first, datas: b.datas });
+    // Handlers that keep only what they need: the batch's records (in the
+    // frame already) go now, not at the acknowledgement. Kept until then, a
+    // buffer slower than its primary piles them up for the garbage collector
+    // to copy again and again (a fifth of the agent's time).
+    const { first, resolve, reject } = b;
+    const last = first + b.datas.length - 1;
     sent.then(
       (contiguous) => {
-        for (const w of b.waiters) {
-          if (contiguous >= w.callNo) w.resolve();
-          // One ordered channel makes this impossible unless a call was skipped.
-          else w.reject(new FtcpError(ErrorCode.CONFLICT, `stream ${stream}: call ${w.callNo} stored but only calls up to ${contiguous} are contiguous`));
-        }
+        if (contiguous >= last) resolve();
+        // One ordered channel makes this impossible unless a call was skipped.
+        else reject(new FtcpError(ErrorCode.CONFLICT, `stream ${stream}: calls ${first} to ${last} stored but only calls up to ${contiguous} are contiguous`));
       },
-      (err: Error) => {
-        for (const w of b.waiters) w.reject(err);
-      },
+      reject,
     );
   }
 }

@@ -2,7 +2,16 @@ import { expect } from 'chai';
 import { getEventListeners } from 'node:events';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
 import { CallWriter, ReplicaFeed } from '../../src/replica-feed.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { StableBufferClient } from '../../src/client.js';
 import { Harness, conn, until } from './helpers.js';
+
+/** A full garbage collection, without running the whole suite under --expose-gc. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
 
 describe('ReplicaFeed', function () {
   this.timeout(20_000);
@@ -154,6 +163,78 @@ describe('ReplicaFeed', function () {
       expect.fail('resolved');
     } catch (err) {
       expect(isFtcpError(err, ErrorCode.CLOSED)).to.equal(true);
+    }
+  });
+});
+
+describe('CallWriter', () => {
+  /** A client that keeps each batch it is given and acknowledges it when the test says. */
+  function fakeClient() {
+    const sent: { stream: string; first: number; datas: Buffer[]; ack: (contiguous: number) => void }[] = [];
+    const write = (stream: string, first: number, datas: Buffer[]): Promise<number> =>
+      new Promise((ack) => sent.push({ stream, first, datas, ack }));
+    const client = {
+      writeCall: (r: { stream: string; callNo: number; data: Buffer }) => write(r.stream, r.callNo, [r.data]),
+      writeCalls: (r: { stream: string; firstCallNo: number; datas: Buffer[] }) => write(r.stream, r.firstCallNo, r.datas),
+    };
+    return { client: client as unknown as StableBufferClient, sent };
+  }
+  const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+  it('gives the calls of a stream that leave in one batch one promise, resolved when the buffer acknowledges the batch', async () => {
+    const { client, sent } = fakeClient();
+    const writer = new CallWriter(client);
+    const batch = [1, 2, 3].map((n) => writer.append('s', n, Buffer.from(String(n))));
+    expect(new Set(batch).size).to.equal(1);
+    await turn();
+    expect(sent.map((b) => [b.stream, b.first])).to.deep.equal([['s', 1]]);
+    const next = writer.append('s', 4, Buffer.from('4'));
+    expect(next).to.not.equal(batch[0]);
+    let stable = false;
+    void batch[0]!.then(() => (stable = true));
+    await turn();
+    expect(stable, 'not before the acknowledgement').to.equal(false);
+    sent[0]!.ack(3);
+    await batch[0];
+    sent[1]!.ack(4);
+    await next;
+  });
+
+  it('rejects every call of a batch when the buffer does not have all of them contiguously', async () => {
+    const { client, sent } = fakeClient();
+    const writer = new CallWriter(client);
+    const batch = [1, 2, 3].map((n) => writer.append('s', n, Buffer.from(String(n))));
+    await turn();
+    sent[0]!.ack(2);
+    for (const p of batch) {
+      const err = await p.catch((e: unknown) => e);
+      expect(isFtcpError(err, ErrorCode.CONFLICT)).to.equal(true);
+    }
+  });
+
+  it('does not hold on to a batch\'s records while the buffer has yet to acknowledge it', async () => {
+    // A real writer whose buffer then goes away: its writes stay pending.
+    const h = await new Harness().start();
+    try {
+      const client = h.client('primary');
+      await client.attachAsWriter();
+      await h.server.close();
+      const writer = new CallWriter(client);
+      const refs: WeakRef<Buffer>[] = [];
+      const pending = [1, 2, 3].map((n) => {
+        const data = Buffer.alloc(64 * 1024, n);
+        refs.push(new WeakRef(data));
+        return writer.append('s', n, data);
+      });
+      pending.forEach((p) => p.catch(() => {}));
+      await turn();
+      await turn();
+      collectGarbage();
+      // The frame holds a copy of the bytes; nothing must keep the records themselves.
+      expect(refs.map((r) => r.deref() === undefined)).to.deep.equal([true, true, true]);
+      expect(client.unacknowledged).to.equal(1);
+    } finally {
+      await h.stop();
     }
   });
 });
