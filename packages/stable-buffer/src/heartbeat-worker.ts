@@ -64,8 +64,7 @@ async function watchConnects(): Promise<void> {
       if (ev.type === 'connect') {
         post({ kind: 'connected' });
         hello();
-      }
-      else if (ev.type === 'end') break;
+      } else if (ev.type === 'end') break;
     }
   } catch {
     // The socket closed.

@@ -62,9 +62,9 @@ export type HeartbeatWorkerEvent =
 
 /**
  * Emits `connected` (each connection to the buffer), `attached` (each hello
- * the buffer accepted), `refused` (the epoch is
- * no longer this node's) and `stalled`/`resumed` (the worker stopped or went
- * back to answering because of the main thread).
+ * the buffer accepted), `refused` (the epoch is no longer this node's) and
+ * `stalled`/`resumed` (the worker stopped, or went back to, answering
+ * because of the main thread).
  */
 export class Heartbeat extends EventEmitter {
   private readonly worker: Worker;
@@ -92,9 +92,10 @@ export class Heartbeat extends EventEmitter {
     this.beatTimer.unref();
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.on('message', (ev: HeartbeatWorkerEvent) => {
-      if (ev.kind === 'refused' || ev.kind === 'failed' || ev.kind === 'bad-frame') logger.log('warn', `heartbeat-${ev.kind}`, { ...ev, kind: undefined });
-      else if (ev.kind === 'stalled' || ev.kind === 'resumed') logger.log('warn', `heartbeat-main-${ev.kind}`, { ms: ev.ms });
-      this.emit(ev.kind, ev);
+      const { kind, ...fields } = ev;
+      if (kind === 'stalled' || kind === 'resumed') logger.log('warn', `heartbeat-main-${kind}`, fields);
+      else if (kind !== 'connected' && kind !== 'attached') logger.log('warn', `heartbeat-${kind}`, fields);
+      this.emit(kind, ev);
     });
     this.worker.on('error', (err) => logger.log('error', 'heartbeat-worker-error', { error: String(err) }));
   }
