@@ -35,7 +35,7 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { emit, toolArgs } from './tool-args.js';
+import { emit, toolArgs, ToolEnd } from './tool-args.js';
 
 const { get, has, num, required } = toolArgs('echo-client', process.argv.slice(2));
 
@@ -116,30 +116,24 @@ let firstByteAt: number | undefined;
 const gaps: Gap[] = [];
 const trace: string[] = [];
 let closing = false;
-let finished = false;
 let startedAt = 0;
 
 const sock = net.connect({ host, port, allowHalfOpen: true });
 sock.setNoDelay(true);
 
 function finish(code: number): void {
-  if (finished) return;
-  finished = true;
-  clearTimeout(deadline);
-  if (traceFile !== undefined) writeFileSync(traceFile, trace.join('\n') + '\n');
-  process.exitCode = code;
-  sock.destroy();
-  // Let stdout drain, then leave even if a timer or the socket lingers.
-  setTimeout(() => process.exit(code), 50).unref();
+  end.finish(code, sock, () => {
+    if (traceFile !== undefined) writeFileSync(traceFile, trace.join('\n') + '\n');
+  });
 }
 
 function error(code: string, message: string): void {
-  if (finished) return;
+  if (end.finished) return;
   emit('error', { code, message, sent, received });
   finish(1);
 }
 
-const deadline = setTimeout(() => error('ETIMEDOUT', `not done within ${timeoutMs} ms`), timeoutMs);
+const end = new ToolEnd(timeoutMs, () => error('ETIMEDOUT', `not done within ${timeoutMs} ms`));
 
 /** Keeps the five longest gaps, longest first. */
 function noteGap(g: Gap): void {
@@ -156,7 +150,7 @@ function noteGap(g: Gap): void {
  * never waits on sending. One call chain at a time.
  */
 function pump(): void {
-  if (finished) return;
+  if (end.finished) return;
   let burst = 0;
   while (sent < total) {
     const n = Math.min(CHUNK, total - sent);

@@ -26,7 +26,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { emit, toolArgs } from './tool-args.js';
+import { emit, toolArgs, ToolEnd } from './tool-args.js';
 
 const { flag, get, num, required } = toolArgs('fetch-client', process.argv.slice(2), ['tls']);
 
@@ -48,28 +48,22 @@ let received = 0;
 let nextProgress = progressEvery;
 let lastArrival: number | undefined;
 const gaps: Array<{ ms: number; at: number; offset: number }> = [];
-let finished = false;
 
 const sock: net.Socket = flag('tls')
   ? tls.connect({ host, port, ...(ca !== undefined ? { ca: readFileSync(ca) } : { rejectUnauthorized: false }), checkServerIdentity: () => undefined })
   : net.connect({ host, port });
 
 function finish(code: number): void {
-  if (finished) return;
-  finished = true;
-  clearTimeout(deadline);
-  process.exitCode = code;
-  sock.destroy();
-  setTimeout(() => process.exit(code), 50).unref();
+  end.finish(code, sock);
 }
 
 function error(code: string, message: string): void {
-  if (finished) return;
+  if (end.finished) return;
   emit('error', { code, message, received });
   finish(1);
 }
 
-const deadline = setTimeout(() => error('ETIMEDOUT', `not done within ${timeoutMs} ms`), timeoutMs);
+const end = new ToolEnd(timeoutMs, () => error('ETIMEDOUT', `not done within ${timeoutMs} ms`));
 
 function body(d: Buffer): void {
   hash.update(d);

@@ -29,7 +29,7 @@
  * arguments.
  */
 import net from 'node:net';
-import { emit, toolArgs } from './tool-args.js';
+import { emit, toolArgs, ToolEnd } from './tool-args.js';
 
 const args = toolArgs('redis-incr-client', process.argv.slice(2));
 const { num } = args;
@@ -105,24 +105,18 @@ let get: string | null | undefined;
 let nextProgress = progressEvery;
 let lastArrival: number | undefined;
 const gaps: Array<{ ms: number; at: number; offset: number }> = [];
-let finished = false;
 
 function finish(code: number): void {
-  if (finished) return;
-  finished = true;
-  clearTimeout(deadline);
-  process.exitCode = code;
-  sock.destroy();
-  setTimeout(() => process.exit(code), 50).unref();
+  end.finish(code, sock);
 }
 
 function error(code: string, message: string): void {
-  if (finished) return;
+  if (end.finished) return;
   emit('error', { code, message, sent, replies });
   finish(1);
 }
 
-const deadline = setTimeout(() => error('ETIMEDOUT', `not done within ${timeoutMs} ms`), timeoutMs);
+const end = new ToolEnd(timeoutMs, () => error('ETIMEDOUT', `not done within ${timeoutMs} ms`));
 const incr = command('INCR', key);
 const sock = net.connect({ host, port });
 sock.setNoDelay(true);
@@ -131,7 +125,7 @@ let phase: 'incr' | 'get' | 'checking' = 'incr';
 
 /** Sends what the window and the rate allow. */
 function pump(): void {
-  if (finished || phase !== 'incr') return;
+  if (end.finished || phase !== 'incr') return;
   while (sent < count && sent - replies < windowBatches * batch) {
     const n = Math.min(batch, count - sent);
     if (rate !== undefined) {
@@ -196,7 +190,7 @@ sock.on('data', (d: Buffer) => {
   }
   lastArrival = t;
   reader.feed(d);
-  for (let r = reader.next(); r !== undefined && !finished; r = reader.next()) onReply(r);
+  for (let r = reader.next(); r !== undefined && !end.finished; r = reader.next()) onReply(r);
   pump();
 });
 

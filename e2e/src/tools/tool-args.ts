@@ -57,3 +57,32 @@ export function toolArgs(tool: string, argv: readonly string[], booleans: readon
     fail,
   };
 }
+
+/**
+ * How a client tool ends, once: a deadline that calls `onTimeout`, and
+ * {@link finish}, which sets the exit code, destroys the socket, lets stdout
+ * drain and then leaves even if a timer or the socket lingers.
+ */
+export class ToolEnd {
+  private done = false;
+  private readonly deadline: NodeJS.Timeout;
+
+  constructor(timeoutMs: number, onTimeout: () => void) {
+    this.deadline = setTimeout(onTimeout, timeoutMs);
+  }
+
+  get finished(): boolean {
+    return this.done;
+  }
+
+  /** Ends with `code`; `last` runs first (once), e.g. to write a trace. Later calls do nothing. */
+  finish(code: number, sock: { destroy(): void }, last?: () => void): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.deadline);
+    last?.();
+    process.exitCode = code;
+    sock.destroy();
+    setTimeout(() => process.exit(code), 50).unref();
+  }
+}
