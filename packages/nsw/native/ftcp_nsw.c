@@ -1167,6 +1167,22 @@ static void nsw_queue_pop(struct nsw_thread *t, size_t size) {
   t->q_next++;
 }
 
+/*
+ * Housekeeping clocks. The coarse clocks are read to pace housekeeping, not
+ * to decide what a server says: jemalloc reads CLOCK_MONOTONIC_COARSE for
+ * its decay timer only when a trylock succeeds, so whether a thread reads it
+ * at some point depends on what the other threads hold at that moment, which
+ * a replica cannot reproduce. Such a read is recorded as any other (a server
+ * that reads it at the same point in both gets the primary's value), but
+ * playback does not hold a replica to it: a replica's read the primary did
+ * not make gets the real clock and no divergence, and a primary's read the
+ * replica does not make is skipped. What the replica then sends is still
+ * compared, so one that used such a reading for its output is caught there.
+ */
+static inline int nsw_clock_is_housekeeping(uint64_t id) {
+  return id == CLOCK_MONOTONIC_COARSE || id == CLOCK_REALTIME_COARSE;
+}
+
 static inline int nsw_is_deadline_mark(const struct ftcp_nsw_call *rec) {
   return rec->kind == FTCP_NSW_KIND_CLOCK_GETTIME && rec->arg == FTCP_NSW_CLOCK_DEADLINE && !(rec->flags & FTCP_NSW_CALL_F_SYNC);
 }
@@ -1328,11 +1344,13 @@ static int64_t nsw_play_iov(uint16_t kind, uint64_t arg, uint16_t flags, int64_t
       size = nsw_queue_head(t, &rec);
     }
     match = !(rec.flags & FTCP_NSW_CALL_F_SYNC) && nsw_matches(&rec, &c);
-    /* A deadline mark, or a clock read this call is not with its mark (see "deadline reads"): skipped. */
+    /* A deadline mark, a housekeeping clock read this call is not, or another clock read this call is
+     * not with its mark (see "deadline reads" and "housekeeping clocks"): skipped. */
     size_t mark = nsw_is_deadline_mark(&rec) ? size : 0;
     if (!mark && !match && rec.kind == FTCP_NSW_KIND_CLOCK_GETTIME && !(rec.flags & FTCP_NSW_CALL_F_SYNC)) {
-      mark = nsw_queue_mark(t, size);
-      if (mark) {
+      if (nsw_clock_is_housekeeping(rec.arg)) {
+        mark = size; /* alone: a mark after it goes next time round */
+      } else if ((mark = nsw_queue_mark(t, size))) {
         nsw_queue_pop(t, size);
         c.call_no = ++t->call_no;
       }
@@ -1511,6 +1529,10 @@ static void nsw_clock_settle(struct nsw_thread *t) {
     if (!size || rec.call_no != t->call_no) nsw_fatal("a clock read's record left the queue in stream ");
     nsw_queue_pop(t, size);
     nsw_played_note(t, t->call_no, 0, t->q_pos == t->q_len);
+    return;
+  }
+  if (state == NSW_CLOCK_REAL && nsw_clock_is_housekeeping((uint64_t)t->clock_id)) {
+    t->call_no--; /* a housekeeping read the primary did not make: its number goes to the next call */
     return;
   }
   if (state == NSW_CLOCK_REAL) {

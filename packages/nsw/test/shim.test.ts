@@ -109,6 +109,23 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
     expect(replica.canTakeOver).to.equal(false);
   });
 
+  it('replays a program that reads the coarse clocks at other points than its primary did, to the same output', async () => {
+    const coarse = compileC('coarse', tmp.dir);
+    // Each bit says whether the program reads a coarse clock before its i-th precise read; two bits agree.
+    const recorded = await run(coarse, ['0x0a7'], recordEnv());
+    expect(recorded.code).to.equal(0);
+    await quiet(primary);
+    const coarseReads = sink.records('srv').map(decodeCallData).filter((c) => callKindName(c.kind) === 'clock_gettime' && c.arg !== 1n);
+    expect(coarseReads.map((c) => c.arg)).to.deep.equal([5n, 6n, 6n, 5n, 6n, 6n]);
+    const replayed = await run(coarse, ['0x15b'], playbackEnv());
+    expect(replayed.stderr).to.equal('');
+    expect(replayed.code).to.equal(0);
+    expect(replayed.stdout).to.equal(recorded.stdout);
+    expect(replayed.stdout).to.contain(`5 pid=${recorded.pid}\n`);
+    expect(divergences).to.deep.equal([]);
+    expect(replica.canTakeOver).to.equal(true);
+  });
+
   it('replays eight racing threads, each with a thread of its own, to the same output', async () => {
     const threads = compileC('threads', tmp.dir, ['-lpthread']);
     const recorded = await run(threads, [], recordEnv());
