@@ -21,7 +21,7 @@
  */
 import { type BackupMode, type CaptureSummary, type StallSnapshot, type TakeoverTimes } from './harness.js';
 import type { CrashReport } from './testbed.js';
-import { runScenario } from './scenario.js';
+import { runScenario, type ScenarioOptions } from './scenario.js';
 import { echoScenario } from './scenarios.js';
 
 export {
@@ -61,6 +61,8 @@ export interface FailoverOptions {
   readonly probeIntervalMs?: number;
   /** The buffer's (and the primary's) failure timeout, ms; default 30. */
   readonly failureTimeoutMs?: number;
+  /** The primary's `--ack` strategy; default eager. */
+  readonly ack?: ScenarioOptions['ack'];
   /** Longest the client may take in all, ms; default 60 000. */
   readonly clientTimeoutMs?: number;
   /**
@@ -172,6 +174,7 @@ export async function runFailover(opts: FailoverOptions = {}): Promise<FailoverR
     ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
     ...(opts.probeIntervalMs !== undefined ? { probeIntervalMs: opts.probeIntervalMs } : {}),
     ...(opts.failureTimeoutMs !== undefined ? { failureTimeoutMs: opts.failureTimeoutMs } : {}),
+    ...(opts.ack !== undefined ? { ack: opts.ack } : {}),
     ...(opts.stallMs !== undefined ? { stallMs: opts.stallMs } : {}),
     ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
     ...(opts.log !== undefined ? { log: opts.log } : {}),

@@ -166,6 +166,8 @@ export interface ScenarioOptions {
   readonly failureTimeoutMs?: number;
   /** The buffer's `--durability`; default `memory` (`commit` makes records survive a buffer crash). */
   readonly durability?: 'memory' | 'commit' | 'fsync';
+  /** The primary's `--ack` strategy; default the command's own (eager). */
+  readonly ack?: 'eager' | 'delayed' | 'lazy' | 'hold';
   /** `restart-buffer`: ms between the buffer's death and its restart; default 0 (restart at once). */
   readonly bufferDownMs?: number;
   /** `partition-replica`: ms after the backup's `takeover-complete` before the link is healed; default 300. */
@@ -478,7 +480,7 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
           'primary',
           FTCP_BIN,
           [
-            'primary', '--service', `${bed.vip}:${port}`, '--buffer', endpoint, '--iface', 'lan0', '--node', 'primary-a',
+            'primary', '--service', `${bed.vip}:${port}`, '--buffer', endpoint, '--iface', 'lan0', '--node', 'primary-a', ...(opts.ack ? ['--ack', opts.ack] : []),
             '--failure-timeout', String(failureTimeoutMs), '--log-level', 'info', '--', server.cmd, ...server.args,
           ],
           spawnOpts,
@@ -704,15 +706,11 @@ export async function runScenario(scenario: Scenario, opts: ScenarioOptions = {}
   }
 }
 
-/** {@link takeoverTimes} over every buffer process of the run (the first detection wins). */
+/** {@link takeoverTimes} over every buffer process of the run (their verdicts together, the first one detection). */
 function takeoverTimesOf(buffers: readonly HostProcess[], primary: HostProcess | undefined, backup: HostProcess | undefined): TakeoverTimes {
   const base = takeoverTimes(buffers[0], primary, backup);
-  if (base.bufferDetected !== undefined) return base;
-  for (const b of buffers.slice(1)) {
-    const t = takeoverTimes(b, undefined, undefined).bufferDetected;
-    if (t !== undefined) return { ...base, bufferDetected: t };
-  }
-  return base;
+  const verdicts = buffers.flatMap((b, i) => (i === 0 ? base : takeoverTimes(b, undefined, undefined)).bufferVerdicts ?? []).sort((a, b) => a - b);
+  return verdicts.length === 0 ? base : { ...base, bufferDetected: verdicts[0], bufferVerdicts: verdicts };
 }
 
 /** Host roles that spoke for the VIP, in order, by run: `primary` then `backup` when one spoke at a time. */

@@ -14,37 +14,39 @@ for (const mode of ['hot', 'cold'] as const satisfies readonly BackupMode[]) {
       if (process.getuid?.() !== 0) this.skip();
     });
 
-    it('keeps a 20 MB echo stream intact both ways, with no RST and no early FIN, when the primary host dies mid-transfer', async () => {
-      // Paced, so the crash (at 20-80% of the stream) lands mid-stream.
-      const r = await runFailover({ mode, bytes: BYTES, rateMbit: RATE_MBIT });
-      const why = `\n${describeReport(r, { verbose: true })}\n${reportLogs(r)}`;
-      console.log(
-        `      seed ${r.seed}: client-visible gap ${r.gapMs?.toFixed(1) ?? '-'} ms (across the crash ${r.crashGapMs?.toFixed(1) ?? '-'} ms), resumed ${r.resumedAfterCrashMs?.toFixed(1) ?? '-'} ms after the crash, ` +
-          `run ${r.clientMs?.toFixed(0) ?? '-'} ms`,
-      );
-      console.log(describeReport(r).replace(/^/gm, '      '));
+    for (const ack of [undefined, 'hold'] as const) {
+      it(`keeps a 20 MB echo stream intact both ways, with no RST and no early FIN, when the primary host dies mid-transfer${ack ? ` (primary --ack ${ack})` : ''}`, async () => {
+        // Paced, so the crash (at 20-80% of the stream) lands mid-stream.
+        const r = await runFailover({ mode, bytes: BYTES, rateMbit: RATE_MBIT, ...(ack ? { ack } : {}) });
+        const why = `\n${describeReport(r, { verbose: true })}\n${reportLogs(r)}`;
+        console.log(
+          `      seed ${r.seed}: client-visible gap ${r.gapMs?.toFixed(1) ?? '-'} ms (across the crash ${r.crashGapMs?.toFixed(1) ?? '-'} ms), resumed ${r.resumedAfterCrashMs?.toFixed(1) ?? '-'} ms after the crash, ` +
+            `run ${r.clientMs?.toFixed(0) ?? '-'} ms`,
+        );
+        console.log(describeReport(r).replace(/^/gm, '      '));
 
-      expect(r.harnessError, why).to.equal(undefined);
-      expect(r.crash, `the primary was not crashed${why}`).to.not.equal(undefined);
-      expect(r.clientError, why).to.equal(undefined);
-      expect(r.client, `the client did not finish${why}`).to.not.equal(undefined);
-      const c = r.client!;
-      expect(c.sent, why).to.equal(BYTES);
-      expect(c.received, why).to.equal(BYTES);
-      expect(c.mismatchAt, why).to.equal(null);
-      expect(c.sha256Received, why).to.equal(c.sha256Sent);
-      expect(c.ok, why).to.equal(true);
-      // The crash came before the client had everything back: it really was mid-stream.
-      expect(c.lastByteAt, why).to.be.greaterThan(r.crash!.cutAt);
+        expect(r.harnessError, why).to.equal(undefined);
+        expect(r.crash, `the primary was not crashed${why}`).to.not.equal(undefined);
+        expect(r.clientError, why).to.equal(undefined);
+        expect(r.client, `the client did not finish${why}`).to.not.equal(undefined);
+        const c = r.client!;
+        expect(c.sent, why).to.equal(BYTES);
+        expect(c.received, why).to.equal(BYTES);
+        expect(c.mismatchAt, why).to.equal(null);
+        expect(c.sha256Received, why).to.equal(c.sha256Sent);
+        expect(c.ok, why).to.equal(true);
+        // The crash came before the client had everything back: it really was mid-stream.
+        expect(c.lastByteAt, why).to.be.greaterThan(r.crash!.cutAt);
 
-      const cap = r.capture!;
-      expect(cap.serverRsts, `RST from the VIP${why}`).to.have.length(0);
-      expect(cap.serverFinsBeforeClientFin, `FIN from the VIP before the client closed${why}`).to.have.length(0);
-      // One speaker at a time (DESIGN invariant 4): the backup speaks only after the primary's last segment.
-      const primary = cap.speakers.find((s) => s.host === 'primary');
-      const backup = cap.speakers.find((s) => s.host === 'backup');
-      expect(backup, `the backup never spoke for the VIP${why}`).to.not.equal(undefined);
-      if (primary !== undefined) expect(backup!.first, why).to.be.greaterThan(primary.last);
-    });
+        const cap = r.capture!;
+        expect(cap.serverRsts, `RST from the VIP${why}`).to.have.length(0);
+        expect(cap.serverFinsBeforeClientFin, `FIN from the VIP before the client closed${why}`).to.have.length(0);
+        // One speaker at a time (DESIGN invariant 4): the backup speaks only after the primary's last segment.
+        const primary = cap.speakers.find((s) => s.host === 'primary');
+        const backup = cap.speakers.find((s) => s.host === 'backup');
+        expect(backup, `the backup never spoke for the VIP${why}`).to.not.equal(undefined);
+        if (primary !== undefined) expect(backup!.first, why).to.be.greaterThan(primary.last);
+      });
+    }
   });
 }

@@ -5,7 +5,7 @@
  * service, prints {"ev":"ready"} and then its status every --status-ms.
  * SIGTERM stops it cleanly; its rules are removed on every exit path.
  *
- *   ssw-record --vip A --port P --buffer tcp://IP:PORT [--ack eager|delayed|lazy] [--queue N] [--status-ms 200]
+ *   ssw-record --vip A --port P --buffer tcp://IP:PORT [--ack eager|delayed|lazy|hold] [--queue N] [--status-ms 200]
  */
 import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
 import { StableBufferClient } from '@ftcp/stable-buffer';

@@ -138,7 +138,7 @@ export { NfQueue, RawInjector } from './nfqueue.js';
 export type { AcceptOptions, NfQueueOptions, QueuedPacket } from './nfqueue.js';
 
 export { ServiceRules, CHAIN_PREFIX, listRules, removeStaleRules, renderRules } from './netfilter/rules.js';
-export type { ServiceRuleSpec } from './netfilter/rules.js';
+export type { OutgoingQueueing, ServiceRuleSpec } from './netfilter/rules.js';
 
 export { GO_LIVE_DUPLICATE_ACKS, HANDSHAKE_SYN_GAP_MS, HANDSHAKE_SYN_TRIES, Recorder } from './recorder.js';
 export type { AckStrategy, HandshakeRebuildRequest, HandshakeRebuildResult, PacketInjector, PacketVerdicts, RecordedPacket, RecorderCounters, RecorderOptions } from './recorder.js';

@@ -12,7 +12,15 @@
  * - `eager`: craft and inject a fresh ACK at once;
  * - `delayed`: inject one if no outgoing segment carried the news within
  *   `delayedAckMs` (like a receiver's delayed ACK);
- * - `lazy`: never inject; the next segment the server sends carries it.
+ * - `lazy`: never inject; the next segment the server sends carries it;
+ * - `hold`: a client segment reaches the server's kernel only once the
+ *   buffer has acknowledged it, so the kernel never holds, and never
+ *   acknowledges, a byte that is not stable, and its own ACKs need no clamp
+ *   (a clamp stays in force for whatever is queued). That lets the rules
+ *   pass outgoing segments without the queue (see `ServiceRules`,
+ *   `control`), where a verdict in user space for each of them costs half
+ *   the throughput of an outgoing bulk transfer; a request reaches the
+ *   server one buffer round trip later.
  *
  * A promoted backup hands the recorder the dead primary's connections
  * ({@link Recorder.adopt}): they log to the same buffer connections at the
@@ -44,7 +52,7 @@ import { TcpFlag } from './wire/tcp.js';
 import type { TcpPacket } from './wire/tcp.js';
 
 /** When the client hears that the buffer logged its bytes. */
-export type AckStrategy = 'eager' | 'delayed' | 'lazy';
+export type AckStrategy = 'eager' | 'delayed' | 'lazy' | 'hold';
 
 /** Gives queued packets their verdicts; an {@link NfQueue} is one. */
 export interface PacketVerdicts {
@@ -233,7 +241,7 @@ export class Recorder {
 
   constructor(private readonly opts: RecorderOptions) {
     this.ack = opts.ack ?? 'eager';
-    if (this.ack !== 'lazy' && !opts.injector) {
+    if ((this.ack === 'eager' || this.ack === 'delayed') && !opts.injector) {
       throw new FtcpError(ErrorCode.BAD_CONFIG, `the ${this.ack} ack strategy injects ACKs: give the recorder an injector`);
     }
     this.delayedAckMs = opts.delayedAckMs ?? 40;
@@ -453,7 +461,7 @@ export class Recorder {
   mute(on: boolean): void {
     if (this.muted === on) return;
     this.muted = on;
-    if (!on && this.ack !== 'lazy') for (const t of this.tracked.values()) this.injectAckIfDue(t.conn);
+    if (!on && (this.ack === 'eager' || this.ack === 'delayed')) for (const t of this.tracked.values()) this.injectAckIfDue(t.conn);
   }
 
   /**
@@ -608,7 +616,13 @@ export class Recorder {
       // No copy: the queue hands each packet over in a buffer of its own, and
       // the buffer client copies the bytes into its frame at once.
       const bytes = Buffer.from(pkt.buf.buffer, pkt.buf.byteOffset + pkt.payloadOffset, pkt.payloadLength);
-      this.logSegment(t, conn.clientIsn, pkt.seq, pkt.flags, bytes);
+      const logged = this.logSegment(t, conn.clientIsn, pkt.seq, pkt.flags, bytes);
+      if (this.ack === 'hold' && logged) {
+        this.holdUntilLogged(p, v, logged);
+        this.noteClientAck(t);
+        this.afterSegment(conn);
+        return;
+      }
     }
     // Logged first, verdict second: the ordered channel already holds the bytes.
     this.give(p, v);
@@ -663,16 +677,36 @@ export class Recorder {
     }
   }
 
-  private logSegment(t: Tracked, clientIsn: SeqNum, s: SeqNum, tcpFlags: number, payload: Buffer): void {
+  /**
+   * `hold`: the segment stays in the queue until the buffer acknowledged its
+   * write (then the kernel may acknowledge it), and is dropped if the write
+   * failed (the client resends it). Writes are acknowledged in order, so
+   * held segments reach the kernel in the order they came.
+   */
+  private holdUntilLogged(p: RecordedPacket, v: Verdict, logged: Promise<unknown>): void {
+    this.hold(p.id);
+    logged.then(
+      () => {
+        if (!this.closed) this.give(p, v);
+      },
+      () => {
+        if (!this.closed) this.drop(p.id);
+      },
+    );
+  }
+
+  /** Sends a client segment to the buffer; the write's promise, or undefined when there was nothing to log. */
+  private logSegment(t: Tracked, clientIsn: SeqNum, s: SeqNum, tcpFlags: number, payload: Buffer): Promise<unknown> | undefined {
     const offset = seqToOffset(s, clientIsn, t.stableOffset);
-    if (offset < 0) return; // before the first byte: a stale retransmission of the SYN's space
+    if (offset < 0) return undefined; // before the first byte: a stale retransmission of the SYN's space
     let flags = 0;
     if (tcpFlags & TcpFlag.FIN) flags |= SegFlag.FIN;
     if (tcpFlags & TcpFlag.RST) flags |= SegFlag.RST;
     if (tcpFlags & TcpFlag.PSH) flags |= SegFlag.PSH;
     this.counters.segmentsLogged++;
     this.counters.bytesLogged += payload.length;
-    this.opts.buffer.writeSegment({ connId: t.bufferId, offset, flags, payload }).then(
+    const written = this.opts.buffer.writeSegment({ connId: t.bufferId, offset, flags, payload });
+    written.then(
       (a) => this.onStable(t, a.stableOffset, seq(a.stableSeq)),
       () => {
         // Unlogged bytes stay unacknowledged: the client retransmits them and
@@ -680,6 +714,7 @@ export class Recorder {
         this.counters.logFailures++;
       },
     );
+    return written;
   }
 
   private onStable(t: Tracked, stableOffset: number, stableSeq: SeqNum): void {

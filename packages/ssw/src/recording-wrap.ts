@@ -4,7 +4,10 @@
  * recorder that logs to the stable buffer, and the raw socket for crafted
  * ACKs. Start it, and stop it on every exit path: rules are removed even on
  * process exit, and if the process dies the rules stay and drop the
- * service's packets (fail closed) until the next start removes them.
+ * service's packets (fail closed) until the next start removes them. With
+ * the `hold` strategy the server's segments without SYN, FIN or RST still
+ * leave then: harmless to the log, as its kernel never received a client byte
+ * that was not stable.
  *
  * A promoted backup starts one with the dead primary's connections
  * (`adopt`) before it takes the VIP: see {@link Recorder.adopt}.
@@ -12,7 +15,7 @@
 import type { StableBufferClient } from '@ftcp/stable-buffer';
 import type { AdoptedConnection } from './conntable.js';
 import { NfQueue, RawInjector } from './nfqueue.js';
-import { ServiceRules } from './netfilter/rules.js';
+import { ServiceRules, type OutgoingQueueing } from './netfilter/rules.js';
 import { Recorder, type AckStrategy, type HandshakeRebuildRequest, type HandshakeRebuildResult, type RecorderCounters } from './recorder.js';
 import { SouthSideWrap, type WrapCounters } from './wrap.js';
 
@@ -27,6 +30,12 @@ export interface RecordingWrapOptions {
   /** The writer of the current epoch; a backup may start its wrap first and attach (promote) before the first packet. */
   buffer: StableBufferClient;
   ack?: AckStrategy;
+  /**
+   * Which outgoing packets go through the queue; default `control` (only
+   * SYN, FIN and RST) with the `hold` strategy, else `all`. A backup's wrap
+   * needs `all` whatever its strategy: it silences and adopts connections.
+   */
+  outgoing?: OutgoingQueueing;
   /**
    * Connections of a dead primary to take over (a promoted backup), adopted
    * before the rules are installed, so none of their segments can reach the
@@ -48,6 +57,8 @@ export interface RecordingWrapStatus {
 
 export class RecordingWrap {
   private stopped = false;
+  /** Mute rules iptables refused (see {@link mute}). */
+  muteFailures = 0;
   private readonly onExit = (): void => this.rules.removeSync();
 
   private constructor(
@@ -73,7 +84,8 @@ export class RecordingWrap {
       recorder = r;
       if (opts.adopt) r.adopt(opts.adopt);
       queue = NfQueue.open({ queue: queueNum, onPackets: (packets) => r.handle(packets) });
-      const rules = await ServiceRules.install({ vip: opts.vip, port: opts.port, queueNum, skipMark: mark });
+      const outgoing = opts.outgoing ?? (opts.ack === 'hold' ? 'control' : 'all');
+      const rules = await ServiceRules.install({ vip: opts.vip, port: opts.port, queueNum, skipMark: mark, outgoing });
       return new RecordingWrap(wrap, r, queue, injector, rules);
     } catch (err) {
       recorder?.close();
@@ -91,10 +103,19 @@ export class RecordingWrap {
     this.recorder.adopt(list);
   }
 
-  /** Drop everything this host would send for the service, or stop doing so; see {@link Recorder.mute}. */
+  /**
+   * Drop everything this host would send for the service, or stop doing so;
+   * see {@link Recorder.mute}. What leaves without the queue is dropped by
+   * a rule (see `ServiceRules.mute`), in place a few milliseconds later:
+   * before a backup can speak, which takes a failure timeout and a
+   * promotion, and the VIP goes too.
+   */
   mute(on: boolean): void {
-    if (!this.stopped) this.recorder.mute(on);
+    if (this.stopped) return;
+    this.recorder.mute(on);
+    if (this.rules.spec.outgoing === 'control') this.rules.mute(on).catch(() => this.muteFailures++);
   }
+
 
   /** Give up a pending connection whose socket could not be rebuilt; see {@link Recorder.releasePending}. */
   releasePending(bufferConnId: number): boolean {
@@ -112,13 +133,21 @@ export class RecordingWrap {
 
   /**
    * Stops wrapping but keeps the rules: with no queue listener they drop every
-   * packet of the service, so nothing the kernel still sends gets out (a
-   * primary stepping down). The next start removes the rules as stale.
+   * packet of the service (with `control`, a mute rule drops what the queue
+   * would not see), so nothing the kernel still sends gets out (a primary
+   * stepping down). The next start removes the rules as stale.
    */
   abandon(): void {
     if (this.stopped) return;
     this.stopped = true;
     process.removeListener('exit', this.onExit);
+    if (this.rules.spec.outgoing === 'control') {
+      try {
+        this.rules.muteSync();
+      } catch {
+        this.muteFailures++;
+      }
+    }
     this.recorder.close();
     this.queue.close();
     this.injector.close();

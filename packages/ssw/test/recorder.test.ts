@@ -210,6 +210,38 @@ describe('Recorder', function () {
     expect(injected).to.have.length(0);
   });
 
+  it('lets a client segment reach the kernel only once the buffer has logged it under the hold strategy, in order, and sends no ACK of its own', async () => {
+    await setup('hold');
+    await handshake();
+    const ts = [opt.nop(), opt.nop(), opt.timestamps(102, 900)];
+    const first = feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | PSH, payload: 'first ', options: ts }));
+    const second = feed(IN, buildPacket({ seq: (CISN + 7) >>> 0, ack: SISN + 1, flags: ACK | PSH, payload: 'second', options: ts }));
+    // A bare ACK carries nothing to log: it goes at once.
+    const bare = feed(IN, buildPacket({ seq: (CISN + 13) >>> 0, ack: SISN + 1, flags: ACK, options: ts }));
+    expect(verdictOf(first)).to.equal(undefined);
+    expect(verdictOf(second)).to.equal(undefined);
+    expect(verdictOf(bare)!.verdict).to.equal('accept');
+    await until(() => verdictOf(second) !== undefined, 5000, 'the held segments');
+    expect(seen.filter((x) => x.id === first || x.id === second).map((x) => [x.id, x.verdict])).to.deep.equal([
+      [first, 'accept'],
+      [second, 'accept'],
+    ]);
+    const connId = ((await client.status()).connections as { connId: number }[])[0]!.connId;
+    expect((await client.readInstream(connId, 0, 12)).toString()).to.equal('first second');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(injected).to.have.length(0);
+  });
+
+  it('drops a held segment whose write failed under the hold strategy, so the client resends it', async () => {
+    await setup('hold');
+    await handshake();
+    client.close();
+    const held = feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | PSH, payload: 'unlogged', options: [opt.nop(), opt.nop(), opt.timestamps(102, 900)] }));
+    await until(() => verdictOf(held) !== undefined, 5000, 'the verdict of a segment whose write failed');
+    expect(verdictOf(held)!.verdict).to.equal('drop');
+    expect(recorder.counters.logFailures).to.be.at.least(1);
+  });
+
   it('never acknowledges bytes the buffer has not logged while the buffer is away', async () => {
     await setup('eager');
     await handshake();

@@ -47,7 +47,7 @@ not start or lost the log it follows (a refused subscription), 4 stepped down
     mode: Flags.option({ summary: 'hot: replay as the primary runs; cold: start the replica only after a failure.', options: ['hot', 'cold'] as const, required: true })(),
     ...nodeFlags({
       iface: 'Interface that takes the VIP on takeover (and its GSO/GRO sizes capped for NFQUEUE).',
-      ack: 'After a takeover: when the client hears its bytes are logged (FT-TCP 3.11).',
+      ack: 'After a takeover: when the client hears its bytes are logged (FT-TCP 3.11); with hold, client segments wait to be logged, and outgoing ones still all go through the queue (adopted connections need them).',
       queue: 'NFQUEUE queue number after a takeover.',
       failureTimeout: 'After a takeover: milliseconds of silence from the buffer before stepping down; match the buffer\'s.',
     }),

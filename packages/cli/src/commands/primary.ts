@@ -37,7 +37,7 @@ Needs root (NFQUEUE, iptables). Exit codes: the server's own when it exits,
   static override flags = {
     ...nodeFlags({
       iface: 'Interface holding the VIP: given up on step-down; its GSO/GRO sizes are capped for NFQUEUE.',
-      ack: 'When the client hears its bytes are logged (FT-TCP 3.11).',
+      ack: 'When the client hears its bytes are logged (FT-TCP 3.11): eager, delayed or lazy ACKs with acks clamped to what is logged, or hold (a client segment reaches the server only once logged; the server\'s segments then leave without the queue: fastest for downloads, one buffer round trip more per request).',
       queue: 'NFQUEUE queue number.',
       failureTimeout: 'Milliseconds of silence from the buffer before going quiet; match the buffer\'s.',
     }),

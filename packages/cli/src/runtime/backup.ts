@@ -158,6 +158,8 @@ export class Backup {
         port: this.opts.service.port,
         buffer: this.writer,
         ack: this.opts.ack ?? 'eager',
+        // Adopted connections need every outgoing segment (going live, deltas), whatever the strategy.
+        outgoing: 'all',
         ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}),
       });
       if (this.opts.mode === 'hot') {

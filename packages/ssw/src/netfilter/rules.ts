@@ -6,6 +6,13 @@
  *   kernel's TCP stack sees them; outgoing (service -> client) in OUTPUT,
  *   before they reach the wire.
  * - Packets carrying `skipMark` (ones the SSW injected itself) are not queued.
+ * - Either every packet is queued (`all`: the clamp of acks to stable-seq
+ *   needs each outgoing one), or (`control`, for the `hold` strategy, where
+ *   the kernel never holds an unlogged client byte and so never acknowledges
+ *   one) only the outgoing ones with SYN, FIN or RST, and of the client's
+ *   pure ACKs at most {@link QUEUED_ACKS_PER_SECOND} per connection: the
+ *   rest pass at the kernel's speed. {@link ServiceRules.mute} then drops
+ *   outgoing packets in the kernel.
  * - Fail closed: the NFQUEUE rule has no --queue-bypass, so while no process
  *   listens on the queue the kernel drops the service's packets instead of
  *   passing them unwrapped (FT-TCP 3.3: no byte may be acknowledged unlogged).
@@ -41,13 +48,37 @@ export interface ServiceRuleSpec {
   prefix?: string[];
   /** Owner pid written into chain names; defaults to this process. */
   ownerPid?: number;
+  /** Which outgoing packets are queued: `all` (default) or only SYN, FIN and RST (`control`). */
+  outgoing?: OutgoingQueueing;
 }
 
-function chainNames(pid: number, queueNum: number): { inbound: string; outbound: string } {
-  return { inbound: `${CHAIN_PREFIX}${pid}-${queueNum}-I`, outbound: `${CHAIN_PREFIX}${pid}-${queueNum}-O` };
+/** Which outgoing packets of the service the rules queue. */
+export type OutgoingQueueing = 'all' | 'control';
+
+function chainNames(pid: number, queueNum: number): { inbound: string; outbound: string; acks: string } {
+  const base = `${CHAIN_PREFIX}${pid}-${queueNum}`;
+  return { inbound: `${base}-I`, outbound: `${base}-O`, acks: `${base}-A` };
 }
 
-const CHAIN_RE = /^:(FTCP-(\d+)-(\d+)-[IO]) /;
+const CHAIN_RE = /^:(FTCP-(\d+)-(\d+)-[IOA]) /;
+
+/**
+ * `control`: the client's pure ACKs queued per connection at most this
+ * often (the recorder logs the client's ack, window and TSecr every 10 ms at
+ * most); the rest pass, so a bulk download does not cost a verdict per ACK.
+ */
+export const QUEUED_ACKS_PER_SECOND = 100;
+
+/**
+ * One u32 test per TCP header length (data offset 5 to 15 words) that holds
+ * when an IPv4 packet without options has a TCP header of that length and
+ * nothing after it: no payload. u32 cannot subtract, hence one per length.
+ */
+function pureAckTests(): string[] {
+  const tests: string[] = [];
+  for (let words = 5; words <= 15; words++) tests.push(`0>>24=0x45&&0&0xFFFF=${20 + 4 * words}&&32>>28=${words}`);
+  return tests;
+}
 
 function checkSpec(spec: ServiceRuleSpec): void {
   if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(spec.vip) || spec.vip.split('.').some((o) => Number(o) > 255)) {
@@ -56,19 +87,35 @@ function checkSpec(spec: ServiceRuleSpec): void {
   if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535) throw new FtcpError(ErrorCode.BAD_CONFIG, `service port ${spec.port} is not 1..65535`);
   if (!Number.isInteger(spec.queueNum) || spec.queueNum < 0 || spec.queueNum > 65535) throw new FtcpError(ErrorCode.BAD_CONFIG, `queue ${spec.queueNum} is not 0..65535`);
   if (!Number.isInteger(spec.skipMark) || spec.skipMark <= 0 || spec.skipMark > 0xffffffff) throw new FtcpError(ErrorCode.BAD_CONFIG, `mark ${spec.skipMark} is not 1..2^32-1`);
+  if (spec.outgoing !== undefined && spec.outgoing !== 'all' && spec.outgoing !== 'control') throw new FtcpError(ErrorCode.BAD_CONFIG, `outgoing queueing ${String(spec.outgoing)} is not all or control`);
 }
 
 /** The iptables-restore input that creates both chains and their jumps. */
 export function renderRules(spec: ServiceRuleSpec): string {
   checkSpec(spec);
-  const { inbound, outbound } = chainNames(spec.ownerPid ?? process.pid, spec.queueNum);
+  const { inbound, outbound, acks } = chainNames(spec.ownerPid ?? process.pid, spec.queueNum);
   const mark = `0x${spec.skipMark.toString(16)}`;
   const q = `-j NFQUEUE --queue-num ${spec.queueNum}`;
+  const client = `-d ${spec.vip}/32 -p tcp -m tcp --dport ${spec.port}`;
+  // A packet no longer than a pure ACK can be, without SYN, FIN or RST, goes
+  // (goto: a RETURN there passes it) to the chain that tells pure ACKs apart.
+  const control = spec.outgoing === 'control';
+  const ackChain = control
+    ? [
+        `-A ${inbound} ${client} -m mark ! --mark ${mark} -m length --length 40:80 --tcp-flags SYN,FIN,RST NONE -g ${acks}`,
+        `-A ${acks} -m hashlimit --hashlimit-upto ${QUEUED_ACKS_PER_SECOND}/sec --hashlimit-burst 10 --hashlimit-mode srcip,srcport --hashlimit-name ftcp-q${spec.queueNum} ${q}`,
+        ...pureAckTests().map((t) => `-A ${acks} -m u32 --u32 "${t}" -j RETURN`),
+        `-A ${acks} ${q}`,
+      ]
+    : [];
   return [
     `*${TABLE}`,
     `:${inbound} - [0:0]`,
     `:${outbound} - [0:0]`,
-    `-A ${inbound} -d ${spec.vip}/32 -p tcp -m tcp --dport ${spec.port} -m mark ! --mark ${mark} ${q}`,
+    ...(control ? [`:${acks} - [0:0]`] : []),
+    ...ackChain,
+    `-A ${inbound} ${client} -m mark ! --mark ${mark} ${q}`,
+    ...(spec.outgoing === 'control' ? [`-A ${outbound} -s ${spec.vip}/32 -p tcp -m tcp --sport ${spec.port} --tcp-flags SYN,FIN,RST NONE -j RETURN`] : []),
     `-A ${outbound} -s ${spec.vip}/32 -p tcp -m tcp --sport ${spec.port} -m mark ! --mark ${mark} ${q}`,
     `-I PREROUTING 1 -j ${inbound}`,
     `-I OUTPUT 1 -j ${outbound}`,
@@ -94,9 +141,12 @@ async function exec(prefix: string[], cmd: string, args: string[], input?: strin
 function removeCommands(chains: string[]): string[][] {
   const cmds: string[][] = [];
   for (const c of chains) {
-    cmds.push(['-t', TABLE, '-D', c.endsWith('-I') ? 'PREROUTING' : 'OUTPUT', '-j', c]);
+    if (c.endsWith('-I')) cmds.push(['-t', TABLE, '-D', 'PREROUTING', '-j', c]);
+    if (c.endsWith('-O')) cmds.push(['-t', TABLE, '-D', 'OUTPUT', '-j', c]);
   }
-  for (const c of chains) cmds.push(['-t', TABLE, '-F', c], ['-t', TABLE, '-X', c]);
+  // Every chain flushed before any is deleted: the inbound chain refers to the ACK chain.
+  for (const c of chains) cmds.push(['-t', TABLE, '-F', c]);
+  for (const c of chains) cmds.push(['-t', TABLE, '-X', c]);
   return cmds;
 }
 
@@ -117,6 +167,7 @@ function processAlive(pid: number): boolean {
 /** Installed rules for one service; remove them exactly once. */
 export class ServiceRules {
   private removed = false;
+  private muted = false;
 
   private constructor(
     readonly spec: ServiceRuleSpec,
@@ -129,8 +180,32 @@ export class ServiceRules {
     const prefix = spec.prefix ?? [];
     await removeStaleRules(prefix);
     await exec(prefix, 'iptables-restore', ['--noflush', '-w', '5'], text);
-    const { inbound, outbound } = chainNames(spec.ownerPid ?? process.pid, spec.queueNum);
-    return new ServiceRules(spec, [inbound, outbound]);
+    const { inbound, outbound, acks } = chainNames(spec.ownerPid ?? process.pid, spec.queueNum);
+    return new ServiceRules(spec, spec.outgoing === 'control' ? [inbound, outbound, acks] : [inbound, outbound]);
+  }
+
+  /**
+   * Drops every outgoing packet of the service in the kernel (a rule at the
+   * head of the outbound chain), or stops doing so. Needed where packets
+   * leave without the queue (`control`); harmless elsewhere. Idempotent.
+   */
+  async mute(on: boolean): Promise<void> {
+    if (this.removed || on === this.muted) return;
+    this.muted = on;
+    await exec(this.spec.prefix ?? [], 'iptables', ['-w', '5', ...this.muteArgs(on)]);
+  }
+
+  /** The same, synchronously, for a step-down that must not return before it holds. */
+  muteSync(): void {
+    if (this.removed || this.muted) return;
+    this.muted = true;
+    const argv = [...(this.spec.prefix ?? []), 'iptables', '-w', '5', ...this.muteArgs(true)];
+    execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  }
+
+  private muteArgs(on: boolean): string[] {
+    const outbound = this.chains.find((c) => c.endsWith('-O'))!;
+    return on ? ['-t', TABLE, '-I', outbound, '1', '-j', 'DROP'] : ['-t', TABLE, '-D', outbound, '-j', 'DROP'];
   }
 
   /** Removes the chains and their jumps; safe to call again. */

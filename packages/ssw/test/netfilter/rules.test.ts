@@ -60,6 +60,44 @@ describe('ServiceRules', function () {
     expect(text).to.not.include('queue-bypass');
   });
 
+  it('queues only outgoing SYN, FIN and RST when told to (control), and still every incoming packet', () => {
+    const lines = renderRules({ vip: VIP, port: PORT, queueNum: 7, skipMark: 0xf7c9, ownerPid: 42, outgoing: 'control' }).split('\n');
+    const pass = `-A FTCP-42-7-O -s ${VIP}/32 -p tcp -m tcp --sport ${PORT} --tcp-flags SYN,FIN,RST NONE -j RETURN`;
+    const queue = `-A FTCP-42-7-O -s ${VIP}/32 -p tcp -m tcp --sport ${PORT} -m mark ! --mark 0xf7c9 -j NFQUEUE --queue-num 7`;
+    expect(lines).to.include.members([pass, queue, `-A FTCP-42-7-I -d ${VIP}/32 -p tcp -m tcp --dport ${PORT} -m mark ! --mark 0xf7c9 -j NFQUEUE --queue-num 7`]);
+    expect(lines.indexOf(pass)).to.be.below(lines.indexOf(queue));
+    // Short packets without SYN, FIN or RST go to the ACK chain: some queued per connection, pure ACKs passed, the rest queued.
+    expect(lines).to.include(`-A FTCP-42-7-I -d ${VIP}/32 -p tcp -m tcp --dport ${PORT} -m mark ! --mark 0xf7c9 -m length --length 40:80 --tcp-flags SYN,FIN,RST NONE -g FTCP-42-7-A`);
+    const acks = lines.filter((l) => l.startsWith('-A FTCP-42-7-A '));
+    expect(acks[0]).to.include('-m hashlimit --hashlimit-upto 100/sec').and.to.include('-j NFQUEUE --queue-num 7');
+    expect(acks.slice(1, -1)).to.have.length(11);
+    expect(acks[1]).to.equal('-A FTCP-42-7-A -m u32 --u32 "0>>24=0x45&&0&0xFFFF=40&&32>>28=5" -j RETURN');
+    expect(acks[8]).to.equal('-A FTCP-42-7-A -m u32 --u32 "0>>24=0x45&&0&0xFFFF=68&&32>>28=12" -j RETURN');
+    expect(acks.at(-1)).to.equal('-A FTCP-42-7-A -j NFQUEUE --queue-num 7');
+    const all = renderRules({ vip: VIP, port: PORT, queueNum: 7, skipMark: 0xf7c9, ownerPid: 42 });
+    expect(all).to.not.include('RETURN');
+    expect(all).to.not.include('FTCP-42-7-A');
+  });
+
+  it('mutes the service\'s outgoing packets with a drop rule at the head of its chain, and unmutes', async () => {
+    const rules = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 16, skipMark: 0x1, prefix, outgoing: 'control' });
+    const outbound = (): string[] => sh([...prefix, 'iptables', '-t', 'mangle', '-S', rules.chains[1]!]).trim().split('\n').slice(1);
+    try {
+      expect(outbound()[0]).to.include('RETURN');
+      await rules.mute(true);
+      await rules.mute(true);
+      expect(outbound()[0]).to.equal(`-A ${rules.chains[1]} -j DROP`);
+      expect(outbound().filter((l) => l.endsWith('-j DROP'))).to.have.length(1);
+      await rules.mute(false);
+      expect(outbound().some((l) => l.endsWith('-j DROP'))).to.equal(false);
+      rules.muteSync();
+      expect(outbound()[0]).to.equal(`-A ${rules.chains[1]} -j DROP`);
+    } finally {
+      await rules.remove();
+    }
+    expect(sh([...prefix, 'iptables-save', '-t', 'mangle'])).to.not.match(/FTCP-/);
+  });
+
   for (const [what, spec] of [
     ['a bad address', { vip: '10.0.0.256', port: 1, queueNum: 0, skipMark: 1 }],
     ['port 0', { vip: VIP, port: 0, queueNum: 0, skipMark: 1 }],
@@ -99,10 +137,10 @@ describe('ServiceRules', function () {
   it('removes chains left by a dead process at the next start and keeps a live owner\'s', async () => {
     const dead = spawnSync('true').pid!;
     const mine = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 14, skipMark: 0x1, prefix });
-    sh([...prefix, 'iptables-restore', '--noflush'], renderRules({ vip: VIP, port: PORT, queueNum: 15, skipMark: 0x1, ownerPid: dead }));
+    sh([...prefix, 'iptables-restore', '--noflush'], renderRules({ vip: VIP, port: PORT, queueNum: 15, skipMark: 0x1, ownerPid: dead, outgoing: 'control' }));
     expect((await listRules(prefix)).map((r) => r.pid)).to.include(dead);
     const removed = await removeStaleRules(prefix);
-    expect(removed).to.deep.equal([`FTCP-${dead}-15-I`, `FTCP-${dead}-15-O`]);
+    expect(removed.sort()).to.deep.equal([`FTCP-${dead}-15-A`, `FTCP-${dead}-15-I`, `FTCP-${dead}-15-O`]);
     expect((await listRules(prefix)).map((r) => r.chain)).to.deep.equal(mine.chains);
     await mine.remove();
   });
