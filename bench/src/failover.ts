@@ -60,14 +60,18 @@ function sample(r: FailoverReport): CrashSample {
   const t = r.takeover;
   const since = (a: number | undefined, b: number | undefined): number | null => (a === undefined || b === undefined ? null : a - b);
   const resumedAt = cut !== undefined && r.resumedAfterCrashMs !== undefined ? cut + r.resumedAfterCrashMs : undefined;
-  const falseDetection = cut !== undefined && t.promoted !== undefined && t.promoted < cut;
+  // A verdict before the crash was a false one (retracted when the primary
+  // spoke again); the crash's detection is the first verdict after it.
+  const verdicts = t.bufferVerdicts ?? [];
+  const detected = cut === undefined ? undefined : verdicts.find((v) => v >= cut);
+  const falseDetection = cut !== undefined && ((t.promoted !== undefined && t.promoted < cut) || verdicts.some((v) => v < cut));
   return {
     seed: r.seed,
     ok: r.client?.ok === true,
     falseDetection,
     gapMs: r.crashGapMs ?? r.gapMs ?? null,
-    detectionMs: since(t.bufferDetected, cut),
-    promotionMs: since(t.promoted, t.bufferDetected),
+    detectionMs: since(detected, cut),
+    promotionMs: since(t.promoted, detected),
     vipMs: since(t.vipMoved, t.promoted),
     rollForwardRebuildMs: since(t.takeoverComplete, t.vipMoved),
     firstByteAfterMs: since(resumedAt, t.takeoverComplete),
@@ -109,7 +113,7 @@ function plot(trace: string, r: FailoverReport): string {
 ${ticks}<text x="${W / 2}" y="${H - 12}" font-size="12" text-anchor="middle">ms from the crash</text>
 <text x="14" y="${H / 2}" font-size="12" transform="rotate(-90 14 ${H / 2})" text-anchor="middle">received, MiB (${fmt(yMin / 1048576)} to ${fmt(yMax / 1048576)})</text>
 <polyline fill="none" stroke="#1f5fbf" stroke-width="1.5" points="${pts.map(([t, b]) => `${x(t).toFixed(1)},${y(b).toFixed(1)}`).join(' ')}"/>
-${line(cut, 'crash', '#c0392b')}${line(r.takeover.bufferDetected, 'detected', '#8e44ad')}${line(r.takeover.takeoverComplete, 'live', '#27ae60')}
+${line(cut, 'crash', '#c0392b')}${line(r.takeover.bufferVerdicts?.find((v) => v >= cut), 'detected', '#8e44ad')}${line(r.takeover.takeoverComplete, 'live', '#27ae60')}
 </svg>
 `;
 }

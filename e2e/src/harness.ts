@@ -20,6 +20,8 @@ export type BackupMode = 'hot' | 'cold';
 export interface TakeoverTimes {
   /** The buffer's first `primary-failed` (about any node). */
   readonly bufferDetected?: number;
+  /** Every `primary-failed` of the buffer, in order (a false one before the fault among them). */
+  readonly bufferVerdicts?: readonly number[];
   /** The primary's `stepping-down`, if it stepped down (a false detection, or a partition). */
   readonly primarySteppedDown?: number;
   /** The primary's first `quiet` (it lost the buffer) and first `resumed` after it (the buffer was back, same epoch). */
@@ -204,9 +206,14 @@ export function takeoverTimes(buffer: HostProcess | undefined, primary: HostProc
     if (e?.event === 'quiet' && out.primaryQuiet === undefined) out.primaryQuiet = e.time;
     if (e?.event === 'resumed' && out.primaryQuiet !== undefined && out.primaryResumed === undefined) out.primaryResumed = e.time;
   }
+  const verdicts: number[] = [];
   for (const line of buffer ? allLines(buffer) : []) {
     const e = parseLogLine(line);
-    if (e?.event === 'primary-failed' && out.bufferDetected === undefined) out.bufferDetected = e.time;
+    if (e?.event === 'primary-failed' && e.time !== undefined) verdicts.push(e.time);
+  }
+  if (verdicts.length > 0) {
+    out.bufferDetected = verdicts[0];
+    out.bufferVerdicts = verdicts;
   }
   const key = { 'failure-detected': 'failureDetected', promoted: 'promoted', 'vip-moved': 'vipMoved', 'takeover-complete': 'takeoverComplete' } as const;
   for (const line of backup ? allLines(backup) : []) {
