@@ -6,7 +6,10 @@
  * limited to 1 Gbit/s, replica link unlimited), for each ack strategy.
  * iperf3 makes the traffic. Writes bench/results/ssw.json and prints a table.
  *
- * Usage: node bench/dist/src/ssw.js [--seconds N] [--only SETUP:DIRECTION[:VARIANT]]
+ * Usage: node bench/dist/src/ssw.js [--seconds N] [--rounds N] [--only SETUP:DIRECTION[:VARIANT]]
+ *
+ * `--rounds` (3): every variant runs that many times, interleaved with the
+ * clean runs; the table shows medians.
  *
  * `--only` runs a subset (for profiling; the results file is then not
  * written); FTCP_BENCH_SSW_NODE_ARGS adds node options to the wrap's
@@ -18,17 +21,19 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FTCP_BIN, SSW_RECORD_TOOL, Testbed, nextPort, type HostProcess } from '@ftcp/e2e';
-import { fmt, table } from './stats.js';
+import { fmt, quantile, table } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 5;
+const roundsArg = process.argv.indexOf('--rounds');
+const ROUNDS = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 3;
 const onlyArg = process.argv.indexOf('--only');
 const ONLY = onlyArg > 0 ? (process.argv[onlyArg + 1] ?? '').split(':') : [];
 const NODE_ARGS = (process.env.FTCP_BENCH_SSW_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const selected = (...parts: string[]): boolean => ONLY.every((o, i) => parts[i] === undefined || o === parts[i]);
 
-type Variant = 'clean' | 'eager' | 'delayed' | 'lazy';
+type Variant = 'clean' | 'eager' | 'delayed' | 'lazy' | 'hold';
 type Direction = 'incoming' | 'outgoing';
 type Setup = 'symmetric' | 'asymmetric';
 
@@ -36,8 +41,11 @@ interface Row {
   setup: Setup;
   direction: Direction;
   variant: Variant;
+  /** The median of the rounds. */
   mbitPerSec: number;
   percentOfClean: number;
+  /** Every round's rate. */
+  runs: number[];
 }
 
 async function iperf(bed: Testbed, port: number, direction: Direction): Promise<number> {
@@ -81,20 +89,29 @@ try {
     if (setup === 'asymmetric') await bed.limitRate('client', { upMbit: 1000, downMbit: 1000 });
     for (const direction of ['incoming', 'outgoing'] as Direction[]) {
       if (!selected(setup, direction)) continue;
-      let clean = 0;
-      for (const variant of ['clean', 'eager', 'delayed', 'lazy'] as Variant[]) {
-        if (variant !== 'clean' && !selected(setup, direction, variant)) continue;
-        // A fresh buffer per run, so one run's log does not slow the next.
-        rmSync(dataDir, { recursive: true, force: true });
-        const buffer = bed.spawn('backup', FTCP_BIN, ['buffer', 'serve', '--listen', endpoint, '--data-dir', dataDir, '--durability', 'memory', '--log-level', 'error', '--max-log-bytes', '64GiB']);
-        await buffer.waitForLine((l) => l.includes('"ready"'), 15_000);
-        const port = nextPort();
-        const mbit = await withWrap(bed, endpoint, port, variant, () => iperf(bed, port, direction));
-        buffer.signal('SIGTERM');
-        await buffer.exited;
-        if (variant === 'clean') clean = mbit;
-        rows.push({ setup, direction, variant, mbitPerSec: mbit, percentOfClean: (100 * mbit) / clean });
-        console.error(`${setup} ${direction} ${variant}: ${fmt(mbit)} Mbit/s`);
+      // Rounds of every variant, clean among them, so a slow or fast spell of
+      // the host (the clean symmetric rate alone varies by a third from run
+      // to run here) falls on all of them; each row is the median.
+      const variants = (['clean', 'eager', 'delayed', 'lazy', 'hold'] as Variant[]).filter((v) => v === 'clean' || selected(setup, direction, v));
+      const runs = new Map<Variant, number[]>(variants.map((v) => [v, []]));
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const variant of variants) {
+          // A fresh buffer per run, so one run's log does not slow the next.
+          rmSync(dataDir, { recursive: true, force: true });
+          const buffer = bed.spawn('backup', FTCP_BIN, ['buffer', 'serve', '--listen', endpoint, '--data-dir', dataDir, '--durability', 'memory', '--log-level', 'error', '--max-log-bytes', '64GiB']);
+          await buffer.waitForLine((l) => l.includes('"ready"'), 15_000);
+          const port = nextPort();
+          const mbit = await withWrap(bed, endpoint, port, variant, () => iperf(bed, port, direction));
+          buffer.signal('SIGTERM');
+          await buffer.exited;
+          runs.get(variant)!.push(mbit);
+          console.error(`${setup} ${direction} ${variant} (round ${round}): ${fmt(mbit)} Mbit/s`);
+        }
+      }
+      const clean = quantile(runs.get('clean')!, 0.5);
+      for (const variant of variants) {
+        const mbit = quantile(runs.get(variant)!, 0.5);
+        rows.push({ setup, direction, variant, mbitPerSec: mbit, percentOfClean: (100 * mbit) / clean, runs: runs.get(variant)! });
       }
     }
   }
@@ -105,7 +122,7 @@ try {
 
 console.log(table(['setup', 'direction', 'variant', 'Mbit/s', '% of clean'], rows.map((r) => [r.setup, r.direction, r.variant, fmt(r.mbitPerSec), fmt(r.percentOfClean)])));
 const pct = (s: Setup, d: Direction, v: Variant) => rows.find((r) => r.setup === s && r.direction === d && r.variant === v)?.percentOfClean ?? Number.NaN;
-const best = (s: Setup, d: Direction) => Math.max(pct(s, d, 'eager'), pct(s, d, 'delayed'), pct(s, d, 'lazy'));
+const best = (s: Setup, d: Direction) => Math.max(pct(s, d, 'eager'), pct(s, d, 'delayed'), pct(s, d, 'lazy'), pct(s, d, 'hold'));
 const targets = {
   asymmetricIncoming: { value: best('asymmetric', 'incoming'), target: '>= 95%' },
   asymmetricOutgoing: { value: best('asymmetric', 'outgoing'), target: '>= 95%' },
@@ -117,5 +134,5 @@ for (const [k, v] of Object.entries(targets)) console.log(`  ${k}: ${fmt(v.value
 if (ONLY.length > 0) process.exit(0);
 const out = join(root, 'bench/results/ssw.json');
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, machine: { cpus: cpus().length }, rows, targets }, null, 2) + '\n');
+writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, machine: { cpus: cpus().length }, rows, targets }, null, 2) + '\n');
 console.log(`\nwritten to ${out}`);
