@@ -90,7 +90,7 @@ function checkSpec(spec: ServiceRuleSpec): void {
   if (spec.outgoing !== undefined && spec.outgoing !== 'all' && spec.outgoing !== 'control') throw new FtcpError(ErrorCode.BAD_CONFIG, `outgoing queueing ${String(spec.outgoing)} is not all or control`);
 }
 
-/** The iptables-restore input that creates both chains and their jumps. */
+/** The iptables-restore input that creates the chains and their jumps. */
 export function renderRules(spec: ServiceRuleSpec): string {
   checkSpec(spec);
   const { inbound, outbound, acks } = chainNames(spec.ownerPid ?? process.pid, spec.queueNum);
@@ -115,7 +115,7 @@ export function renderRules(spec: ServiceRuleSpec): string {
     ...(control ? [`:${acks} - [0:0]`] : []),
     ...ackChain,
     `-A ${inbound} ${client} -m mark ! --mark ${mark} ${q}`,
-    ...(spec.outgoing === 'control' ? [`-A ${outbound} -s ${spec.vip}/32 -p tcp -m tcp --sport ${spec.port} --tcp-flags SYN,FIN,RST NONE -j RETURN`] : []),
+    ...(control ? [`-A ${outbound} -s ${spec.vip}/32 -p tcp -m tcp --sport ${spec.port} --tcp-flags SYN,FIN,RST NONE -j RETURN`] : []),
     `-A ${outbound} -s ${spec.vip}/32 -p tcp -m tcp --sport ${spec.port} -m mark ! --mark ${mark} ${q}`,
     `-I PREROUTING 1 -j ${inbound}`,
     `-I OUTPUT 1 -j ${outbound}`,
@@ -191,16 +191,16 @@ export class ServiceRules {
    */
   async mute(on: boolean): Promise<void> {
     if (this.removed || on === this.muted) return;
-    this.muted = on;
     await exec(this.spec.prefix ?? [], 'iptables', ['-w', '5', ...this.muteArgs(on)]);
+    this.muted = on;
   }
 
   /** The same, synchronously, for a step-down that must not return before it holds. */
   muteSync(): void {
     if (this.removed || this.muted) return;
-    this.muted = true;
     const argv = [...(this.spec.prefix ?? []), 'iptables', '-w', '5', ...this.muteArgs(true)];
     execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.muted = true;
   }
 
   private muteArgs(on: boolean): string[] {

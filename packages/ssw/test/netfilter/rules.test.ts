@@ -60,7 +60,7 @@ describe('ServiceRules', function () {
     expect(text).to.not.include('queue-bypass');
   });
 
-  it('queues only outgoing SYN, FIN and RST when told to (control), and still every incoming packet', () => {
+  it('queues only outgoing SYN, FIN and RST when told to (control), and of the client\'s pure ACKs only some', () => {
     const lines = renderRules({ vip: VIP, port: PORT, queueNum: 7, skipMark: 0xf7c9, ownerPid: 42, outgoing: 'control' }).split('\n');
     const pass = `-A FTCP-42-7-O -s ${VIP}/32 -p tcp -m tcp --sport ${PORT} --tcp-flags SYN,FIN,RST NONE -j RETURN`;
     const queue = `-A FTCP-42-7-O -s ${VIP}/32 -p tcp -m tcp --sport ${PORT} -m mark ! --mark 0xf7c9 -j NFQUEUE --queue-num 7`;
