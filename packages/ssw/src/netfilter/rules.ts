@@ -203,9 +203,11 @@ export class ServiceRules {
     this.muted = true;
   }
 
+  /** The service's own packets only: every packet this host sends passes the outbound chain (its ZeroMQ to the buffer too). */
   private muteArgs(on: boolean): string[] {
     const outbound = this.chains.find((c) => c.endsWith('-O'))!;
-    return on ? ['-t', TABLE, '-I', outbound, '1', '-j', 'DROP'] : ['-t', TABLE, '-D', outbound, '-j', 'DROP'];
+    const rule = ['-s', `${this.spec.vip}/32`, '-p', 'tcp', '-m', 'tcp', '--sport', String(this.spec.port), '-j', 'DROP'];
+    return on ? ['-t', TABLE, '-I', outbound, '1', ...rule] : ['-t', TABLE, '-D', outbound, ...rule];
   }
 
   /** Removes the chains and their jumps; safe to call again. */

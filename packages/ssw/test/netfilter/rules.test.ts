@@ -79,19 +79,23 @@ describe('ServiceRules', function () {
     expect(all).to.not.include('FTCP-42-7-A');
   });
 
-  it('mutes the service\'s outgoing packets with a drop rule at the head of its chain, and unmutes', async () => {
+  it('mutes only the service\'s outgoing packets with a drop rule at the head of its chain, and unmutes', async () => {
     const rules = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 16, skipMark: 0x1, prefix, outgoing: 'control' });
     const outbound = (): string[] => sh([...prefix, 'iptables', '-t', 'mangle', '-S', rules.chains[1]!]).trim().split('\n').slice(1);
+    const drop = `-A ${rules.chains[1]} -s ${VIP}/32 -p tcp -m tcp --sport ${PORT} -j DROP`;
     try {
       expect(outbound()[0]).to.include('RETURN');
       await rules.mute(true);
       await rules.mute(true);
-      expect(outbound()[0]).to.equal(`-A ${rules.chains[1]} -j DROP`);
+      expect(outbound()[0]).to.equal(drop);
       expect(outbound().filter((l) => l.endsWith('-j DROP'))).to.have.length(1);
+      // Everything else the host sends still goes (a primary's ZeroMQ to the buffer among it).
+      expect(probeConnects()).to.deep.equal({ service: false, other: true });
       await rules.mute(false);
       expect(outbound().some((l) => l.endsWith('-j DROP'))).to.equal(false);
       rules.muteSync();
-      expect(outbound()[0]).to.equal(`-A ${rules.chains[1]} -j DROP`);
+      expect(outbound()[0]).to.equal(drop);
+      expect(probeConnects()).to.deep.equal({ service: false, other: true });
     } finally {
       await rules.remove();
     }
