@@ -19,7 +19,9 @@
  *    `ftcp primary` with a hot backup following.
  *
  * Writes bench/results/failover.json and prints tables. Flags:
- * --crashes N (20), --modes hot,cold, --bytes MiB (20), --rate-mbit R (40).
+ * --crashes N (20), --modes hot,cold, --bytes MiB (20), --rate-mbit R (40),
+ * --ack STRATEGY (the primary's; hold, `ftcp primary`'s default, writes
+ * failover.json and the plot, another writes failover-STRATEGY.json only).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -37,6 +39,8 @@ function flag(name: string, dflt: string): string {
 
 const CRASHES = Number(flag('crashes', '20'));
 const MODES = flag('modes', 'hot,cold').split(',') as ('hot' | 'cold')[];
+const ACK = flag('ack', 'hold') as 'eager' | 'delayed' | 'lazy' | 'hold';
+const RESULTS = ACK === 'hold' ? 'failover.json' : `failover-${ACK}.json`;
 const BYTES = Number(flag('bytes', '20')) * 1024 * 1024;
 const RATE = Number(flag('rate-mbit', '40'));
 const FAILURE_TIMEOUT_MS = 30;
@@ -158,7 +162,7 @@ async function redisLatency(): Promise<Record<string, unknown>> {
       const buffer: HostProcess = bed.spawn('backup', FTCP_BIN, ['buffer', 'serve', '--listen', endpoint, '--data-dir', dataDir, '--durability', 'memory', '--probe-interval', '10', '--failure-timeout', String(FAILURE_TIMEOUT_MS), '--log-level', 'warn']);
       await buffer.waitForLine((l) => l.includes('"ready"'), 15_000);
       const service = ['--service', `${bed.vip}:${port}`, '--buffer', endpoint, '--iface', 'lan0', '--failure-timeout', String(FAILURE_TIMEOUT_MS), '--log-level', 'warn'];
-      const primary = bed.spawn('primary', FTCP_BIN, ['primary', ...service, '--node', 'primary-a', '--', ...redisArgs(port)]);
+      const primary = bed.spawn('primary', FTCP_BIN, ['primary', ...service, '--node', 'primary-a', '--ack', ACK, '--', ...redisArgs(port)]);
       await primary.waitForLine((l) => l.includes('"ready"'), 20_000);
       const backup = bed.spawn('backup', FTCP_BIN, ['backup', '--mode', 'hot', ...service, '--node', 'backup-b', '--', ...redisArgs(port)]);
       await backup.waitForLine((l) => l.includes('"ready"'), 20_000);
@@ -186,11 +190,11 @@ async function main(): Promise<void> {
       for (let i = 0; i < CRASHES; i++) {
         const seed = 0x5eed0000 + i * 7919 + (mode === 'cold' ? 1 : 0);
         const trace = join(traceDir, `${mode}-${i}.csv`);
-        const r = await runFailover({ mode, seed, bytes: BYTES, rateMbit: RATE, failureTimeoutMs: FAILURE_TIMEOUT_MS, crashWindow: [0.3, 0.7], clientTrace: trace, log: () => {} });
+        const r = await runFailover({ mode, seed, bytes: BYTES, rateMbit: RATE, failureTimeoutMs: FAILURE_TIMEOUT_MS, crashWindow: [0.3, 0.7], clientTrace: trace, ack: ACK, log: () => {} });
         const s = sample(r);
         samples.push(s);
         process.stdout.write(`${mode} ${i + 1}/${CRASHES}: gap ${fmt(s.gapMs ?? Number.NaN, 0)} ms${s.ok ? '' : ` FAILED ${s.error ?? ''}`}${s.falseDetection ? ' (false detection before the crash)' : ''}\n`);
-        if (!plotted && mode === 'hot' && s.ok && !s.falseDetection && r.crash) {
+        if (!plotted && ACK === 'hold' && mode === 'hot' && s.ok && !s.falseDetection && r.crash) {
           try {
             writeFileSync(join(out, 'failover-plot.svg'), plot(readFileSync(trace, 'utf8'), r));
             plotted = true;
@@ -216,12 +220,12 @@ async function main(): Promise<void> {
     results['redisPing'] = latency;
     const report = {
       machine: { cpus: cpus().length, model: cpus()[0]?.model },
-      settings: { crashes: CRASHES, bytesEachWay: BYTES, rateMbit: RATE, failureTimeoutMs: FAILURE_TIMEOUT_MS, probeIntervalMs: 10 },
+      settings: { ack: ACK, crashes: CRASHES, bytesEachWay: BYTES, rateMbit: RATE, failureTimeoutMs: FAILURE_TIMEOUT_MS, probeIntervalMs: 10 },
       targets: { hotP50Ms: 100, hotP99Ms: 300, coldPaperMsPerMiB: 20 },
       ...results,
     };
-    writeFileSync(join(out, 'failover.json'), JSON.stringify(report, null, 2) + '\n');
-    console.log(`\nfailover: ${CRASHES} crashes per mode, ${BYTES / 1048576} MiB each way at ${RATE} Mbit/s, failure timeout ${FAILURE_TIMEOUT_MS} ms`);
+    writeFileSync(join(out, RESULTS), JSON.stringify(report, null, 2) + '\n');
+    console.log(`\nfailover (primary --ack ${ACK}): ${CRASHES} crashes per mode, ${BYTES / 1048576} MiB each way at ${RATE} Mbit/s, failure timeout ${FAILURE_TIMEOUT_MS} ms`);
     console.log(table(['measure (ms)', 'n', 'p50', 'p99', 'max'], rows));
     for (const mode of MODES) {
       const r = results[mode] as { failed: number; falseDetections: number };
@@ -229,7 +233,7 @@ async function main(): Promise<void> {
     }
     const l = latency as { clean: { p50: number; p99: number }; wrapped: { p50: number; p99: number }; ratioP50: number; ratioP99: number };
     console.log(`\nredis PING, one connection: clean p50 ${fmt(l.clean.p50, 3)} ms p99 ${fmt(l.clean.p99, 3)} ms; under ftcp p50 ${fmt(l.wrapped.p50, 3)} ms p99 ${fmt(l.wrapped.p99, 3)} ms (x${fmt(l.ratioP50, 2)}, x${fmt(l.ratioP99, 2)})`);
-    console.log(`wrote ${join(out, 'failover.json')}${plotted ? ` and ${join(out, 'failover-plot.svg')}` : ''}`);
+    console.log(`wrote ${join(out, RESULTS)}${plotted ? ` and ${join(out, 'failover-plot.svg')}` : ''}`);
   } finally {
     rmSync(traceDir, { recursive: true, force: true });
   }

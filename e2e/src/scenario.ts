@@ -166,7 +166,7 @@ export interface ScenarioOptions {
   readonly failureTimeoutMs?: number;
   /** The buffer's `--durability`; default `memory` (`commit` makes records survive a buffer crash). */
   readonly durability?: 'memory' | 'commit' | 'fsync';
-  /** The primary's `--ack` strategy; default the command's own (eager). */
+  /** The primary's `--ack` strategy; default the command's own (hold). */
   readonly ack?: 'eager' | 'delayed' | 'lazy' | 'hold';
   /** `restart-buffer`: ms between the buffer's death and its restart; default 0 (restart at once). */
   readonly bufferDownMs?: number;

@@ -22,7 +22,7 @@ export function nodeFlags(s: NodeFlagSummaries) {
     service: Flags.string({ summary: 'The service: VIP:PORT that clients connect to.', required: true }),
     buffer: Flags.string({ summary: 'The stable buffer\'s ZeroMQ endpoint.', required: true, env: 'FTCP_BUFFER' }),
     iface: Flags.string({ summary: s.iface }),
-    ack: Flags.option({ summary: s.ack, options: ['eager', 'delayed', 'lazy', 'hold'] as const, default: 'eager' })(),
+    ack: Flags.option({ summary: s.ack, options: ['eager', 'delayed', 'lazy', 'hold'] as const, default: 'hold' })(),
     node: Flags.string({ summary: 'This node\'s name in the buffer and in ftcp status.', default: hostname() }),
     queue: Flags.integer({ summary: s.queue, default: 7400, min: 0, max: 65535 }),
     'failure-timeout': Flags.integer({ summary: s.failureTimeout, default: 30, min: 1 }),
