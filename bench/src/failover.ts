@@ -20,7 +20,7 @@
  *
  * Writes bench/results/failover.json and prints tables. Flags:
  * --crashes N (20), --modes hot,cold, --bytes MiB (20), --rate-mbit R (40),
- * --ack STRATEGY (the primary's; hold, `ftcp primary`'s default, writes
+ * --ack STRATEGY (the primary's; eager, `ftcp primary`'s default, writes
  * failover.json and the plot, another writes failover-STRATEGY.json only).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +28,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FTCP_BIN, Testbed, nextPort, runFailover, type FailoverReport, type HostProcess } from '@ftcp/e2e';
+import { ACK_STRATEGIES, type AckStrategy } from '@ftcp/ssw';
 import { fmt, quantile, table } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -39,8 +40,9 @@ function flag(name: string, dflt: string): string {
 
 const CRASHES = Number(flag('crashes', '20'));
 const MODES = flag('modes', 'hot,cold').split(',') as ('hot' | 'cold')[];
-const ACK = flag('ack', 'hold') as 'eager' | 'delayed' | 'lazy' | 'hold';
-const RESULTS = ACK === 'hold' ? 'failover.json' : `failover-${ACK}.json`;
+const ACK = flag('ack', 'eager') as AckStrategy;
+if (!ACK_STRATEGIES.includes(ACK)) throw new Error(`--ack must be one of ${ACK_STRATEGIES.join(', ')}, not ${ACK}`);
+const RESULTS = ACK === 'eager' ? 'failover.json' : `failover-${ACK}.json`;
 const BYTES = Number(flag('bytes', '20')) * 1024 * 1024;
 const RATE = Number(flag('rate-mbit', '40'));
 const FAILURE_TIMEOUT_MS = 30;
@@ -194,7 +196,7 @@ async function main(): Promise<void> {
         const s = sample(r);
         samples.push(s);
         process.stdout.write(`${mode} ${i + 1}/${CRASHES}: gap ${fmt(s.gapMs ?? Number.NaN, 0)} ms${s.ok ? '' : ` FAILED ${s.error ?? ''}`}${s.falseDetection ? ' (false detection before the crash)' : ''}\n`);
-        if (!plotted && ACK === 'hold' && mode === 'hot' && s.ok && !s.falseDetection && r.crash) {
+        if (!plotted && ACK === 'eager' && mode === 'hot' && s.ok && !s.falseDetection && r.crash) {
           try {
             writeFileSync(join(out, 'failover-plot.svg'), plot(readFileSync(trace, 'utf8'), r));
             plotted = true;

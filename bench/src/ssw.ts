@@ -21,6 +21,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FTCP_BIN, SSW_RECORD_TOOL, Testbed, nextPort, type HostProcess } from '@ftcp/e2e';
+import { ACK_STRATEGIES, type AckStrategy } from '@ftcp/ssw';
 import { fmt, quantile, table } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -33,7 +34,7 @@ const ONLY = onlyArg > 0 ? (process.argv[onlyArg + 1] ?? '').split(':') : [];
 const NODE_ARGS = (process.env.FTCP_BENCH_SSW_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const selected = (...parts: string[]): boolean => ONLY.every((o, i) => parts[i] === undefined || o === parts[i]);
 
-type Variant = 'clean' | 'eager' | 'delayed' | 'lazy' | 'hold';
+type Variant = 'clean' | AckStrategy;
 type Direction = 'incoming' | 'outgoing';
 type Setup = 'symmetric' | 'asymmetric';
 
@@ -92,7 +93,7 @@ try {
       // Rounds of every variant, clean among them, so a slow or fast spell of
       // the host (the clean symmetric rate alone varies by a third from run
       // to run here) falls on all of them; each row is the median.
-      const variants = (['clean', 'eager', 'delayed', 'lazy', 'hold'] as Variant[]).filter((v) => v === 'clean' || selected(setup, direction, v));
+      const variants = (['clean', ...ACK_STRATEGIES] as Variant[]).filter((v) => v === 'clean' || selected(setup, direction, v));
       const runs = new Map<Variant, number[]>(variants.map((v) => [v, []]));
       for (let round = 1; round <= ROUNDS; round++) {
         for (const variant of variants) {
@@ -122,7 +123,7 @@ try {
 
 console.log(table(['setup', 'direction', 'variant', 'Mbit/s', '% of clean'], rows.map((r) => [r.setup, r.direction, r.variant, fmt(r.mbitPerSec), fmt(r.percentOfClean)])));
 const pct = (s: Setup, d: Direction, v: Variant) => rows.find((r) => r.setup === s && r.direction === d && r.variant === v)?.percentOfClean ?? Number.NaN;
-const best = (s: Setup, d: Direction) => Math.max(pct(s, d, 'eager'), pct(s, d, 'delayed'), pct(s, d, 'lazy'), pct(s, d, 'hold'));
+const best = (s: Setup, d: Direction) => Math.max(...ACK_STRATEGIES.map((a) => pct(s, d, a)));
 const targets = {
   asymmetricIncoming: { value: best('asymmetric', 'incoming'), target: '>= 95%' },
   asymmetricOutgoing: { value: best('asymmetric', 'outgoing'), target: '>= 95%' },

@@ -61,7 +61,7 @@ export interface FailoverOptions {
   readonly probeIntervalMs?: number;
   /** The buffer's (and the primary's) failure timeout, ms; default 30. */
   readonly failureTimeoutMs?: number;
-  /** The primary's `--ack` strategy; default the command's own (hold). */
+  /** The primary's `--ack` strategy; default the command's own (eager). */
   readonly ack?: ScenarioOptions['ack'];
   /** Longest the client may take in all, ms; default 60 000. */
   readonly clientTimeoutMs?: number;

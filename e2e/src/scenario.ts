@@ -33,6 +33,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AckStrategy } from '@ftcp/ssw';
 import type { Capture } from './capture.js';
 import { registerLive, unregisterLive, type SyncDestroyable } from './cleanup.js';
 import {
@@ -166,8 +167,8 @@ export interface ScenarioOptions {
   readonly failureTimeoutMs?: number;
   /** The buffer's `--durability`; default `memory` (`commit` makes records survive a buffer crash). */
   readonly durability?: 'memory' | 'commit' | 'fsync';
-  /** The primary's `--ack` strategy; default the command's own (hold). */
-  readonly ack?: 'eager' | 'delayed' | 'lazy' | 'hold';
+  /** The primary's `--ack` strategy; default the command's own (eager). */
+  readonly ack?: AckStrategy;
   /** `restart-buffer`: ms between the buffer's death and its restart; default 0 (restart at once). */
   readonly bufferDownMs?: number;
   /** `partition-replica`: ms after the backup's `takeover-complete` before the link is healed; default 300. */

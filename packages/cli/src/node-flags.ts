@@ -4,6 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { Errors, Flags } from '@oclif/core';
+import { ACK_STRATEGIES, type AckStrategy } from '@ftcp/ssw';
 import { jsonLogger, type LogLevel } from '@ftcp/stable-buffer';
 import { ExitCode, fail } from './flags.js';
 import { parseService, type Service } from './runtime/service.js';
@@ -22,7 +23,7 @@ export function nodeFlags(s: NodeFlagSummaries) {
     service: Flags.string({ summary: 'The service: VIP:PORT that clients connect to.', required: true }),
     buffer: Flags.string({ summary: 'The stable buffer\'s ZeroMQ endpoint.', required: true, env: 'FTCP_BUFFER' }),
     iface: Flags.string({ summary: s.iface }),
-    ack: Flags.option({ summary: s.ack, options: ['eager', 'delayed', 'lazy', 'hold'] as const, default: 'hold' })(),
+    ack: Flags.option({ summary: s.ack, options: ACK_STRATEGIES, default: 'eager' })(),
     node: Flags.string({ summary: 'This node\'s name in the buffer and in ftcp status.', default: hostname() }),
     queue: Flags.integer({ summary: s.queue, default: 7400, min: 0, max: 65535 }),
     'failure-timeout': Flags.integer({ summary: s.failureTimeout, default: 30, min: 1 }),
@@ -48,7 +49,7 @@ export function serverAndService(argv: readonly unknown[], serviceText: string, 
 
 /** Parsed {@link nodeFlags}, as the runtime options Primary and Backup share. */
 export function nodeOptions(
-  flags: { buffer: string; iface?: string | undefined; ack: 'eager' | 'delayed' | 'lazy' | 'hold'; node: string; queue: number; 'failure-timeout': number; 'log-level': string },
+  flags: { buffer: string; iface?: string | undefined; ack: AckStrategy; node: string; queue: number; 'failure-timeout': number; 'log-level': string },
   role: 'primary' | 'backup',
 ) {
   return {

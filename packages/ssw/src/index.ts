@@ -140,7 +140,7 @@ export type { AcceptOptions, NfQueueOptions, QueuedPacket } from './nfqueue.js';
 export { ServiceRules, CHAIN_PREFIX, listRules, removeStaleRules, renderRules } from './netfilter/rules.js';
 export type { OutgoingQueueing, ServiceRuleSpec } from './netfilter/rules.js';
 
-export { GO_LIVE_DUPLICATE_ACKS, HANDSHAKE_SYN_GAP_MS, HANDSHAKE_SYN_TRIES, Recorder } from './recorder.js';
+export { ACK_STRATEGIES, GO_LIVE_DUPLICATE_ACKS, HANDSHAKE_SYN_GAP_MS, HANDSHAKE_SYN_TRIES, Recorder } from './recorder.js';
 export type { AckStrategy, HandshakeRebuildRequest, HandshakeRebuildResult, PacketInjector, PacketVerdicts, RecordedPacket, RecorderCounters, RecorderOptions } from './recorder.js';
 export { craftClientSegment, HANDSHAKE_REBUILD_CHUNK, HandshakeRebuild } from './handshake-rebuild.js';
 export type { ClientSegment, HandshakeRebuildInput, HandshakeStep } from './handshake-rebuild.js';

@@ -51,8 +51,9 @@ import type { SeqNum } from './wire/seq.js';
 import { TcpFlag } from './wire/tcp.js';
 import type { TcpPacket } from './wire/tcp.js';
 
-/** When the client hears that the buffer logged its bytes. */
-export type AckStrategy = 'eager' | 'delayed' | 'lazy' | 'hold';
+/** When the client hears that the buffer logged its bytes (see the header). */
+export const ACK_STRATEGIES = ['eager', 'delayed', 'lazy', 'hold'] as const;
+export type AckStrategy = (typeof ACK_STRATEGIES)[number];
 
 /** Gives queued packets their verdicts; an {@link NfQueue} is one. */
 export interface PacketVerdicts {

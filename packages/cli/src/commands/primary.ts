@@ -9,10 +9,10 @@ export default class PrimaryCommand extends Command {
   static override description = `Starts CMD under the north-side wrap (an LD_PRELOAD shim recording the
 server's nondeterministic calls) and wraps the service's TCP traffic with the
 south-side wrap (NFQUEUE: client segments are logged, and the client never
-sees an ack for a byte the stable buffer does not have: by default a segment
-reaches the server's kernel only once logged, see --ack; the SYN-ACK is held
-until the connection record is stable). Both share one ordered channel to the
-buffer.
+sees an ack for a byte the stable buffer does not have: the server's acks are
+clamped to what is logged, or with --ack hold a segment reaches the server's
+kernel only once logged; the SYN-ACK is held until the connection record is
+stable). Both share one ordered channel to the buffer.
 
 If the buffer stays silent for longer than --failure-timeout ms the primary
 goes quiet: it freezes the server and gives up the VIP on --iface, since the
@@ -39,7 +39,7 @@ Needs root (NFQUEUE, iptables). Exit codes: the server's own when it exits,
   static override flags = {
     ...nodeFlags({
       iface: 'Interface holding the VIP: given up on step-down; its GSO/GRO sizes are capped for NFQUEUE.',
-      ack: 'When the client hears its bytes are logged (FT-TCP 3.11). hold: a client segment reaches the server only once logged, so the server\'s own segments can leave without the queue (measured: 93% of a clean download against 63%, and a redis PING 0.78 ms against 1.2 ms). eager, delayed, lazy: segments reach the server at once, every outgoing ack is clamped to what is logged, and the wrap sends an ACK at once, after 40 ms, or never.',
+      ack: 'When the client hears its bytes are logged (FT-TCP 3.11). eager, delayed, lazy: a client segment reaches the server at once, every outgoing ack is clamped to what is logged, and the wrap sends an ACK at once, after 40 ms, or never. hold: a client segment reaches the server only once logged, so the server\'s own segments leave without the queue: downloads run near the speed of an unwrapped server (93% of clean against 63% here).',
       queue: 'NFQUEUE queue number.',
       failureTimeout: 'Milliseconds of silence from the buffer before going quiet; match the buffer\'s.',
     }),

@@ -157,7 +157,7 @@ export class Backup {
         vip: this.opts.service.vip,
         port: this.opts.service.port,
         buffer: this.writer,
-        ack: this.opts.ack ?? 'hold',
+        ack: this.opts.ack ?? 'eager',
         // Adopted connections need every outgoing segment (going live, deltas), whatever the strategy.
         outgoing: 'all',
         ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}),

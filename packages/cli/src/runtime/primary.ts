@@ -67,7 +67,7 @@ export class Primary {
       this.agent = new NswAgent({ socketPath, mode: 'record', sink: new CallWriter(this.client), logger });
       await this.agent.listen();
       if (this.opts.iface) await capOffloadSizes(this.opts.iface);
-      this.wrap = await RecordingWrap.start({ vip: service.vip, port: service.port, buffer: this.client, ack: this.opts.ack ?? 'hold', ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}) });
+      this.wrap = await RecordingWrap.start({ vip: service.vip, port: service.port, buffer: this.client, ack: this.opts.ack ?? 'eager', ...(this.opts.queue !== undefined ? { queue: this.opts.queue } : {}) });
       this.server = spawnWrappedServer(this.opts.command, { mode: 'record', socketPath, port: service.port });
       this.server.once('error', (err) => {
         logger.log('error', 'server-failed-to-start', { command: this.opts.command.join(' '), error: String(err) });
