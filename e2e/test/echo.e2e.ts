@@ -1,23 +1,8 @@
 import { expect } from 'chai';
-import { ECHO_CLIENT_TOOL, Testbed, describeReport, nextPort, reportLogs, runFailover, startPeer, type FailoverReport } from '../src/index.js';
+import { ECHO_CLIENT_TOOL, Testbed, describeReport, nextPort, reportLogs, runFailover, startPeer } from '../src/index.js';
+import { expectEchoIntact } from './failover-checks.js';
 
 const MiB = 1024 * 1024;
-
-/** The checks every clean run of the echo scenario passes. */
-function expectIntact(r: FailoverReport, bytes: number): void {
-  const why = `${describeReport(r, { verbose: true })}\n${reportLogs(r)}`;
-  expect(r.harnessError, why).to.equal(undefined);
-  expect(r.clientError, why).to.equal(undefined);
-  expect(r.client, why).to.not.equal(undefined);
-  const c = r.client!;
-  expect(c.ok, why).to.equal(true);
-  expect(c.sent, why).to.equal(bytes);
-  expect(c.received, why).to.equal(bytes);
-  expect(c.sha256Received, why).to.equal(c.sha256Sent);
-  expect(c.mismatchAt, why).to.equal(null);
-  expect(r.capture?.serverRsts, why).to.have.length(0);
-  expect(r.capture?.serverFinsBeforeClientFin, why).to.have.length(0);
-}
 
 describe('echod and echo-client', function () {
   this.timeout(120_000);
@@ -28,13 +13,13 @@ describe('echod and echo-client', function () {
 
   it('round-trips 20 MB each way through a bare echod with matching sha256 both ways', async () => {
     const r = await runFailover({ wrapped: false, rateMbit: null });
-    expectIntact(r, 20 * MiB);
+    expectEchoIntact(r, 20 * MiB);
     console.log(`      ${r.client!.ms.toFixed(0)} ms, longest gap ${r.client!.maxGapMs.toFixed(1)} ms`);
   });
 
   it('round-trips 20 MB each way through echod under ftcp primary, with no crash, unchanged', async () => {
     const r = await runFailover({ mode: null, rateMbit: 40 });
-    expectIntact(r, 20 * MiB);
+    expectEchoIntact(r, 20 * MiB);
     expect(r.capture?.speakers.map((s) => s.host)).to.deep.equal(['primary']);
     console.log(`      ${r.client!.ms.toFixed(0)} ms at 40 Mbit/s, longest gap ${r.client!.maxGapMs.toFixed(1)} ms`);
   });

@@ -4,7 +4,7 @@
  * whole report and the processes' logs in its message.
  */
 import { expect } from 'chai';
-import { describeScenario, scenarioLogs, speakerOrder, type ScenarioReport } from '../src/index.js';
+import { describeReport, describeScenario, reportLogs, scenarioLogs, speakerOrder, type FailoverReport, type ScenarioReport } from '../src/index.js';
 
 /** The report and the last lines of every process's output, for failure messages. */
 export function why(r: ScenarioReport): string {
@@ -56,4 +56,24 @@ export function expectNoFalseDetection(r: ScenarioReport): void {
   if (took === undefined) return;
   const when = r.faultAt === undefined ? 'with no fault injected yet' : `${(r.faultAt - took).toFixed(0)} ms before the fault`;
   expect(took, `FALSE DETECTION: the backup took over ${when} (load on this host; not the behaviour under test)${why(r)}`).to.be.at.least(r.faultAt ?? Infinity);
+}
+
+/**
+ * The echo stream (runFailover) came back whole: no harness or client error,
+ * every byte both ways with matching sha256, and no RST or early FIN from the
+ * VIP.
+ */
+export function expectEchoIntact(r: FailoverReport, bytes: number): void {
+  const w = `\n${describeReport(r, { verbose: true })}\n${reportLogs(r)}`;
+  expect(r.harnessError, w).to.equal(undefined);
+  expect(r.clientError, w).to.equal(undefined);
+  expect(r.client, `the client did not finish${w}`).to.not.equal(undefined);
+  const c = r.client!;
+  expect(c.ok, w).to.equal(true);
+  expect(c.sent, w).to.equal(bytes);
+  expect(c.received, w).to.equal(bytes);
+  expect(c.sha256Received, w).to.equal(c.sha256Sent);
+  expect(c.mismatchAt, w).to.equal(null);
+  expect(r.capture?.serverRsts, `RST from the VIP${w}`).to.have.length(0);
+  expect(r.capture?.serverFinsBeforeClientFin, `FIN from the VIP before the client closed${w}`).to.have.length(0);
 }

@@ -607,6 +607,7 @@ export class Recorder {
     const pkt = v.packet;
     const t = this.tracked.get(conn.id);
     const carries = pkt.payloadLength > 0 || (pkt.flags & (TcpFlag.FIN | TcpFlag.RST)) !== 0;
+    let logged: Promise<unknown> | undefined;
     if (v.log && carries && (pkt.flags & TcpFlag.SYN) === 0 && t?.recordWritten && conn.clientIsn !== undefined) {
       if (pkt.truncated) {
         // Bytes we cannot log must not reach the server: the client resends them.
@@ -617,16 +618,12 @@ export class Recorder {
       // No copy: the queue hands each packet over in a buffer of its own, and
       // the buffer client copies the bytes into its frame at once.
       const bytes = Buffer.from(pkt.buf.buffer, pkt.buf.byteOffset + pkt.payloadOffset, pkt.payloadLength);
-      const logged = this.logSegment(t, conn.clientIsn, pkt.seq, pkt.flags, bytes);
-      if (this.ack === 'hold' && logged) {
-        this.holdUntilLogged(p, v, logged);
-        this.noteClientAck(t);
-        this.afterSegment(conn);
-        return;
-      }
+      logged = this.logSegment(t, conn.clientIsn, pkt.seq, pkt.flags, bytes);
     }
-    // Logged first, verdict second: the ordered channel already holds the bytes.
-    this.give(p, v);
+    // Logged first, verdict second: the ordered channel already holds the bytes
+    // (under hold, the verdict waits for the buffer's acknowledgement).
+    if (this.ack === 'hold' && logged) this.holdUntilLogged(p, v, logged);
+    else this.give(p, v);
     if (t) {
       this.noteClientAck(t);
       this.afterSegment(conn);

@@ -113,7 +113,7 @@ export class RecordingWrap {
   mute(on: boolean): void {
     if (this.stopped) return;
     this.recorder.mute(on);
-    if (this.rules.spec.outgoing === 'control') this.rules.mute(on).catch(() => this.muteFailures++);
+    this.rules.mute(on).catch(() => this.muteFailures++);
   }
 
 
@@ -141,12 +141,10 @@ export class RecordingWrap {
     if (this.stopped) return;
     this.stopped = true;
     process.removeListener('exit', this.onExit);
-    if (this.rules.spec.outgoing === 'control') {
-      try {
-        this.rules.muteSync();
-      } catch {
-        this.muteFailures++;
-      }
+    try {
+      this.rules.muteSync();
+    } catch {
+      this.muteFailures++;
     }
     this.recorder.close();
     this.queue.close();

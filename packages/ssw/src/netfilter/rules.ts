@@ -186,18 +186,19 @@ export class ServiceRules {
 
   /**
    * Drops every outgoing packet of the service in the kernel (a rule at the
-   * head of the outbound chain), or stops doing so. Needed where packets
-   * leave without the queue (`control`); harmless elsewhere. Idempotent.
+   * head of the outbound chain), or stops doing so. Only `control` rules
+   * need it, as only they let packets leave without the queue: with `all`
+   * it does nothing (the queue's listener drops them). Idempotent.
    */
   async mute(on: boolean): Promise<void> {
-    if (this.removed || on === this.muted) return;
+    if (this.removed || on === this.muted || this.spec.outgoing !== 'control') return;
     await exec(this.spec.prefix ?? [], 'iptables', ['-w', '5', ...this.muteArgs(on)]);
     this.muted = on;
   }
 
   /** The same, synchronously, for a step-down that must not return before it holds. */
   muteSync(): void {
-    if (this.removed || this.muted) return;
+    if (this.removed || this.muted || this.spec.outgoing !== 'control') return;
     const argv = [...(this.spec.prefix ?? []), 'iptables', '-w', '5', ...this.muteArgs(true)];
     execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     this.muted = true;
