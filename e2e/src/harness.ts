@@ -111,7 +111,7 @@ export interface StallSnapshot {
   /** The client's byte counts at its last progress event. */
   readonly sent: number;
   readonly received: number;
-  /** Command output (or its error) by label: `ss client`, `ss primary`, `ss backup`, `nstat client`, `nstat backup`, `tcpdump client`, `status`. */
+  /** Command output (or its error) by label: `ss client`, `ss primary`, `ss backup`, `nstat client`, `nstat primary`, `nstat backup`, `nfqueue primary`, `iptables primary`, `tcpdump client`, `status`. */
   readonly outputs: Readonly<Record<string, string>>;
 }
 
@@ -389,7 +389,12 @@ export function watchStalls(
         .filter((role) => !bed.isCrashed(role))
         .map((role) => grab(`ss ${role}`, role, 'ss', ['-tinmo']));
       // Why a stalled peer drops what it is sent: checksum, PAWS and window drops are kernel counters.
-      for (const role of ['client', 'backup'] as const) if (!bed.isCrashed(role)) jobs.push(grab(`nstat ${role}`, role, 'nstat', ['-as']));
+      for (const role of ['client', 'primary', 'backup'] as const) if (!bed.isCrashed(role)) jobs.push(grab(`nstat ${role}`, role, 'nstat', ['-as']));
+      if (!bed.isCrashed('primary')) {
+        // What the wrap holds in the kernel's queue, and which of its rules counted what (a mute rule among them).
+        jobs.push(grab('nfqueue primary', 'primary', 'cat', ['/proc/net/netfilter/nfnetlink_queue']));
+        jobs.push(grab('iptables primary', 'primary', 'iptables-save', ['-c']));
+      }
       // A few seconds of full segments at the client: checksums and timestamps of what the server sends.
       jobs.push(grab('tcpdump client', 'client', 'sh', ['-c', 'timeout 4 tcpdump -i lan0 -nn -vv -c 30 -s 0 tcp 2>&1; true']));
       if (endpoint !== undefined) jobs.push(grab('status', 'backup', FTCP_BIN, ['status', '--json', '--buffer', endpoint]));

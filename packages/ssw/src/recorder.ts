@@ -921,6 +921,11 @@ export class Recorder {
     return [...this.tracked.values()].map((t) => ({ connId: t.bufferId, stableOffset: t.stableOffset }));
   }
 
+  /** Packets left in the queue without a verdict (held SYN-ACKs, heads, `hold` segments). */
+  get packetsHeld(): number {
+    return this.waiting.size;
+  }
+
   /** Connections still waiting for their rebuilt socket. */
   get pending(): number {
     let n = 0;

@@ -49,6 +49,8 @@ export interface RecordingWrapStatus {
   connections: number;
   /** Adopted connections still waiting for their rebuilt socket. */
   pending: number;
+  /** Packets in the queue still waiting for their verdict. */
+  packetsHeld: number;
   stable: { connId: number; stableOffset: number }[];
   wrap: WrapCounters;
   recorder: RecorderCounters;
@@ -128,7 +130,7 @@ export class RecordingWrap {
   }
 
   status(): RecordingWrapStatus {
-    return { connections: this.recorder.connections, pending: this.recorder.pending, stable: this.recorder.stableOffsets(), wrap: this.wrap.counters, recorder: this.recorder.counters, queue: this.stopped ? { enobufs: 0, recvErrors: 0 } : this.queue.stats() };
+    return { connections: this.recorder.connections, pending: this.recorder.pending, packetsHeld: this.recorder.packetsHeld, stable: this.recorder.stableOffsets(), wrap: this.wrap.counters, recorder: this.recorder.counters, queue: this.stopped ? { enobufs: 0, recvErrors: 0 } : this.queue.stats() };
   }
 
   /**

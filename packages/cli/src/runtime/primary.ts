@@ -108,6 +108,8 @@ export class Primary {
       unacknowledgedWrites: this.client.unacknowledged,
       bufferSilentMs: Math.round(this.client.silentForMs()),
       segmentsLogged: w?.recorder.segmentsLogged ?? 0,
+      packetsHeld: w?.packetsHeld ?? 0,
+      queueOverflows: w?.queue.enobufs ?? 0,
       acksInjected: w?.recorder.acksInjected ?? 0,
       malformedPackets: w?.wrap.malformedTotal ?? 0,
       callsRecorded: this.agent?.counters.recorded ?? 0,

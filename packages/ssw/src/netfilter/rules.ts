@@ -167,7 +167,12 @@ function processAlive(pid: number): boolean {
 /** Installed rules for one service; remove them exactly once. */
 export class ServiceRules {
   private removed = false;
+  /** Whether the mute rule is in the kernel, as the last finished command left it. */
   private muted = false;
+  /** What the last call to mute asked for. */
+  private muteWanted = false;
+  /** The loop applying {@link muteWanted}, while one runs. */
+  private muting: Promise<void> | null = null;
 
   private constructor(
     readonly spec: ServiceRuleSpec,
@@ -189,16 +194,38 @@ export class ServiceRules {
    * head of the outbound chain), or stops doing so. Only `control` rules
    * need it, as only they let packets leave without the queue: with `all`
    * it does nothing (the queue's listener drops them). Idempotent.
+   *
+   * The last call wins: a quiet shorter than one iptables run asks to unmute
+   * while the mute is still being installed, and one loop, never two
+   * commands at once, takes the kernel to whatever was asked last (a rule
+   * left behind would silence a live primary for good).
    */
-  async mute(on: boolean): Promise<void> {
-    if (this.removed || on === this.muted || this.spec.outgoing !== 'control') return;
-    await exec(this.spec.prefix ?? [], 'iptables', ['-w', '5', ...this.muteArgs(on)]);
-    this.muted = on;
+  mute(on: boolean): Promise<void> {
+    if (this.spec.outgoing !== 'control') return Promise.resolve();
+    this.muteWanted = on;
+    this.muting ??= this.settleMute().finally(() => {
+      this.muting = null;
+    });
+    return this.muting;
   }
 
-  /** The same, synchronously, for a step-down that must not return before it holds. */
+  private async settleMute(): Promise<void> {
+    while (!this.removed && this.muted !== this.muteWanted) {
+      const on = this.muteWanted;
+      await exec(this.spec.prefix ?? [], 'iptables', ['-w', '5', ...this.muteArgs(on)]);
+      this.muted = on;
+    }
+  }
+
+  /**
+   * Mutes synchronously, for a step-down that must not return before it
+   * holds. An unmute under way cannot undo it: the loop sees the new wish
+   * and mutes again (two drop rules for a while are harmless).
+   */
   muteSync(): void {
-    if (this.removed || this.muted || this.spec.outgoing !== 'control') return;
+    if (this.removed || this.spec.outgoing !== 'control') return;
+    this.muteWanted = true;
+    if (this.muted && this.muting === null) return;
     const argv = [...(this.spec.prefix ?? []), 'iptables', '-w', '5', ...this.muteArgs(true)];
     execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     this.muted = true;

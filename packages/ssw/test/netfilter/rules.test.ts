@@ -102,6 +102,25 @@ describe('ServiceRules', function () {
     expect(sh([...prefix, 'iptables-save', '-t', 'mangle'])).to.not.match(/FTCP-/);
   });
 
+  it('ends unmuted when an unmute comes while the mute is still being installed, and muted when the last word is a mute', async () => {
+    const rules = await ServiceRules.install({ vip: VIP, port: PORT, queueNum: 17, skipMark: 0x1, prefix, outgoing: 'control' });
+    const drops = (): number => sh([...prefix, 'iptables', '-t', 'mangle', '-S', rules.chains[1]!]).split('\n').filter((l) => l.endsWith('-j DROP')).length;
+    try {
+      // A primary that goes quiet for less than one iptables run: both calls before either command ends.
+      await Promise.all([rules.mute(true), rules.mute(false)]);
+      expect(drops(), 'a mute rule left behind by a quiet shorter than its own install').to.equal(0);
+      await Promise.all([rules.mute(true), rules.mute(false), rules.mute(true)]);
+      expect(drops()).to.equal(1);
+      // A step-down while an unmute is under way must stay muted.
+      const unmuting = rules.mute(false);
+      rules.muteSync();
+      await unmuting;
+      expect(drops()).to.be.at.least(1);
+    } finally {
+      await rules.remove();
+    }
+  });
+
   for (const [what, spec] of [
     ['a bad address', { vip: '10.0.0.256', port: 1, queueNum: 0, skipMark: 1 }],
     ['port 0', { vip: VIP, port: 0, queueNum: 0, skipMark: 1 }],
