@@ -786,13 +786,13 @@ static void nsw_flush_all(void) {
   errno = saved;
 }
 
-static void nsw_stream_end(void);
+static void nsw_stream_end(uint64_t how);
 
 /* The process ends: every thread's coalesced records go out, and any recorded after (a destructor's) at once. */
 static void nsw_exiting(void) {
   if (nsw_mode == FTCP_NSW_MODE_OFF || real_getpid() != nsw_pid) return; /* a vfork child must not change its parent */
   static int ended;
-  if (!__atomic_exchange_n(&ended, 1, __ATOMIC_ACQ_REL)) nsw_stream_end();
+  if (!__atomic_exchange_n(&ended, 1, __ATOMIC_ACQ_REL)) nsw_stream_end(FTCP_NSW_END_PROCESS);
   __atomic_store_n(&nsw_unbuffered, 1, __ATOMIC_RELEASE);
   nsw_flush_all();
 }
@@ -3402,25 +3402,25 @@ struct nsw_start {
  * where its primary's went on stops as diverged instead of looking like a
  * clean exit, and a tentative clock read at a stream's end finds a record.
  */
-static void nsw_stream_end(void) {
+static void nsw_stream_end(uint64_t how) {
   int mode = nsw_begin();
   if (mode == NSW_PASS) return;
   int saved = errno, e = 0;
   if (mode == NSW_PLAY) {
-    (void)nsw_play(FTCP_NSW_KIND_END, 0, 0, 0, 0, NULL, 0, NULL, 0, &e);
+    (void)nsw_play(FTCP_NSW_KIND_END, how, 0, 0, 0, NULL, 0, NULL, 0, &e);
     if (NSW_LIKELY(!nsw_went_live())) {
       nsw_end(saved);
       return;
     }
   }
-  nsw_record(FTCP_NSW_KIND_END, 0, 0, 0, NULL, 0);
+  nsw_record(FTCP_NSW_KIND_END, how, 0, 0, NULL, 0);
   nsw_end(saved);
 }
 
 static void nsw_thread_exit(void *unused) {
   (void)unused;
   struct nsw_thread *t = &nsw_self;
-  nsw_stream_end();
+  nsw_stream_end(FTCP_NSW_END_THREAD);
   if (t->fd >= 0) {
     /* Out of the registry first: nobody flushes this buffer once the thread is gone. */
     nsw_register(t, 0);

@@ -363,8 +363,12 @@
 #define FTCP_NSW_KIND_SHUTDOWN 22 /* shutdown; arg: how */
 #define FTCP_NSW_KIND_IOCTL 23    /* FIONREAD, SIOCOUTQ, SIOCOUTQNSD; arg: the request; payload: the i32 answer */
 
-/* The thread (or, at exit and _exit, the process) ends: its stream has no call after this. */
+/* The thread (or, at exit and _exit, the process) ends: its stream has no call after this. arg:
+ * FTCP_NSW_END_PROCESS when the process ends (the thread that ends it records it; its other
+ * threads' streams stop wherever they were), else 0. */
 #define FTCP_NSW_KIND_END 29
+#define FTCP_NSW_END_THREAD 0
+#define FTCP_NSW_END_PROCESS 1
 
 /* More of the first category (FT-TCP 3.7): what the process's CPU time and the host are. */
 #define FTCP_NSW_KIND_CLOCK 24       /* clock(); result: clock_t */

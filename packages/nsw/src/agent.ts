@@ -26,6 +26,7 @@ import {
   CONN_KEY_SIZE,
   CallFlag,
   CallKind,
+  END_PROCESS,
   FrameSplitter,
   MAX_BATCH,
   MAX_BATCH_PAYLOAD,
@@ -243,7 +244,23 @@ interface ReadAhead {
   waiter: (() => void) | null;
   /** The reader waiting for room. */
   resume: (() => void) | null;
+  /** Stopped because the primary's process ended while this thread was short of the next record (see cutOutlived). */
+  outlived: boolean;
 }
+
+/**
+ * How long after reading the primary's process END the agent still waits
+ * for a record of another thread of that process. A process's exit kills
+ * its other threads wherever they are, between two records or before
+ * their own END; their records flushed at the exit arrive within
+ * milliseconds. A replica thread that wants more than that waits for a
+ * record that will never come, and may hold what its process needs to end
+ * (CPython's GIL): it is told it diverged instead.
+ */
+const OUTLIVED_GRACE_MS = 1000;
+
+/** A stream's end where a divergence report needs a call: no call at all (kind 0). */
+const STREAM_ENDED: CallData = { kind: 0, flags: 0, errno: 0, result: 0n, arg: 0n, payload: Buffer.alloc(0) };
 
 /** How far the agent reads ahead of a stream: records and bytes (a batch's worth and more). */
 const AHEAD_RECORDS = 16384;
@@ -340,6 +357,8 @@ export class NswAgent extends EventEmitter {
   private readonly conns = new Set<Conn>();
   private readonly logger: Logger | undefined;
   private diverged = false;
+  /** Replica pids whose primary process ended: 'exited' when its END was read, 'cut' once the grace is over (see primaryExited). */
+  private readonly exitedPrimaries = new Map<number, 'exited' | 'cut'>();
   private lastCallNos: ReadonlyMap<string, number> | null = null;
   private readonly connections = new Map<bigint, ConnectionState>();
   /** Every peer an accept was replayed for, as `address:port` (see {@link NswAgent.hasAccepted}). */
@@ -466,12 +485,7 @@ export class NswAgent extends EventEmitter {
 
   private drop(conn: Conn): void {
     if (conn.closed) return;
-    conn.closed = true;
-    conn.abort.abort();
-    this.conns.delete(conn);
-    this.counters.open--;
-    const s = conn.stream ? this.streams.get(conn.stream) : undefined;
-    if (s) this.disconnected(s);
+    const s = this.forget(conn);
     conn.socket.destroy();
     // Between calls (not killed inside one of ours): the thread or process ended by itself.
     if (s && this.options.mode === 'playback' && !s.recording && !conn.waiting && !s.owed) this.watchEnd(conn.stream!, s);
@@ -501,10 +515,9 @@ export class NswAgent extends EventEmitter {
         } catch {
           return;
         }
-        const ended: CallData = { kind: 0, flags: 0, errno: 0, result: 0n, arg: 0n, payload: Buffer.alloc(0) };
         const reason = `the replica's stream ended after call ${next - 1}; the primary's went on with ${callKindName(rec.kind)}`;
         try {
-          this.diverge(name, { ...ended, callNo: next }, rec, reason);
+          this.diverge(name, { ...STREAM_ENDED, callNo: next }, rec, reason);
         } catch {
           // diverge() throws for the handler of a live call; here nobody is waiting for an answer.
         }
@@ -533,14 +546,20 @@ export class NswAgent extends EventEmitter {
       this.emit('bad-input', e, conn.stream);
     }
     this.send(conn, { type: 'error', code: e.code, message: e.message });
+    this.forget(conn);
+    conn.socket.end();
+    this.poke();
+  }
+
+  /** Marks a shim connection closed and lets go of it; returns its stream's state, if it had one. */
+  private forget(conn: Conn): StreamState | undefined {
     conn.closed = true;
     conn.abort.abort();
     this.conns.delete(conn);
     this.counters.open--;
     const s = conn.stream ? this.streams.get(conn.stream) : undefined;
     if (s) this.disconnected(s);
-    conn.socket.end();
-    this.poke();
+    return s;
   }
 
   /** Handles one frame; returns a promise only when the answer must wait. Throws an {@link FtcpError} on bad input. */
@@ -689,7 +708,10 @@ export class NswAgent extends EventEmitter {
     // anything else was not sent yet.
     let item = s.pushedHead < s.pushed.length ? s.pushed[s.pushedHead++]! : null;
     if (!item) {
-      item = await this.nextAhead(conn, name, s, call.callNo);
+      item = await this.nextAhead(conn, name, s, call.callNo).catch((err: unknown) => {
+        if (s.reader?.outlived) this.diverge(name, call, STREAM_ENDED, `the primary's process exited while this thread was at call ${call.callNo - 1}`);
+        throw err;
+      });
       if (!item) {
         // goLive() ended the wait: the primary never made this call.
         this.live(conn, name, s, call);
@@ -823,6 +845,30 @@ export class NswAgent extends EventEmitter {
     return a;
   }
 
+  /**
+   * The primary's process of stream `name` ended (its END was read): after
+   * {@link OUTLIVED_GRACE_MS}, the replica's threads of that process still
+   * waiting for a record get none.
+   */
+  private primaryExited(name: string): void {
+    const pid = this.streams.get(name)?.pid;
+    if (pid === undefined || this.exitedPrimaries.has(pid)) return;
+    this.exitedPrimaries.set(pid, 'exited');
+    setTimeout(() => this.cutOutlived(pid), OUTLIVED_GRACE_MS).unref();
+  }
+
+  private cutOutlived(pid: number): void {
+    if (this.lifetime.signal.aborted) return;
+    this.exitedPrimaries.set(pid, 'cut');
+    for (const st of this.streams.values()) if (st.pid === pid && st.connected && !st.recording && st.reader && st.reader.items.length === 0) this.cutReader(st.reader);
+  }
+
+  private cutReader(r: ReadAhead): void {
+    if (r.ended) return;
+    r.outlived = true;
+    r.stop.abort();
+  }
+
   /** Removes the first record read ahead (a PLAY answers it by itself), making room for more. */
   private takeAhead(r: ReadAhead): void {
     r.bytes -= r.items.shift()!.size;
@@ -839,7 +885,7 @@ export class NswAgent extends EventEmitter {
   private startReader(conn: Conn, name: string, s: StreamState, from: number): ReadAhead {
     const stop = new AbortController();
     const r: ReadAhead = {
-      next: from, items: [], bytes: 0, stop, signal: AbortSignal.any([stop.signal, conn.abort.signal, this.lifetime.signal]), ended: false, error: null, waiter: null, resume: null,
+      next: from, items: [], bytes: 0, stop, signal: AbortSignal.any([stop.signal, conn.abort.signal, this.lifetime.signal]), ended: false, error: null, waiter: null, resume: null, outlived: false,
     };
     const end = (error: unknown): void => {
       r.ended = true;
@@ -855,12 +901,18 @@ export class NswAgent extends EventEmitter {
         }
         if (this.isPastLog(name, r.next)) return end(null);
         let item: Ahead;
+        // Past the cut (see cutOutlived), a record still missing gets the grace once more, then never comes.
+        const cut = this.exitedPrimaries.get(s.pid) === 'cut' ? setTimeout(() => this.cutReader(r), OUTLIVED_GRACE_MS) : null;
         try {
           const raw = await this.source!.read(name, r.next, r.signal);
           item = await this.readAheadItem(name, r, raw);
         } catch (err) {
+          if (r.outlived) return end(err);
           if (r.stop.signal.aborted && !conn.abort.signal.aborted && !this.lifetime.signal.aborted && this.isPastLog(name, r.next)) return end(null);
           return end(err);
+        }
+        finally {
+          if (cut) clearTimeout(cut);
         }
         r.items.push(item);
         r.bytes += item.size;
@@ -879,6 +931,7 @@ export class NswAgent extends EventEmitter {
       return { callNo, raw, size: RECORD_FIXED_SIZE, rec: null, sync: true, bad: true };
     }
     const kind = raw.readUInt16LE(0);
+    if (kind === CallKind.END && raw.readBigUInt64LE(16) === END_PROCESS) this.primaryExited(name);
     if (kind !== CallKind.ACCEPT && kind !== CallKind.RECV && kind !== CallKind.SEND && kind !== CallKind.LOCK) return { callNo, raw, size: raw.length, rec: null, sync: false };
     const rec = recordView(raw);
     if (kind === CallKind.LOCK) return { callNo, raw, size: raw.length, rec, sync: true };

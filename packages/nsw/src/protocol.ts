@@ -234,6 +234,9 @@ export const CallKind = {
   END: 29,
 } as const;
 
+/** The argument of an END: the process ended (recorded by the thread that ended it), not only a thread. */
+export const END_PROCESS = 1n;
+
 /**
  * Bit of a SELECT record's arg: select was given a timeout, and the record's
  * payload begins with the struct timeval (16 bytes) select left in it (Linux

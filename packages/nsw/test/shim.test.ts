@@ -96,6 +96,19 @@ describe('the shim (LD_PRELOAD) with its agent', function () {
     }
   });
 
+  it('reports a divergence, not a hang, when a replica thread goes on where its primary process\'s exit cut the thread short', async () => {
+    const outlive = compileC('outlive', tmp.dir, ['-lpthread']);
+    const recorded = await run(outlive, ['exit'], recordEnv());
+    expect(recorded.code).to.equal(0);
+    const threadCalls = sink.records('srv/t1').map(decodeCallData);
+    expect(threadCalls.map((c) => callKindName(c.kind)), 'no END: the exit killed the thread').to.deep.equal(['getpid']);
+    const replayed = await run(outlive, ['more'], playbackEnv(), 10_000);
+    expect(replayed.code, `signal ${replayed.signal}`).to.equal(SHIM_EXIT_DIVERGED);
+    expect(divergences.map((d) => d.stream)).to.deep.equal(['srv/t1']);
+    expect(divergences[0]!.reason).to.contain("the primary's process exited while this thread was at call 1");
+    expect(replica.canTakeOver).to.equal(false);
+  });
+
   it('stops a replica that read an unwrapped source and took another path, and reports the divergence', async () => {
     const unwrapped = compileC('unwrapped', tmp.dir);
     const recorded = await run(unwrapped, [], recordEnv());

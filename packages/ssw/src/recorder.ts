@@ -180,6 +180,15 @@ interface Tracked {
   handshake: HandshakeInFlight | null;
 }
 
+/** A followed connection's state: what was logged of it (a new one: nothing; an adopted one: the old primary's), and nothing in flight. */
+function newTracked(
+  bufferId: number,
+  conn: Connection,
+  logged: Pick<Tracked, 'recordWritten' | 'stableOffset' | 'clientAckLogged' | 'tsEcrLogged' | 'windowLogged'>,
+): Tracked {
+  return { bufferId, conn, held: [], ...logged, lastZeroWindowAckAt: -Infinity, clientAckTimer: null, delayedTimer: null, closeLogged: false, heldHead: null, handshake: null };
+}
+
 interface HandshakeInFlight {
   readonly rebuild: HandshakeRebuild;
   synsSent: number;
@@ -306,22 +315,16 @@ export class Recorder {
       const conn = this.opts.wrap.adopt(a);
       // Room was checked above and nothing ran in between.
       if (conn === undefined) throw new FtcpError(SswErrorCode.TABLE_FULL, `connection ${a.rec.connId}: the table is full`);
-      this.tracked.set(conn.id, {
-        bufferId: a.rec.connId,
-        held: [],
-        conn,
-        recordWritten: true,
-        stableOffset: a.stableOffset,
-        clientAckLogged: a.clientAckOffset,
-        tsEcrLogged: a.rec.timestamps ? a.clientTsEcr : undefined,
-        windowLogged: a.clientWindow,
-        lastZeroWindowAckAt: -Infinity,
-        clientAckTimer: null,
-        delayedTimer: null,
-        closeLogged: false,
-        heldHead: null,
-        handshake: null,
-      });
+      this.tracked.set(
+        conn.id,
+        newTracked(a.rec.connId, conn, {
+          recordWritten: true,
+          stableOffset: a.stableOffset,
+          clientAckLogged: a.clientAckOffset,
+          tsEcrLogged: a.rec.timestamps ? a.clientTsEcr : undefined,
+          windowLogged: a.clientWindow,
+        }),
+      );
       this.counters.adopted++;
     }
     if (list.length > 0) this.startKeepalive();
@@ -542,22 +545,7 @@ export class Recorder {
   private track(conn: Connection): Tracked {
     let t = this.tracked.get(conn.id);
     if (!t) {
-      t = {
-        bufferId: this.allocConnId(),
-        held: [],
-        conn,
-        recordWritten: false,
-        stableOffset: 0,
-        clientAckLogged: 0,
-        tsEcrLogged: undefined,
-        windowLogged: undefined,
-        lastZeroWindowAckAt: -Infinity,
-        clientAckTimer: null,
-        delayedTimer: null,
-        closeLogged: false,
-        heldHead: null,
-        handshake: null,
-      };
+      t = newTracked(this.allocConnId(), conn, { recordWritten: false, stableOffset: 0, clientAckLogged: 0, tsEcrLogged: undefined, windowLogged: undefined });
       this.tracked.set(conn.id, t);
     }
     return t;
