@@ -613,6 +613,8 @@ export class NswAgent extends EventEmitter {
     }
     let s = this.streams.get(msg.name);
     if (s?.connected) throw new FtcpError(NswErrorCode.DUPLICATE_STREAM, `stream ${msg.name} is already connected`);
+    // A pid the kernel handed out again: the replica process whose primary exited is gone (no stream of it is connected).
+    if (this.exitedPrimaries.has(msg.pid) && ![...this.streams.values()].some((st) => st.connected && st.pid === msg.pid)) this.exitedPrimaries.delete(msg.pid);
     if (!s) this.streams.set(msg.name, (s = { last: 0, stable: 0, ahead: new Set(), appending: null, waits: [], connected: true, recording: false, pid: msg.pid, answered: 0, owed: null, lockWait: false, peeked: 0, pushed: [], pushedHead: 0, reader: null }));
     s.connected = true;
     s.pid = msg.pid;
@@ -858,7 +860,7 @@ export class NswAgent extends EventEmitter {
   }
 
   private cutOutlived(pid: number): void {
-    if (this.lifetime.signal.aborted) return;
+    if (this.lifetime.signal.aborted || this.exitedPrimaries.get(pid) !== 'exited') return;
     this.exitedPrimaries.set(pid, 'cut');
     for (const st of this.streams.values()) if (st.pid === pid && st.connected && !st.recording && st.reader && st.reader.items.length === 0) this.cutReader(st.reader);
   }
