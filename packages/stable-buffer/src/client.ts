@@ -165,6 +165,7 @@ export class StableBufferClient extends EventEmitter {
   private readonly pending = new Map<number, Pending>();
   private nextReqId = 1;
   private closed = false;
+  private closing: Promise<void> = Promise.resolve();
   private epochValue = 0;
   private writerEpoch: number | null = null;
   private connected = false;
@@ -525,9 +526,14 @@ export class StableBufferClient extends EventEmitter {
     this.out.push(frame);
   }
 
-  /** Closes the socket; pending promises reject with FTCP_ERR_CLOSED. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Closes the socket; pending promises reject with FTCP_ERR_CLOSED. Resolves
+   * once the heartbeat thread, if one was started, has ended (within 1 s): a
+   * process that exits under that thread aborts (ZeroMQ's teardown throws),
+   * so a node awaits this before it exits.
+   */
+  close(): Promise<void> {
+    if (this.closed) return this.closing;
     this.closed = true;
     for (const p of this.pending.values()) {
       if (p.timer) clearTimeout(p.timer);
@@ -535,8 +541,9 @@ export class StableBufferClient extends EventEmitter {
     }
     this.pending.clear();
     this.subscription?.end();
-    void this.heartbeat?.stop();
+    this.closing = this.heartbeat?.stop() ?? Promise.resolve();
     this.out.close();
     this.socket.close();
+    return this.closing;
   }
 }

@@ -71,6 +71,7 @@ export class Heartbeat extends EventEmitter {
   private readonly beatTimer: NodeJS.Timeout;
   private readonly exited: Promise<void>;
   private stopped = false;
+  private ended = false;
 
   constructor(options: HeartbeatOptions) {
     super();
@@ -90,7 +91,12 @@ export class Heartbeat extends EventEmitter {
     this.worker.unref();
     this.beatTimer = setInterval(() => Atomics.add(counter, 0, 1), BEAT_INTERVAL_MS);
     this.beatTimer.unref();
-    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
+    this.exited = new Promise((resolve) =>
+      this.worker.once('exit', () => {
+        this.ended = true;
+        resolve();
+      }),
+    );
     this.worker.on('message', (ev: HeartbeatWorkerEvent) => {
       const { kind, ...fields } = ev;
       if (kind === 'stalled' || kind === 'resumed') logger.log('warn', `heartbeat-main-${kind}`, fields);
@@ -98,6 +104,11 @@ export class Heartbeat extends EventEmitter {
       this.emit(kind, ev);
     });
     this.worker.on('error', (err) => logger.log('error', 'heartbeat-worker-error', { error: String(err) }));
+  }
+
+  /** True until the worker thread has ended. */
+  get running(): boolean {
+    return !this.ended;
   }
 
   /**

@@ -473,9 +473,8 @@ export class Backup {
     this.standby?.end();
     await this.feed?.close().catch(() => {});
     await this.agent?.close().catch(() => {});
-    this.writer.close();
-    this.reader?.close();
-    this.follower.close();
+    // Awaited: the process exits next, and must not under a heartbeat's thread.
+    await Promise.all([this.writer.close(), this.reader?.close(), this.follower.close()]);
     rmSync(this.stateDir, { recursive: true, force: true });
   }
 }

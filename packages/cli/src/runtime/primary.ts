@@ -143,7 +143,8 @@ export class Primary {
     this.reign?.stop();
     if (!keepRules) await this.wrap?.stop().catch((err: unknown) => this.opts.logger.log('error', 'rules-removal-failed', { error: String(err) }));
     await this.agent?.close().catch(() => {});
-    this.client.close();
+    // Awaited: the process exits next, and must not under the heartbeat's thread.
+    await this.client.close();
     rmSync(this.stateDir, { recursive: true, force: true });
   }
 }

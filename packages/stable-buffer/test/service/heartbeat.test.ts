@@ -143,4 +143,15 @@ describe('the heartbeat thread', function () {
     c.close();
     await hb.stop();
   });
+
+  it('ends with its client: the client\'s close resolves only once the thread is gone, so the process may exit', async () => {
+    h = await new Harness().start({ probeIntervalMs: 10, failureTimeoutMs: 30 });
+    const c = h.client('primary');
+    const hb = c.startHeartbeat();
+    await once(hb, 'connected');
+    await c.attachAsWriter();
+    await c.close();
+    // An exit under a live thread holding a ZeroMQ socket aborted a stepping-down primary (SIGABRT).
+    expect(hb.running).to.equal(false);
+  });
 });
