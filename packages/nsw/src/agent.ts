@@ -710,10 +710,7 @@ export class NswAgent extends EventEmitter {
     // anything else was not sent yet.
     let item = s.pushedHead < s.pushed.length ? s.pushed[s.pushedHead++]! : null;
     if (!item) {
-      item = await this.nextAhead(conn, name, s, call.callNo).catch((err: unknown) => {
-        if (s.reader?.outlived) this.diverge(name, call, STREAM_ENDED, `the primary's process exited while this thread was at call ${call.callNo - 1}`);
-        throw err;
-      });
+      item = await this.nextAhead(conn, name, s, call);
       if (!item) {
         // goLive() ended the wait: the primary never made this call.
         this.live(conn, name, s, call);
@@ -830,12 +827,14 @@ export class NswAgent extends EventEmitter {
     this.poke();
   }
 
-  /** The record of call `callNo` read ahead for `s`, waiting for it; null when goLive ended the wait (past the log). */
-  private async nextAhead(conn: Conn, name: string, s: StreamState, callNo: number): Promise<Ahead | null> {
+  /** The record of `call` read ahead for `s`, waiting for it; null when goLive ended the wait (past the log). A thread its primary process outlived (see cutOutlived) diverges here. */
+  private async nextAhead(conn: Conn, name: string, s: StreamState, call: CallBody): Promise<Ahead | null> {
+    const callNo = call.callNo;
     const r = (s.reader ??= this.startReader(conn, name, s, callNo));
     while (r.items.length === 0) {
       if (r.ended) {
         if (r.error === null) return null;
+        if (r.outlived) this.diverge(name, call, STREAM_ENDED, `the primary's process exited while this thread was at call ${callNo - 1}`);
         throw r.error;
       }
       await new Promise<void>((resolve) => (r.waiter = resolve));
@@ -904,7 +903,7 @@ export class NswAgent extends EventEmitter {
         if (this.isPastLog(name, r.next)) return end(null);
         let item: Ahead;
         // Past the cut (see cutOutlived), a record still missing gets the grace once more, then never comes.
-        const cut = this.exitedPrimaries.get(s.pid) === 'cut' ? setTimeout(() => this.cutReader(r), OUTLIVED_GRACE_MS) : null;
+        const cut = this.exitedPrimaries.size > 0 && this.exitedPrimaries.get(s.pid) === 'cut' ? setTimeout(() => this.cutReader(r), OUTLIVED_GRACE_MS) : null;
         try {
           const raw = await this.source!.read(name, r.next, r.signal);
           item = await this.readAheadItem(name, r, raw);
