@@ -1,9 +1,9 @@
 /**
- * Flag parsing shared by commands: sizes with units, and turning an
+ * Flag parsing shared by commands: sizes with units, the buffer's endpoint, and turning an
  * FtcpError into a CLI failure that says what to try next.
  */
-import { Errors } from '@oclif/core';
-import { ErrorCode, FtcpError } from '@ftcp/stable-buffer';
+import { Errors, Flags } from '@oclif/core';
+import { ErrorCode, FtcpError, endpointProblem } from '@ftcp/stable-buffer';
 
 /** Exit codes every ftcp command documents. */
 export const ExitCode = {
@@ -33,4 +33,21 @@ export function fail(err: unknown, suggestions: string[] = []): never {
     throw new Errors.CLIError(`${err.message} [${err.code}]`, { exit, suggestions });
   }
   throw err;
+}
+
+/**
+ * `--buffer`: the stable buffer's endpoint, checked as it is parsed so that
+ * a typo fails with what to write (exit 2), not as ZeroMQ's "Invalid argument".
+ */
+export function bufferFlag(opts: { env?: string } = {}) {
+  return Flags.custom<string>({
+    summary: 'The stable buffer\'s ZeroMQ endpoint, like tcp://10.0.0.2:7400.',
+    required: true,
+    ...(opts.env !== undefined ? { env: opts.env } : {}),
+    parse: async (input) => {
+      const problem = endpointProblem(input, 'connect');
+      if (problem !== undefined) throw new Errors.CLIError(problem, { exit: ExitCode.BAD_USAGE });
+      return input;
+    },
+  })();
 }

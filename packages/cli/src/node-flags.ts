@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { Errors, Flags } from '@oclif/core';
 import { ACK_STRATEGIES, type AckStrategy } from '@ftcp/ssw';
 import { jsonLogger, type LogLevel } from '@ftcp/stable-buffer';
-import { ExitCode, fail } from './flags.js';
+import { ExitCode, bufferFlag, fail } from './flags.js';
 import { parseService, type Service } from './runtime/service.js';
 
 /** How each command describes the flags whose meaning depends on its role. */
@@ -21,7 +21,7 @@ export interface NodeFlagSummaries {
 export function nodeFlags(s: NodeFlagSummaries) {
   return {
     service: Flags.string({ summary: 'The service: VIP:PORT that clients connect to.', required: true }),
-    buffer: Flags.string({ summary: 'The stable buffer\'s ZeroMQ endpoint.', required: true, env: 'FTCP_BUFFER' }),
+    buffer: bufferFlag({ env: 'FTCP_BUFFER' }),
     iface: Flags.string({ summary: s.iface }),
     ack: Flags.option({ summary: s.ack, options: ACK_STRATEGIES, default: 'eager' })(),
     node: Flags.string({ summary: 'This node\'s name in the buffer and in ftcp status.', default: hostname() }),

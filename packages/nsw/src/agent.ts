@@ -138,8 +138,8 @@ interface StreamState {
   ahead: Set<number>;
   /** The sink's promise for the last calls appended, while it is pending (see {@link Appending}). */
   appending: Appending | null;
-  /** WAITs not yet answered. */
-  waits: { callNo: number; reply: () => void }[];
+  /** WAITs not yet answered, in call order; `since` is when each came (performance.now()). */
+  waits: { callNo: number; since: number; reply: () => void }[];
   /** A connection speaks for this stream now. */
   connected: boolean;
   /** Playback only: the stream went live and its calls are recorded now. */
@@ -378,6 +378,8 @@ export class NswAgent extends EventEmitter {
   private liveAt = 0;
   /** Aborted by {@link close}: reads the agent started on its own behalf stop. */
   private readonly lifetime = new AbortController();
+  /** The longest a WAIT was held, in ms, since {@link takeLongestStallMs} last read it. */
+  private longestStallMs = 0;
 
   private readonly sink: RecordSink | undefined;
   private readonly source: RecordSource | undefined;
@@ -428,6 +430,37 @@ export class NswAgent extends EventEmitter {
   /** Highest call number of `stream` that is stable with everything before it; 0 if none. */
   stableCallNo(stream: string): number {
     return this.streams.get(stream)?.stable ?? 0;
+  }
+
+  /**
+   * Output-commit stall (FT-TCP 3.4): how long, in ms, the oldest WAIT not
+   * yet answered has been held, over every connected stream; 0 when no
+   * thread waits. A WAIT is what the shim sends before a send, write or
+   * sendfile on a replicated connection whose stream has records that are
+   * not stable yet, and its thread is blocked until the answer, so this is
+   * how long the server's oldest blocked output has been blocked (from
+   * when the agent read the WAIT). Computed on demand: one look per stream.
+   */
+  oldestStallMs(now = performance.now()): number {
+    let oldest = now;
+    for (const s of this.streams.values()) {
+      // Waits are in call order, so the first is the stream's oldest.
+      const w = s.waits[0];
+      if (w !== undefined && w.since < oldest) oldest = w.since;
+    }
+    return now - oldest;
+  }
+
+  /**
+   * The longest output-commit stall, in ms, since the previous call: of the
+   * WAITs answered meanwhile and of the one still held longest (see
+   * {@link oldestStallMs}). Resets, so one reader (the node's periodic
+   * report) should call it.
+   */
+  takeLongestStallMs(): number {
+    const longest = Math.max(this.longestStallMs, this.oldestStallMs());
+    this.longestStallMs = 0;
+    return longest;
   }
 
   private accept(socket: Socket): void {
@@ -674,7 +707,11 @@ export class NswAgent extends EventEmitter {
     }
     if (s.waits.length === 0) return;
     const ready = s.waits.filter((w) => w.callNo <= s.stable);
+    if (ready.length === 0) return;
     s.waits = s.waits.filter((w) => w.callNo > s.stable);
+    // The first was held longest (waits are in call order).
+    const held = performance.now() - ready[0]!.since;
+    if (held > this.longestStallMs) this.longestStallMs = held;
     for (const w of ready) w.reply();
   }
 
@@ -683,7 +720,7 @@ export class NswAgent extends EventEmitter {
     if (callNo > s.last) throw new FtcpError(NswErrorCode.PROTOCOL_STATE, `WAIT for call ${callNo}, only ${s.last} sent`);
     const reply = (): void => this.send(conn, { type: 'stable', callNo: s.stable });
     if (s.stable >= callNo) reply();
-    else s.waits.push({ callNo, reply });
+    else s.waits.push({ callNo, since: performance.now(), reply });
   }
 
   private async play(conn: Conn, name: string, s: StreamState, call: CallBody): Promise<void> {
@@ -959,6 +996,8 @@ export class NswAgent extends EventEmitter {
   /** A stream's shim went away: it reads nothing ahead any more (what it read stays, for {@link watchEnd}). */
   private disconnected(s: StreamState): void {
     s.connected = false;
+    // Their answers would go to the closed connection: nobody waits for them any more.
+    s.waits = [];
     s.reader?.stop.abort();
     s.reader?.resume?.();
   }

@@ -48,6 +48,7 @@ import { SswErrorCode } from './errors.js';
 import type { SouthSideWrap, Verdict } from './wrap.js';
 import { seq, seqAdd, seqForward, seqGt, seqLt, seqToOffset, u32Diff } from './wire/seq.js';
 import type { SeqNum } from './wire/seq.js';
+import { formatIpv4Address } from './wire/ipv4.js';
 import { TcpFlag } from './wire/tcp.js';
 import type { TcpPacket } from './wire/tcp.js';
 
@@ -153,6 +154,27 @@ export const GO_LIVE_DUPLICATE_ACKS = 3;
 
 const HOOK_LOCAL_OUT = 3;
 
+/** Connections {@link Recorder.stableLag} lists by default: enough to spot the worst, small enough for a status report. */
+export const STABLE_LAG_LISTED = 16;
+
+/** One connection's stable-seq lag (see {@link Recorder.stableLag}). */
+export interface ConnectionLag {
+  /** The buffer's connection id, as `ftcp status` lists the buffer's connections. */
+  connId: number;
+  /** The client's address and port. */
+  client: string;
+  /** Client bytes logged beyond the stable offset. */
+  lagBytes: number;
+  /** Server bytes the client has acknowledged (an offset from the server's first byte). */
+  clientAcked: number;
+}
+
+/** Stable-seq lag of a recorder's connections: the total, and the connections that lag most. */
+export interface StableLag {
+  totalBytes: number;
+  connections: ConnectionLag[];
+}
+
 interface Tracked {
   bufferId: number;
   /** The connection record is on its way; the held SYN-ACKs wait for it. */
@@ -161,6 +183,11 @@ interface Tracked {
   recordWritten: boolean;
   /** Offset of stable-seq, to unwrap sequence numbers near it. */
   stableOffset: number;
+  /**
+   * End offset of the furthest client segment sent to the buffer (a FIN
+   * counted): what passes `stableOffset` is received and not yet stable.
+   */
+  loggedEnd: number;
   clientAckLogged: number;
   /** The TSecr and window of the last client-ack record (undefined before one). */
   tsEcrLogged: number | undefined;
@@ -186,7 +213,7 @@ function newTracked(
   conn: Connection,
   logged: Pick<Tracked, 'recordWritten' | 'stableOffset' | 'clientAckLogged' | 'tsEcrLogged' | 'windowLogged'>,
 ): Tracked {
-  return { bufferId, conn, held: [], ...logged, lastZeroWindowAckAt: -Infinity, clientAckTimer: null, delayedTimer: null, closeLogged: false, heldHead: null, handshake: null };
+  return { bufferId, conn, held: [], ...logged, loggedEnd: logged.stableOffset, lastZeroWindowAckAt: -Infinity, clientAckTimer: null, delayedTimer: null, closeLogged: false, heldHead: null, handshake: null };
 }
 
 interface HandshakeInFlight {
@@ -689,6 +716,9 @@ export class Recorder {
     if (tcpFlags & TcpFlag.FIN) flags |= SegFlag.FIN;
     if (tcpFlags & TcpFlag.RST) flags |= SegFlag.RST;
     if (tcpFlags & TcpFlag.PSH) flags |= SegFlag.PSH;
+    // A bare RST occupies no sequence space: it must not count as bytes received.
+    const end = offset + payload.length + (tcpFlags & TcpFlag.FIN ? 1 : 0);
+    if (end > t.loggedEnd && end > offset) t.loggedEnd = end;
     this.counters.segmentsLogged++;
     this.counters.bytesLogged += payload.length;
     const written = this.opts.buffer.writeSegment({ connId: t.bufferId, offset, flags, payload });
@@ -907,6 +937,33 @@ export class Recorder {
   /** Per connection: the buffer's id and the stable offset (client bytes logged, FIN counted). */
   stableOffsets(): { connId: number; stableOffset: number }[] {
     return [...this.tracked.values()].map((t) => ({ connId: t.bufferId, stableOffset: t.stableOffset }));
+  }
+
+  /**
+   * Stable-seq lag: client bytes (a FIN counted) sent to the buffer and not
+   * yet acknowledged as stable, in total and for the `limit` connections
+   * that lag most (most first, then by buffer connection id), so a report
+   * stays small however many connections there are. Bytes whose write
+   * failed count until the client's retransmission is logged. For status
+   * output: it walks every connection.
+   */
+  stableLag(limit = STABLE_LAG_LISTED): StableLag {
+    let totalBytes = 0;
+    const all: ConnectionLag[] = [];
+    for (const t of this.tracked.values()) {
+      const lagBytes = Math.max(0, t.loggedEnd - t.stableOffset);
+      totalBytes += lagBytes;
+      all.push({ connId: t.bufferId, client: `${formatIpv4Address(t.conn.key.clientAddr)}:${t.conn.key.clientPort}`, lagBytes, clientAcked: this.clientAcked(t) });
+    }
+    all.sort((a, b) => b.lagBytes - a.lagBytes || a.connId - b.connId);
+    return { totalBytes, connections: all.slice(0, Math.max(0, limit)) };
+  }
+
+  /** Server bytes the client has acknowledged, as an offset (what the next client-ack record will say). */
+  private clientAcked(t: Tracked): number {
+    const c = t.conn;
+    if (c.clientAckHigh === undefined || c.serverIsn === undefined) return t.clientAckLogged;
+    return Math.max(t.clientAckLogged, seqToOffset(c.clientAckHigh, c.serverIsn, t.clientAckLogged));
   }
 
   /** Packets left in the queue without a verdict (held SYN-ACKs, heads, `hold` segments). */

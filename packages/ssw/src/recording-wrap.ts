@@ -16,7 +16,7 @@ import type { StableBufferClient } from '@ftcp/stable-buffer';
 import type { AdoptedConnection } from './conntable.js';
 import { NfQueue, RawInjector } from './nfqueue.js';
 import { ServiceRules, type OutgoingQueueing } from './netfilter/rules.js';
-import { Recorder, type AckStrategy, type HandshakeRebuildRequest, type HandshakeRebuildResult, type RecorderCounters } from './recorder.js';
+import { Recorder, type AckStrategy, type ConnectionLag, type HandshakeRebuildRequest, type HandshakeRebuildResult, type RecorderCounters } from './recorder.js';
 import { SouthSideWrap, type WrapCounters } from './wrap.js';
 
 export interface RecordingWrapOptions {
@@ -52,6 +52,10 @@ export interface RecordingWrapStatus {
   /** Packets in the queue still waiting for their verdict. */
   packetsHeld: number;
   stable: { connId: number; stableOffset: number }[];
+  /** Client bytes received and sent to the buffer beyond what it acknowledged as stable, over every connection. */
+  stableLagBytes: number;
+  /** The connections that lag most, most first, at most `STABLE_LAG_LISTED` (see {@link Recorder.stableLag}). */
+  stableLag: ConnectionLag[];
   wrap: WrapCounters;
   recorder: RecorderCounters;
   queue: { enobufs: number; recvErrors: number };
@@ -130,7 +134,8 @@ export class RecordingWrap {
   }
 
   status(): RecordingWrapStatus {
-    return { connections: this.recorder.connections, pending: this.recorder.pending, packetsHeld: this.recorder.packetsHeld, stable: this.recorder.stableOffsets(), wrap: this.wrap.counters, recorder: this.recorder.counters, queue: this.stopped ? { enobufs: 0, recvErrors: 0 } : this.queue.stats() };
+    const lag = this.recorder.stableLag();
+    return { connections: this.recorder.connections, pending: this.recorder.pending, packetsHeld: this.recorder.packetsHeld, stable: this.recorder.stableOffsets(), stableLagBytes: lag.totalBytes, stableLag: lag.connections, wrap: this.wrap.counters, recorder: this.recorder.counters, queue: this.stopped ? { enobufs: 0, recvErrors: 0 } : this.queue.stats() };
   }
 
   /**

@@ -30,6 +30,7 @@ import {
   type Positions,
   type SegmentRecord,
 } from './protocol/messages.js';
+import { checkEndpoint } from './endpoint.js';
 import { Heartbeat } from './heartbeat.js';
 import { SendQueue } from './sendqueue.js';
 
@@ -198,8 +199,12 @@ export class StableBufferClient extends EventEmitter {
     this.out = new SendQueue(this.socket);
   }
 
-  /** Connects (ZeroMQ connects lazily: the first request shows whether the buffer answers). */
+  /**
+   * Connects (ZeroMQ connects lazily: the first request shows whether the buffer answers).
+   * @throws FtcpError `FTCP_ERR_BAD_CONFIG` when `endpoint` is not one to connect to.
+   */
   static connect(options: ClientOptions): StableBufferClient {
+    checkEndpoint(options.endpoint, 'connect');
     const c = new StableBufferClient(options);
     c.socket.connect(options.endpoint);
     void c.receiveLoop();

@@ -6,6 +6,7 @@
 export { ErrorCode, FtcpError, isFtcpError } from './errors.js';
 export type { ErrorCodeValue } from './errors.js';
 export { StableBufferServer, serverOptionsSchema } from './server.js';
+export { checkEndpoint, endpointProblem } from './endpoint.js';
 export type { ServerOptions, ServerCounters } from './server.js';
 export { StableBufferClient, Subscription } from './client.js';
 export type { ClientOptions, SubscriptionEvent } from './client.js';

@@ -24,6 +24,7 @@ import {
   recordBytesOfFrame,
   type Message,
 } from './protocol/messages.js';
+import { endpointProblem } from './endpoint.js';
 import { SendQueue } from './sendqueue.js';
 import { Store } from './store/store.js';
 import { RecordRing } from './store/ring.js';
@@ -31,7 +32,10 @@ import { RecordRing } from './store/ring.js';
 /** Options of a buffer server, validated at the edge. */
 export const serverOptionsSchema = z.object({
   /** ZeroMQ endpoint to bind, e.g. tcp://10.0.0.2:7400 (port 0 picks a free one). */
-  listen: z.string().regex(/^(tcp|ipc|inproc):\/\/.+/, 'a ZeroMQ endpoint like tcp://127.0.0.1:7400'),
+  listen: z.string().superRefine((text, ctx) => {
+    const problem = endpointProblem(text, 'bind');
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  }),
   dataDir: z.string().min(1),
   durability: z.enum(['memory', 'commit', 'fsync']).default('commit'),
   probeIntervalMs: z.number().int().min(1).max(60_000).default(10),

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { NswAgent } from '@ftcp/nsw';
 import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
 import { CallWriter, StableBufferClient, type Logger } from '@ftcp/stable-buffer';
+import { recordingReport } from './recording-report.js';
 import { Reign } from './reign.js';
 import { capOffloadSizes, type Service } from './service.js';
 import { makeStateDir } from './state-dir.js';
@@ -97,7 +98,7 @@ export class Primary {
     logger.log('info', 'primary-started', { epoch: this.epoch, service: `${service.vip}:${service.port}`, pid: this.server?.pid });
   }
 
-  /** What `ftcp status` shows of this node. */
+  /** What `ftcp status` shows of this node; for the periodic report (it resets the longest stall). */
   status(): Record<string, unknown> {
     const w = this.wrap?.status();
     return {
@@ -113,6 +114,7 @@ export class Primary {
       acksInjected: w?.recorder.acksInjected ?? 0,
       malformedPackets: w?.wrap.malformedTotal ?? 0,
       callsRecorded: this.agent?.counters.recorded ?? 0,
+      ...recordingReport(this.agent, w),
     };
   }
 

@@ -1,6 +1,6 @@
 import { Command, Flags } from '@oclif/core';
 import { StableBufferClient } from '@ftcp/stable-buffer';
-import { fail } from '../../flags.js';
+import { bufferFlag, fail } from '../../flags.js';
 
 export default class BufferPing extends Command {
   static override summary = 'Measure round trips to a running buffer.';
@@ -14,7 +14,7 @@ primary waits for.`;
   static override enableJsonFlag = true;
 
   static override flags = {
-    buffer: Flags.string({ summary: 'The buffer\'s ZeroMQ endpoint.', required: true }),
+    buffer: bufferFlag(),
     count: Flags.integer({ summary: 'Number of round trips.', default: 100, min: 1, max: 1_000_000 }),
     timeout: Flags.integer({ summary: 'Milliseconds to wait for each answer.', default: 3000, min: 1 }),
   };

@@ -1,6 +1,6 @@
 import { Command, Flags } from '@oclif/core';
 import { StableBufferClient } from '@ftcp/stable-buffer';
-import { fail } from '../../flags.js';
+import { bufferFlag, fail } from '../../flags.js';
 
 export default class BufferStatus extends Command {
   static override summary = 'Show a running buffer\'s epoch, log, connections, backups and counters.';
@@ -15,7 +15,7 @@ error counters (malformed frames, stale epochs, ...).`;
   static override enableJsonFlag = true;
 
   static override flags = {
-    buffer: Flags.string({ summary: 'The buffer\'s ZeroMQ endpoint.', required: true }),
+    buffer: bufferFlag(),
     timeout: Flags.integer({ summary: 'Milliseconds to wait for the answer.', default: 3000, min: 1 }),
   };
 
