@@ -160,6 +160,16 @@ export class ReplicaFeed extends EventEmitter {
   failure: PrimaryFailure | null = null;
   /** Next LSN the feed has not applied. */
   appliedUpTo = 0;
+  /**
+   * What the feed has fetched from the buffer: log records applied from the
+   * subscription (from its first LSN on), the bytes of call data they carry
+   * (single and batched calls) and the client bytes of their segment records
+   * (as logged, retransmitted overlaps included), and the client bytes read
+   * again from the buffer for the replica's reads ({@link readInstream}). A
+   * cold backup reports the call and segment bytes at the promotion's head
+   * as the size of the log its roll-forward replayed.
+   */
+  readonly fetched = { records: 0, callBytes: 0, segmentBytes: 0, instreamBytes: 0 };
 
   constructor(
     private readonly client: StableBufferClient,
@@ -195,18 +205,24 @@ export class ReplicaFeed extends EventEmitter {
     }
     for (const { lsn, record: r } of ev.entries) {
       this.appliedUpTo = lsn + 1;
+      this.fetched.records++;
       switch (r.kind) {
         case 'call':
+          this.fetched.callBytes += r.data.length;
           this.addCall(r.stream, r.callNo, r.data);
           break;
         case 'call-batch':
-          r.datas.forEach((d, i) => this.addCall(r.stream, r.firstCallNo + i, d));
+          r.datas.forEach((d, i) => {
+            this.fetched.callBytes += d.length;
+            this.addCall(r.stream, r.firstCallNo + i, d);
+          });
           break;
         case 'conn':
           if (!this.conns.has(r.connId)) this.conns.set(r.connId, { rec: r, coverage: new Coverage(), finOffset: null, clientAckOffset: 0, clientWindow: 0, clientTsEcr: 0, closed: false, window: null });
           this.emit('conn', r);
           break;
         case 'segment': {
+          this.fetched.segmentBytes += r.payload.length;
           const c = this.conns.get(r.connId);
           if (!c) break;
           c.coverage.add(r.offset, r.offset + r.payload.length);
@@ -371,6 +387,7 @@ export class ReplicaFeed extends EventEmitter {
     }
     const fetch = Math.max(length, Math.min(READ_AHEAD, c.coverage.contiguousEnd - offset));
     const bytes = await this.client.readInstream(c.rec.connId, offset, fetch);
+    this.fetched.instreamBytes += bytes.length;
     c.window = fetch > length ? { offset, bytes } : null;
     return bytes.subarray(0, length);
   }

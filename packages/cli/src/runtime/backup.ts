@@ -19,6 +19,7 @@ import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type 
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
 import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type ConnRecord, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
 import { dotted, firstTsVal, planRebuild, rebuiltSendStart } from './rebuild-plan.js';
+import { recordingReport } from './recording-report.js';
 import { Reign } from './reign.js';
 import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
 import { makeStateDir } from './state-dir.js';
@@ -247,6 +248,7 @@ export class Backup {
     const t0 = Date.now();
     const since = (): number => Date.now() - t0;
     this.logger.log('warn', 'failure-detected', { mode: this.opts.mode });
+    let rollForward: RollForwardWatch | undefined;
     try {
       if (this.agent && !this.agent.canTakeOver) throw new FtcpError(ErrorCode.CONFLICT, 'the replica diverged from the primary; it cannot take over');
       const writer = this.writer;
@@ -265,8 +267,18 @@ export class Backup {
         feed = new ReplicaFeed(reader, reader.subscribe({ fromLsn: 0, mode: 'observer' }));
         this.feed = feed;
         await this.startReplica(feed);
+        // The replica process is up once its shim says HELLO; the log fetch goes on meanwhile.
+        this.agent!.once('hello', (stream: string) => this.logger.log('warn', 'replica-started', { ms: since(), stream }));
       }
+      rollForward = this.watchRollForward(positions, since);
       await this.caughtUp(feed, positions.headLsn);
+      // The log up to the promotion's head, as this node fetched it: a cold
+      // replica replays all of it (the client bytes its server had not read
+      // yet go into the rebuilt sockets' receive queues instead).
+      const log = { headLsn: positions.headLsn, records: feed.fetched.records, callBytes: feed.fetched.callBytes, segmentBytes: feed.fetched.segmentBytes };
+      const logBytes = log.callBytes + log.segmentBytes;
+      const fetchedMs = since();
+      this.logger.log('warn', 'log-fetched', { mode: this.opts.mode, ms: fetchedMs, ...log, logBytes });
 
       const adopt = this.adoptable(feed, positions);
       const wrap = this.wrap!;
@@ -282,7 +294,7 @@ export class Backup {
       const vipMs = since();
       this.logger.log('warn', 'vip-moved', { iface: this.opts.iface ?? null, ms: vipMs, adopted: adopt.length });
 
-      const loggedCalls = positions.streams.reduce((n, st) => n + st.lastCallNo, 0);
+      const loggedCalls = loggedCallsOf(positions);
       // How far the replica's playback trails the log: the roll-forward still to do.
       this.logger.log('info', 'replay-behind', { calls: loggedCalls - this.agent!.counters.played, loggedCalls });
       const rebuilt = this.awaitRebuilds(adopt, loggedCalls);
@@ -302,8 +314,15 @@ export class Backup {
         }
       });
       const byHandshake = handshakes.filter(Boolean).length;
-      this.timeline = { detectedAt: t0, promotedMs, wrapMs, vipMs, rebuiltMs: since(), connections: adopt.length, rebuilt: ok + byHandshake, failed };
-      this.logger.log('warn', 'takeover-complete', { epoch, connections: adopt.length, rebuilt: ok + byHandshake, byHandshake, failed, ms: this.timeline.rebuiltMs, promotedMs, wrapMs, vipMs });
+      const rebuiltMs = since();
+      // A rebuild by the replica waited for every thread of its process to play its records (NswAgent's ADOPT).
+      if (ok > 0) rollForward.settle('rebuilt');
+      this.logger.log('warn', 'connections-rebuilt', { ms: rebuiltMs, connections: adopt.length, rebuilt: ok + byHandshake, byHandshake, failed });
+      this.timeline = { detectedAt: t0, promotedMs, wrapMs, vipMs, rebuiltMs, connections: adopt.length, rebuilt: ok + byHandshake, failed };
+      this.logger.log('warn', 'takeover-complete', {
+        epoch, connections: adopt.length, rebuilt: ok + byHandshake, byHandshake, failed, ms: rebuiltMs, promotedMs, fetchedMs, wrapMs, vipMs,
+        rolledForwardMs: rollForward.at ?? null, ...log, logBytes,
+      });
       this.reign = new Reign({
         client: writer,
         epoch,
@@ -320,6 +339,7 @@ export class Backup {
       // The replica is live: the feed's records are this node's own from here.
       await this.feed?.close().catch(() => {});
     } catch (err) {
+      rollForward?.stop();
       this.logger.log('error', 'takeover-failed', { error: String(err), ms: since() });
       await this.end({ reason: 'takeover-failed', error: String(err) });
     }
@@ -350,6 +370,54 @@ export class Backup {
       this.logger.log('warn', 'handshake-rebuild-failed', { connId: a.rec.connId, client, reason: String(err) });
       return false;
     }
+  }
+
+  /**
+   * Logs `rolled-forward` once the replica has rolled forward to the end of
+   * the log the promotion found: it played every call record (`by: played`),
+   * or every stream with records went live (`by: live`; a thread whose last
+   * record was a clock read it only peeked), or, through {@link RollForwardWatch.settle},
+   * the replica's rebuilds proved it (`by: rebuilt`). Checked every
+   * millisecond and at each rebuild; it runs on after the takeover when no
+   * connection waits for it, and gives up after 120 s.
+   */
+  private watchRollForward(positions: Positions, since: () => number): RollForwardWatch {
+    const agent = this.agent!;
+    const calls = loggedCallsOf(positions);
+    const streams = positions.streams.filter((st) => st.lastCallNo > 0).map((st) => st.stream);
+    const stop = (): void => {
+      clearInterval(poll);
+      clearTimeout(cap);
+      agent.off('rebuilt', check);
+    };
+    const watch: RollForwardWatch = {
+      at: undefined,
+      settle: (by) => {
+        if (watch.at !== undefined) return;
+        stop();
+        watch.at = since();
+        // instreamBytes: client bytes read again from the buffer for the replica's reads (the segments brought them once already).
+        this.logger.log('warn', 'rolled-forward', {
+          mode: this.opts.mode, ms: watch.at, by, calls, played: agent.counters.played, streams: streams.length, live: agent.counters.wentLive, instreamBytes: this.feed?.fetched.instreamBytes ?? null,
+        });
+      },
+      stop,
+    };
+    function check(): void {
+      if (agent.counters.played >= calls) watch.settle('played');
+      else if (streams.length > 0 && agent.counters.wentLive >= streams.length) {
+        const live = new Set(agent.liveStreams());
+        if (streams.every((st) => live.has(st))) watch.settle('live');
+      }
+    }
+    const poll = setInterval(check, 1);
+    const cap = setTimeout(stop, 120_000);
+    poll.unref();
+    cap.unref();
+    this.timers.push(poll);
+    agent.on('rebuilt', check);
+    check();
+    return watch;
   }
 
   /** Waits until the feed has applied every record the log held at the promotion. */
@@ -436,6 +504,8 @@ export class Backup {
       unstableRecords: this.agent?.counters.unstable ?? 0,
       ...(this.timeline ? { takeover: this.timeline } : {}),
       ...(w ? { pending: w.pending, zeroWindowAcks: w.recorder.zeroWindowAcks, goLiveAcks: w.recorder.goLiveAcks, headsDelivered: w.recorder.headsDelivered, pendingReleased: w.recorder.pendingReleased, acksInjected: w.recorder.acksInjected, acksClamped: w.wrap.acksClamped, seqsLifted: w.wrap.seqsLifted, wentLive: w.wrap.wentLive, pendingDropped: w.wrap.pendingDropped } : {}),
+      // In record mode (after the takeover) it reports what a primary does.
+      ...(w ? recordingReport(this.agent, w) : {}),
     };
   }
 
@@ -477,6 +547,20 @@ export class Backup {
     await Promise.all([this.writer.close(), this.reader?.close(), this.follower.close()]);
     rmSync(this.stateDir, { recursive: true, force: true });
   }
+}
+
+/** Watches a promoted replica's roll-forward (see Backup.watchRollForward). */
+interface RollForwardWatch {
+  /** When it rolled forward, ms since the failure event; undefined until then. */
+  at: number | undefined;
+  /** Logs `rolled-forward` now, if not yet: something else proved it. */
+  settle(by: 'played' | 'live' | 'rebuilt'): void;
+  stop(): void;
+}
+
+/** Call records the log held at the promotion, all streams together. */
+function loggedCallsOf(positions: Positions): number {
+  return positions.streams.reduce((n, st) => n + st.lastCallNo, 0);
 }
 
 /** The client of an adopted connection, as the replica's accept saw it. */

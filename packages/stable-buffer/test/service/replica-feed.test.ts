@@ -55,6 +55,25 @@ describe('ReplicaFeed', function () {
     await feed.close();
   });
 
+  it('counts the log it fetched: records, call bytes, segment bytes, and client bytes read again', async () => {
+    const { p, feed, writer } = await setup();
+    await writer.append('p1', 1, Buffer.from('abc'));
+    await writer.append('p1', 2, Buffer.from('de'));
+    await p.writeConn(conn(4));
+    await p.writeSegment({ connId: 4, offset: 0, flags: 0, payload: Buffer.from('hello') });
+    await p.writeSegment({ connId: 4, offset: 3, flags: 0, payload: Buffer.from('loworld') });
+    expect((await feed.read('p1', 2)).toString()).to.equal('de');
+    await until(() => (feed.connection(4)?.coverage.contiguousEnd ?? 0) === 10, 5000, 'the segments in the feed');
+    expect(feed.fetched.callBytes).to.equal(5);
+    // As logged: the retransmitted overlap counts, it was fetched twice.
+    expect(feed.fetched.segmentBytes).to.equal(12);
+    expect(feed.fetched.records).to.be.at.least(4);
+    expect(feed.fetched.instreamBytes).to.equal(0);
+    expect((await feed.readInstream(4, 0, 10)).toString()).to.equal('helloworld');
+    expect(feed.fetched.instreamBytes).to.equal(10);
+    await feed.close();
+  });
+
   it('reads instream bytes once they are stable, across a hole filled later', async () => {
     const { p, feed } = await setup();
     await p.writeConn(conn(3));
