@@ -801,8 +801,15 @@ export class Recorder {
     this.keepaliveTimer.unref();
   }
 
-  /** One zero-window keep-alive to every pending client not answered within the gap; stops when none is left. */
-  private keepPendingAlive(): void {
+  /**
+   * One zero-window keep-alive to every pending client not answered within
+   * the gap; stops the timer when none is left. The timer calls it; a
+   * backup calls it once more as soon as the VIP is its own, because a
+   * client that stopped retransmitting (backed off, or about to give up)
+   * would otherwise hear nothing until the next tick, up to
+   * `pendingKeepaliveMs` later.
+   */
+  keepPendingAlive(): void {
     const now = this.opts.wrap.table.now();
     let pending = 0;
     for (const t of [...this.tracked.values()]) {

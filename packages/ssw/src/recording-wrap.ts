@@ -109,6 +109,11 @@ export class RecordingWrap {
     this.recorder.adopt(list);
   }
 
+  /** Answers every adopted client at once: call it when the VIP has moved here. See {@link Recorder.keepPendingAlive}. */
+  keepPendingAlive(): void {
+    this.recorder.keepPendingAlive();
+  }
+
   /**
    * Drop everything this host would send for the service, or stop doing so;
    * see {@link Recorder.mute}. What leaves without the queue is dropped by

@@ -458,6 +458,19 @@ describe('Recorder with adopted connections', function () {
     expect(recorder.counters.zeroWindowAcks).to.equal(injected.length);
   });
 
+  it('answers every adopted client at once when asked (the VIP has moved), not only at the next keep-alive tick, and not twice within the gap', async () => {
+    const a = await promoted({ zeroWindowAckGapMs: 40, pendingKeepaliveMs: 60_000 });
+    recorder.adopt([a]);
+    expect(injected, 'nothing before the VIP is ours').to.have.length(0);
+    recorder.keepPendingAlive();
+    expect(injected).to.have.length(1);
+    const z = parsed(injected[0]!);
+    expect(z.window).to.equal(0);
+    expect(z.ack).to.equal(cseq(5));
+    recorder.keepPendingAlive();
+    expect(injected, 'rate-limited like any zero-window ACK').to.have.length(1);
+  });
+
   it('goes live at the rebuilt socket\'s first segment: a window update and duplicates, the held segment delivered and logged to the old buffer connection', async () => {
     const a = await promoted({ pendingKeepaliveMs: 60_000 });
     recorder.adopt([a]);

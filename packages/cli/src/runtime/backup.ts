@@ -291,6 +291,9 @@ export class Backup {
         // (a lost one must not cost seconds) go on while the replica goes live.
         sendGratuitousArp(this.opts.iface, this.opts.service.vip).catch((err: unknown) => this.logger.log('warn', 'garp-failed', { error: String(err) }));
       }
+      // Tell every adopted client now, not at the next keep-alive tick, that
+      // someone holds its connection: a long roll-forward has begun.
+      wrap.keepPendingAlive();
       const vipMs = since();
       this.logger.log('warn', 'vip-moved', { iface: this.opts.iface ?? null, ms: vipMs, adopted: adopt.length });
 
