@@ -92,6 +92,13 @@ export interface Connection {
   lastAckSent: SeqNum | undefined;
   /** Highest right edge (ack + scaled window) advertised to the client. */
   lastRightEdge: SeqNum | undefined;
+  /**
+   * Highest right edge the local kernel advertised (its ack plus its scaled
+   * window, client view): where its receive window ends. Linux drops a
+   * client segment that starts past it whole, ack included (`tcp_sequence`),
+   * so no window we advertise may reach past it.
+   */
+  kernelRightHigh: SeqNum | undefined;
   /** Next server sequence number after everything sent so far. */
   sndNxt: SeqNum | undefined;
   /** Highest ack the client has sent (server space, client view). */
@@ -357,6 +364,7 @@ export class ConnTable {
       kernelAckHigh: undefined,
       lastAckSent: undefined,
       lastRightEdge: undefined,
+      kernelRightHigh: undefined,
       sndNxt: undefined,
       clientAckHigh: undefined,
       clientRightEdgeHigh: undefined,

@@ -58,8 +58,9 @@ export function craftAck(c: Connection, opts: CraftAckOptions = {}): Buffer {
   const ack = craftedAckNumber(c);
   const shift = outgoingWindowShift(c);
   let units = 0;
-  if (!opts.zeroWindow && c.lastRightEdge !== undefined && seqGt(c.lastRightEdge, ack)) {
-    units = Math.min(MAX_WINDOW_FIELD, Math.ceil(seqForward(c.lastRightEdge, ack) / 2 ** shift));
+  // Up to the kernel's right edge and never past it, as rewriteOutgoing does.
+  if (!opts.zeroWindow && c.kernelRightHigh !== undefined && seqGt(c.kernelRightHigh, ack)) {
+    units = Math.min(MAX_WINDOW_FIELD, Math.floor(seqForward(c.kernelRightHigh, ack) / 2 ** shift));
   }
   const t = 20;
   writeU16(b, t + TCP.SRC_PORT, k.serverPort);

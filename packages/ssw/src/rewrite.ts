@@ -75,20 +75,19 @@ export function synOptionsOf(pkt: TcpPacket): SynOptions {
  *    tsOffset (FT-TCP 3.3; RFC 7323 5.3: PAWS rejects only older TSvals, so a forward jump is safe).
  * 4. With ACK set: ack = min(kernel ack + ackDelta, stable-seq); the
  *    window grows so the right edge (ack + window << shift) reaches the
- *    kernel's right edge rounded down to a whole scaled unit, and the highest
- *    edge already advertised rounded up, capped at 65535 units (DESIGN
- *    invariant 1, RFC 9293 3.8.6: the window should not shrink). Rounding
- *    the kernel's edge down keeps the advertised edge at or inside the
- *    kernel's (at most one unit short of it, for a clamped ack not aligned
- *    with the kernel's): rounded up, the advertised edge would pass the
- *    kernel's by up to one unit, and while the kernel's edge then stands
- *    still (a server that sends and receives nothing, the bulk of outgoing
- *    traffic) every later segment would need its window raised by one unit,
- *    a full rewrite and checksum of each packet. Rounding the advertised
- *    edge up can still let it creep past the kernel's by up to one unit
- *    per clamped ack while the kernel's edge stands still; bytes the client
- *    sends into that margin are dropped by the kernel and resent, so this
- *    costs throughput, never data.
+ *    highest right edge the kernel advertised, rounded down to a whole
+ *    scaled unit, capped at 65535 units (DESIGN invariant 1, RFC 9293
+ *    3.8.6: the window should not shrink). Never past the kernel's edge: a
+ *    client segment that starts past it is dropped whole by Linux, its ack
+ *    too (`tcp_sequence`, TcpExtBeyondWindow). Once the client's send edge
+ *    is past it, even its pure ACKs are dropped; an echo server whose send
+ *    waits for those ACKs stops reading, its edge stands still, and the
+ *    connection never moves again. Rounding each clamped edge up (to keep
+ *    it from stepping back by less than a unit) crept that far, a unit per
+ *    clamped ack. Rounded down, the edge may step back by less than a unit
+ *    when the clamped ack moves by a part of one: RFC 7323 2.4's case,
+ *    which senders handle. The kernel's own segments at its ack come out
+ *    unchanged.
  * 5. A segment with no data, no SYN/FIN/RST and no SACK blocks, sent at the
  *    send edge, that acknowledges nothing new and opens no window, is
  *    suppressed (FT-TCP 3.11). Keep-alives (seq below the send edge) and
@@ -158,11 +157,17 @@ export function rewriteOutgoing(c: Connection, pkt: TcpPacket): OutgoingDecision
     // Windows in SYN segments are never scaled (RFC 7323 2.2).
     const shift = isSyn ? 0 : outgoingWindowShift(c);
     const unit = 2 ** shift;
+    // The window reaches the kernel's right edge, rounded down to a unit: a
+    // unit further would let the client send what the kernel drops whole,
+    // the ack on it too, and an echo server that stopped reading would then
+    // never hear its bytes acknowledged. The highest edge the kernel gave,
+    // so a window it closed keeps its right edge (Linux never retracts one).
+    // When the clamped ack moves by less than a unit, the rounding may step
+    // the edge back by less than a unit: RFC 7323 2.4's unavoidable case,
+    // which senders handle.
     const kernelRight = seqAdd(kernelAck, pkt.window * unit);
-    let units = seqLt(kernelRight, newAck) ? 0 : Math.floor(seqForward(kernelRight, newAck) / unit);
-    if (c.lastRightEdge !== undefined && seqGt(c.lastRightEdge, newAck)) {
-      units = Math.max(units, Math.ceil(seqForward(c.lastRightEdge, newAck) / unit));
-    }
+    c.kernelRightHigh = c.kernelRightHigh === undefined ? kernelRight : seqMax(c.kernelRightHigh, kernelRight);
+    let units = seqLt(c.kernelRightHigh, newAck) ? 0 : Math.floor(seqForward(c.kernelRightHigh, newAck) / unit);
     if (units > MAX_WINDOW_FIELD) {
       units = MAX_WINDOW_FIELD;
       windowCapped = true;

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { ackIsDue, craftAck, craftedAckNumber } from '../src/craft.js';
 import { advanceStable } from '../src/conntable.js';
 import { verifyIpv4Checksum } from '../src/wire/ipv4.js';
-import { seq, seqAdd } from '../src/wire/seq.js';
+import { seq, seqAdd, seqForward, seqGe } from '../src/wire/seq.js';
 import { parseTcpPacket, TcpFlag, verifyTcpChecksum } from '../src/wire/tcp.js';
 import type { TcpPacket } from '../src/wire/tcp.js';
 import { SouthSideWrap } from '../src/wrap.js';
@@ -18,6 +18,23 @@ function parse(b: Buffer): TcpPacket {
 }
 
 describe('craftAck', () => {
+  it('never advertises past the kernel right edge when stable-seq is not a whole number of units from it', () => {
+    const wrap = new SouthSideWrap();
+    const conn = handshake(wrap, { wscale: 10 });
+    advanceStable(conn, seq(1001 + 100));
+    // The kernel holds 3000 bytes and offers 4 units (4096 bytes) beyond them.
+    wrap.outgoing(buildPacket(fromServer({ seq: 5001, ack: 4001, window: 4, flags: 0x18, payload: 'abc' })));
+    const kernelRight = seqAdd(seq(4001), 4 * 1024);
+    for (const stable of [1001 + 777, 1001 + 1500, 1001 + 2999]) {
+      advanceStable(conn, seq(stable));
+      const p = parse(craftAck(conn));
+      expect(p.ack).to.equal(stable);
+      const right = seqAdd(p.ack, p.window * 1024);
+      expect(seqGe(kernelRight, right), `stable ${stable}: right edge past the kernel's by ${seqForward(right, kernelRight)}`).to.equal(true);
+      expect(seqForward(kernelRight, right), 'within one unit of it').to.be.below(1024);
+    }
+  });
+
   it('acks stable-seq from the send edge with the advertised right edge and timestamps', () => {
     const wrap = new SouthSideWrap();
     const conn = handshake(wrap, { wscale: 7, sack: true, ts: { client: 100, server: 900 } });
@@ -34,7 +51,14 @@ describe('craftAck', () => {
     expect(p.flags).to.equal(TcpFlag.ACK);
     expect(p.seq).to.equal(5004);
     expect(p.ack).to.equal(2501);
-    expect(seqAdd(p.ack, p.window * 128)).to.be.at.least(rightBefore as number);
+    // The kernel's right edge (3001 + 40 units of 128), rounded down to a unit from the new ack: it may step
+    // back by less than a unit from the edge advertised before (rightBefore), never past the kernel's.
+    const kernelRight = seqAdd(seq(3001), 40 * 128);
+    const right = seqAdd(p.ack, p.window * 128);
+    expect(seqGe(kernelRight, right)).to.equal(true);
+    expect(seqForward(kernelRight, right)).to.be.below(128);
+    const steppedBack = seqGe(right, rightBefore!) ? 0 : seqForward(rightBefore!, right);
+    expect(steppedBack).to.be.below(128);
     expect(p.options.tsVal).to.equal(905);
     expect(p.options.tsEcr).to.equal(100 + 1);
     expect(ackIsDue(conn)).to.equal(false);

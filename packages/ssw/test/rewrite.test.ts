@@ -38,6 +38,30 @@ describe('rewriteOutgoing ack clamp and window compensation', () => {
         expect(out.window).to.equal(Math.floor((4001 + kernelWindow * unit - 1401) / unit));
       });
 
+      it('never advertises past the kernel right edge while stable-seq creeps up by less than a unit and the server reads nothing', () => {
+        // An echo server blocked on its send stops reading: the kernel's
+        // right edge stands still while client bytes keep becoming stable.
+        // Rounding each clamped edge up once let the edge creep a unit
+        // further per ack; the client then sent past the kernel's edge,
+        // Linux dropped those segments ack and all (TcpExtBeyondWindow),
+        // and both sides waited for each other for good.
+        const wrap = new SouthSideWrap();
+        const conn = handshake(wrap, { wscale });
+        const unit = 2 ** wscale;
+        const kernelAck = 1001 + 50_000;
+        const w = Math.max(1, Math.floor(8000 / unit));
+        const kernelRight = seqAdd(seq(kernelAck), w * unit);
+        let stable = 1001;
+        for (let i = 0; i < 40; i++) {
+          stable += 97; // not a multiple of any unit above 1
+          advanceStable(conn, seq(stable));
+          const out = accepted(wrap.outgoing(buildPacket(fromServer({ seq: 5001 + i, ack: kernelAck, window: w, payload: 'x' }))));
+          expect(out.ack).to.equal(stable);
+          const right = seqAdd(out.ack, out.window * unit);
+          expect(seqGe(kernelRight, right), `ack ${i}: right edge ${seqForward(kernelRight, right)} past the kernel's`).to.equal(true);
+        }
+      });
+
       it('never moves the advertised right edge left when stable-seq catches up', () => {
         const wrap = new SouthSideWrap();
         const conn = handshake(wrap, { wscale });
