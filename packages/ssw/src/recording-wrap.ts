@@ -65,7 +65,25 @@ export class RecordingWrap {
   private stopped = false;
   /** Mute rules iptables refused (see {@link mute}). */
   muteFailures = 0;
-  private readonly onExit = (): void => this.rules.removeSync();
+  /**
+   * The process exits with the wrap still running. A clean exit (code 0)
+   * leaves the service unwrapped; any other (an uncaught exception, a bug)
+   * keeps the rules and mutes, as {@link abandon} does: the server may
+   * outlive this process, and unwrapped its kernel would acknowledge client
+   * bytes nobody logged (fail closed, never open). The next start removes
+   * the rules as stale.
+   */
+  private readonly onExit = (code: number): void => {
+    if (code === 0) {
+      this.rules.removeSync();
+      return;
+    }
+    try {
+      this.rules.muteSync();
+    } catch {
+      // With no queue listener the rules drop the service's packets anyway; only hold's unqueued output needs the mute.
+    }
+  };
 
   private constructor(
     readonly wrap: SouthSideWrap,

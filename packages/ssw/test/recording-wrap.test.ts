@@ -118,4 +118,18 @@ describe('RecordingWrap adopting a connection (root, client and server namespace
     sendFromClient(strangerPort, 'stranger');
     await until(() => clientCount('rst') > before, 3000, "the server kernel's RST");
   });
+
+  // Last: it ends the harness. The server a primary runs outlives the
+  // wrap's process (its own session), and its kernel, unwrapped, would
+  // acknowledge client bytes nobody logged.
+  it('keeps its rules when its process dies of an uncaught exception, so the service fails closed instead of open', async () => {
+    child!.stdin.write('crash\n');
+    const code = await new Promise<number | null>((r) => child!.once('exit', (c) => r(c)));
+    expect(code, 'the harness died of the exception').to.not.equal(0);
+    expect(sh('ip', 'netns', 'exec', serverNs, 'iptables-save', '-t', 'mangle')).to.match(/FTCP-/);
+    const before = clientCount('rst');
+    sendFromClient(strangerPort, 'stranger');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(clientCount('rst'), "the kernel's RST to a stranger never left: nothing of the service passes").to.equal(before);
+  });
 });

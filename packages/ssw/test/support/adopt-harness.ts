@@ -5,7 +5,8 @@
  * bytes, then the backup takes the next epoch and starts a RecordingWrap
  * that adopts the connection (no socket is ever rebuilt here). It prints
  * `{"ev":"ready"}`, then answers each stdin line `status` with the wrap's
- * status, and stops cleanly on `stop`.
+ * status, stops cleanly on `stop`, and dies of an uncaught exception on
+ * `crash` (a bug in the process that runs the wrap).
  *
  * argv: vip port queue clientIp clientPort
  */
@@ -74,4 +75,10 @@ const stop = async (): Promise<void> => {
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line === 'status') emit('status', wrap!.status() as unknown as Record<string, unknown>);
   else if (line === 'stop') void stop();
+  else if (line === 'crash') {
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    setImmediate(() => {
+      throw new Error('a bug in the process that runs the wrap');
+    });
+  }
 });
