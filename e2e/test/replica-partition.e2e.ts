@@ -9,7 +9,7 @@
  */
 import { expect } from 'chai';
 import { echoScenario, runScenario } from '../src/index.js';
-import { expectClientIntact, logSummary, why } from './failover-checks.js';
+import { expectClientIntact, expectNoFalseDetection, logSummary, why } from './failover-checks.js';
 
 const MiB = 1024 * 1024;
 
@@ -32,6 +32,8 @@ describe('a partition of the replica link, with a hot backup', function () {
       });
       logSummary(r);
       const w = why(r);
+      // The takeover is the partition's, not a false detection before it.
+      expectNoFalseDetection(r);
       expectClientIntact(r);
       expect(r.takeover.promoted, `the backup was not promoted${w}`).to.not.equal(undefined);
       expect(r.partition?.healedAt, `the link was not healed${w}`).to.not.equal(undefined);

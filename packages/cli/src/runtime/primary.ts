@@ -18,7 +18,7 @@ import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
 import { CallWriter, StableBufferClient, type Logger } from '@ftcp/stable-buffer';
 import { recordingReport } from './recording-report.js';
 import { Reign } from './reign.js';
-import { capOffloadSizes, type Service } from './service.js';
+import { capOffloadSizes, dropVip, type Service } from './service.js';
 import { makeStateDir } from './state-dir.js';
 import { spawnWrappedServer, stopServer } from './wrapped-server.js';
 
@@ -135,6 +135,10 @@ export class Primary {
     if (this.ending) return;
     this.ending = true;
     await stopServer(this.server);
+    // The backup takes the VIP once this primary falls silent; a host that
+    // kept it would answer the clients it reaches with resets (no socket is
+    // left here). Before the rules go, so nothing leaves unwrapped meanwhile.
+    if (this.opts.iface) await dropVip(this.opts.iface, this.opts.service.vip).catch(() => {});
     await this.cleanup(false);
     this.finish(e);
   }

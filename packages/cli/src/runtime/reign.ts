@@ -5,8 +5,9 @@
  * Silence longer than the failure timeout means the buffer may have declared
  * this node failed and promoted a backup, which may be speaking now; or the
  * buffer process died and is coming back, and nobody was promoted. The node
- * cannot tell which, so it goes quiet: the server is frozen (SIGSTOP) and
- * the VIP given up, so neither the server nor its kernel can say anything
+ * cannot tell which, so it goes quiet: the server is frozen (SIGSTOP to its
+ * process group, the children it started too) and the VIP given up, so
+ * neither the server nor its kernel can say anything
  * (an established socket whose source address is gone cannot route). Then
  * it keeps asking the buffer for its epoch back:
  * - granted: nobody was promoted (a restarted buffer): the VIP returns with a
@@ -20,6 +21,7 @@ import { sendGratuitousArp } from '@ftcp/ssw';
 import { ErrorCode, isFtcpError, type Logger, type StableBufferClient } from '@ftcp/stable-buffer';
 import { watchBuffer } from './buffer-watch.js';
 import { addVip, dropVip, type Service } from './service.js';
+import { signalServer } from './wrapped-server.js';
 
 export interface ReignOptions {
   client: StableBufferClient;
@@ -84,14 +86,9 @@ export class Reign {
     this.unwatch = watchBuffer(this.opts.client, this.opts.failureTimeoutMs, (silent) => void this.goQuiet(silent));
   }
 
+  /** The server's whole process group: a child it started must not speak while it is frozen, nor outlive it. */
   private signalServer(sig: NodeJS.Signals): void {
-    const pid = this.opts.server()?.pid;
-    if (!pid) return;
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // Already gone.
-    }
+    signalServer(this.opts.server(), sig);
   }
 
   private async goQuiet(silentMs: number): Promise<void> {
