@@ -571,6 +571,13 @@ export class Recorder {
 
   private track(conn: Connection): Tracked {
     let t = this.tracked.get(conn.id);
+    if (t && t.conn !== conn) {
+      // A new connection on the four-tuple of a closed one (the wrap took a
+      // new SYN there): the old entry, kept for late retransmissions, gives
+      // way, or the new SYN-ACK would wait for a record never written.
+      this.forget(conn.id);
+      t = undefined;
+    }
     if (!t) {
       t = newTracked(this.allocConnId(), conn, { recordWritten: false, stableOffset: 0, clientAckLogged: 0, tsEcrLogged: undefined, windowLogged: undefined });
       this.tracked.set(conn.id, t);
@@ -921,14 +928,20 @@ export class Recorder {
     if (t.recordWritten) {
       this.opts.buffer.writeClose({ connId: t.bufferId, reason: c.reset ? CloseReason.RST : CloseReason.FIN }).catch(() => this.counters.logFailures++);
     }
-    // Keep the entry until the table collects the connection: late retransmissions still map.
-    setTimeout(() => this.forget(c.id), 10_000).unref();
+    // Keep the entry a while: late retransmissions still map. Only this
+    // connection's: a new one on the same four-tuple has its own by then.
+    setTimeout(() => {
+      if (this.tracked.get(c.id) === t) this.forget(c.id);
+    }, 10_000).unref();
   }
 
   private forget(id: string): void {
     const t = this.tracked.get(id);
     if (!t) return;
     if (t.heldHead) this.drop(t.heldHead.id);
+    // SYN-ACKs still waiting for the record: a packet left without a verdict holds a queue slot for good.
+    for (const h of t.held) this.drop(h.id);
+    t.held = [];
     t.handshake?.settle({ ok: false, reason: 'the connection was forgotten' });
     t.handshake = null;
     if (t.clientAckTimer) clearTimeout(t.clientAckTimer);

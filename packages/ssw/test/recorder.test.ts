@@ -274,6 +274,25 @@ describe('Recorder', function () {
     expect(c.stableOffset).to.equal(1); // the FIN's one sequence number
   });
 
+  it('logs a new connection on the four-tuple of one closed moments before, and releases its SYN-ACK', async () => {
+    await setup('eager');
+    await handshake();
+    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(103, 900)] }));
+    feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 2) >>> 0, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(902, 103)] })));
+    feed(IN, buildPacket({ seq: (CISN + 2) >>> 0, ack: SISN + 2, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(104, 902)] }));
+    await until(() => recorder.counters.closesLogged === 1, 2000, 'the close');
+    // The client reuses its port at once (RFC 9293 3.6.1 lets a SYN with a higher ISN reopen it).
+    const isn2 = (CISN + 100_000) >>> 0;
+    feed(IN, buildPacket({ seq: isn2, flags: SYN, options: [opt.mss(1460), opt.sackPermitted(), opt.timestamps(200, 0), opt.nop(), opt.wscale(7)] }));
+    const synAck = feed(OUT, buildPacket(fromServer({ seq: 90_000, ack: (isn2 + 1) >>> 0, flags: SYN | ACK, options: [opt.mss(1460), opt.sackPermitted(), opt.timestamps(950, 200), opt.nop(), opt.wscale(7)] })));
+    await until(() => verdictOf(synAck) !== undefined, 3000, "the new connection's SYN-ACK verdict");
+    expect(verdictOf(synAck)!.verdict).to.equal('accept');
+    expect(recorder.counters.connectionsLogged).to.equal(2);
+    expect(recorder.packetsHeld, 'no packet left without a verdict').to.equal(0);
+    const ids = (server.status().connections as { connId: number }[]).map((c) => c.connId);
+    expect(new Set(ids).size, 'a buffer connection of its own').to.equal(2);
+  });
+
   it("logs the client's highest TSecr and its window in bytes with its ack, and a TSecr that moved alone", async () => {
     await setup('eager');
     await handshake();
