@@ -35,6 +35,7 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { pacedSender } from './paced-send.js';
 import { emit, toolArgs, ToolEnd } from './tool-args.js';
 
 const { get, has, num, required } = toolArgs('echo-client', process.argv.slice(2));
@@ -143,40 +144,23 @@ function noteGap(g: Gap): void {
   if (gaps.length > 5) gaps.pop();
 }
 
-/**
- * Sends what the rate allows now, in whole chunks, then yields: to a timer
- * when the rate allows less than a chunk, to `drain` when the socket's
- * buffer is full, or to the event loop after a burst, so reading the echo
- * never waits on sending. One call chain at a time.
- */
-function pump(): void {
-  if (end.finished) return;
-  let burst = 0;
-  while (sent < total) {
-    const n = Math.min(CHUNK, total - sent);
-    if (rateMbit !== undefined) {
-      // What the rate allows since the start; wait for a whole chunk, so
-      // writes stay large and the loop never spins on a few bytes.
-      const allowed = Math.floor(((now() - startedAt) * rateMbit * 1e6) / 8 / 1000) - sent;
-      if (allowed < n) {
-        setTimeout(pump, 1);
-        return;
-      }
-    }
+/** Reading the echo never waits on sending (see {@link pacedSender}). */
+const pump = pacedSender({
+  sock,
+  total,
+  chunk: CHUNK,
+  rateMbit,
+  burstBytes: 256 * 1024,
+  elapsedMs: () => now() - startedAt,
+  sent: () => sent,
+  take: (n) => {
     const piece = sendStream.take(n);
     hashSent.update(piece);
     sent += n;
-    if (!sock.write(piece)) {
-      sock.once('drain', pump);
-      return;
-    }
-    burst += n;
-    if (burst >= 256 * 1024) {
-      setImmediate(pump);
-      return;
-    }
-  }
-}
+    return piece;
+  },
+  finished: () => end.finished,
+});
 
 function maybeClose(): void {
   if (closing || sent < total || received < total) return;

@@ -26,6 +26,7 @@
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import { pacedSender } from './paced-send.js';
 import { emit, toolArgs, ToolEnd } from './tool-args.js';
 
 const { has, num, required } = toolArgs('upload-client', process.argv.slice(2));
@@ -70,19 +71,16 @@ function error(code: string, message: string): void {
   end.finish(1, sock);
 }
 
-/** Sends what the rate allows, in whole chunks; yields to a timer, `drain` or the event loop. */
-function pump(): void {
-  if (end.finished) return;
-  let burst = 0;
-  while (sent < total) {
-    const n = Math.min(CHUNK, total - sent);
-    if (rateMbit !== undefined) {
-      const allowed = Math.floor(((performance.now() - startedAt) * rateMbit * 1e6) / 8 / 1000) - sent;
-      if (allowed < n) {
-        setTimeout(pump, 1);
-        return;
-      }
-    }
+/** The upload, at the rate asked; our FIN follows the last byte. */
+const pump = pacedSender({
+  sock,
+  total,
+  chunk: CHUNK,
+  rateMbit,
+  burstBytes: 1024 * 1024,
+  elapsedMs: () => performance.now() - startedAt,
+  sent: () => sent,
+  take: (n) => {
     const piece = nextChunk(n);
     hashSent.update(piece);
     sent += n;
@@ -90,22 +88,16 @@ function pump(): void {
       emit('progress', { sent });
       nextProgress += progressEvery;
     }
-    if (!sock.write(piece)) {
-      sock.once('drain', pump);
-      return;
-    }
-    burst += n;
-    if (burst >= 1024 * 1024) {
-      setImmediate(pump);
-      return;
-    }
-  }
-  if (!closing) {
+    return piece;
+  },
+  finished: () => end.finished,
+  allSent: () => {
+    if (closing) return;
     closing = true;
     emit('closing', { sent });
     sock.end();
-  }
-}
+  },
+});
 
 sock.on('connect', () => {
   startedAt = performance.now();

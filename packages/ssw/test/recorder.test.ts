@@ -122,6 +122,14 @@ describe('Recorder', function () {
     feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(101, 900)] }));
   }
 
+  /** The client's FIN, the server's, the last ACK: the close is logged. */
+  async function closeBothWays(): Promise<void> {
+    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(103, 900)] }));
+    feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 2) >>> 0, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(902, 103)] })));
+    feed(IN, buildPacket({ seq: (CISN + 2) >>> 0, ack: SISN + 2, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(104, 902)] }));
+    await until(() => recorder.counters.closesLogged === 1, 2000, 'the close');
+  }
+
   it('holds the SYN-ACK until the connection record is stable, then logs ISNs and options', async () => {
     await setup('eager');
     await handshake();
@@ -265,10 +273,7 @@ describe('Recorder', function () {
   it('logs the client\'s FIN and the connection\'s close', async () => {
     await setup('eager');
     await handshake();
-    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(103, 900)] }));
-    feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 2) >>> 0, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(902, 103)] })));
-    feed(IN, buildPacket({ seq: (CISN + 2) >>> 0, ack: SISN + 2, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(104, 902)] }));
-    await until(() => recorder.counters.closesLogged === 1, 2000, 'the close');
+    await closeBothWays();
     await until(() => ((server.status().connections as { closed: boolean }[])[0]?.closed ?? false), 2000, 'the close record');
     const c = (server.status().connections as { stableOffset: number }[])[0]!;
     expect(c.stableOffset).to.equal(1); // the FIN's one sequence number
@@ -277,10 +282,7 @@ describe('Recorder', function () {
   it('logs a new connection on the four-tuple of one closed moments before, and releases its SYN-ACK', async () => {
     await setup('eager');
     await handshake();
-    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(103, 900)] }));
-    feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 2) >>> 0, flags: ACK | FIN, options: [opt.nop(), opt.nop(), opt.timestamps(902, 103)] })));
-    feed(IN, buildPacket({ seq: (CISN + 2) >>> 0, ack: SISN + 2, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(104, 902)] }));
-    await until(() => recorder.counters.closesLogged === 1, 2000, 'the close');
+    await closeBothWays();
     // The client reuses its port at once (RFC 9293 3.6.1 lets a SYN with a higher ISN reopen it).
     const isn2 = (CISN + 100_000) >>> 0;
     feed(IN, buildPacket({ seq: isn2, flags: SYN, options: [opt.mss(1460), opt.sackPermitted(), opt.timestamps(200, 0), opt.nop(), opt.wscale(7)] }));
