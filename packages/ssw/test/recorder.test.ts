@@ -406,7 +406,7 @@ describe('Recorder with adopted connections', function () {
     await oldPrimary.writeConn(rec);
     await oldPrimary.writeSegment({ connId: CONN, offset: 0, flags: 0, payload: Buffer.from('hello') });
     backup = StableBufferClient.connect({ endpoint: server.endpoint, node: 'backup' });
-    const { epoch } = await backup.promote();
+    const { epoch } = await backup.promote(1);
     await backup.attachAsWriter(epoch);
     seen = [];
     injected = [];

@@ -18,6 +18,7 @@ import {
   decodeFrame,
   decodeRecord,
   encodeFrame,
+  MAX_FRAME_SIZE,
   splitFrames,
   type CallBatchRecord,
   type CallRecord,
@@ -241,6 +242,11 @@ export class StableBufferClient extends EventEmitter {
     if (this.closed) return Promise.reject(new FtcpError(ErrorCode.CLOSED, 'client is closed'));
     const reqId = this.allocReqId();
     const frame = encodeFrame(msg, reqId);
+    if (frame.length > MAX_FRAME_SIZE) {
+      // Never sent: the buffer would refuse it, or ZeroMQ drop the connection
+      // for it, and a write resent after every reconnect would do so forever.
+      return Promise.reject(new FtcpError(ErrorCode.OVERSIZED_FRAME, `${msg.kind} of ${frame.length} bytes exceeds one frame (${MAX_FRAME_SIZE} bytes)`));
+    }
     return new Promise<MessageOf<K>>((resolve, reject) => {
       // The promise's own resolve, no wrapper: onMessage checks the reply's kind.
       const p: Pending = { frame, expect, write, sentAt: performance.now(), timer: null, resolve: resolve as (reply: Message) => void, reject };
@@ -415,9 +421,13 @@ export class StableBufferClient extends EventEmitter {
     return this.heartbeat;
   }
 
-  /** Takes the next epoch (fencing the old primary) and returns where every stream ends. */
-  async promote(): Promise<{ epoch: number; positions: Positions }> {
-    const r = await this.request({ kind: 'promote', node: this.options.node }, 'promoted');
+  /**
+   * Takes the epoch after `fromEpoch` (fencing its primary) and returns where
+   * every stream ends. Refused with STALE_EPOCH when `fromEpoch` is no longer
+   * current: another node took over first.
+   */
+  async promote(fromEpoch: number): Promise<{ epoch: number; positions: Positions }> {
+    const r = await this.request({ kind: 'promote', epoch: fromEpoch, node: this.options.node }, 'promoted');
     this.epochValue = r.epoch;
     return { epoch: r.epoch, positions: r.positions };
   }

@@ -86,9 +86,13 @@ export class SendQueue {
     const first = this.queue[this.head++]!;
     const frames = [first.frame];
     let bytes = first.frame.length;
-    while (this.head < this.queue.length && frames.length < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES) {
+    while (this.head < this.queue.length && frames.length < MAX_BATCH_FRAMES) {
       const next = this.queue[this.head]!;
       if (next.to !== first.to && !(next.to && first.to && next.to.equals(first.to))) break;
+      // Checked before adding, so a batch stays far below MAX_FRAME_SIZE and
+      // a large frame goes alone: a receiver refuses an oversized MULTI whole,
+      // and every frame in it would be lost with it.
+      if (bytes + next.frame.length > MAX_BATCH_BYTES) break;
       frames.push(next.frame);
       bytes += next.frame.length;
       this.head++;

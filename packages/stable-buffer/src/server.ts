@@ -99,6 +99,9 @@ const TAIL_BYTES = 64 * 1024 * 1024;
 const PUSH_BATCH_RECORDS = 256;
 const PUSH_BATCH_BYTES = 1024 * 1024;
 
+/** The largest ZeroMQ message the buffer takes in to answer with an error (see maxMessageSize). */
+export const MAX_RECEIVED_MESSAGE = 64 * 1024 * 1024;
+
 export class StableBufferServer extends EventEmitter {
   readonly counters: ServerCounters = { framesIn: 0, framesOut: 0, records: {}, duplicates: 0, errors: {}, probes: 0, failuresDeclared: 0, failuresRetracted: 0 };
   private readonly peers = new Map<string, Peer>();
@@ -156,9 +159,12 @@ export class StableBufferServer extends EventEmitter {
     const socket = new Router({
       mandatory: true,
       linger: 0,
-      // Frames above this close the peer's connection in libzmq, before they
-      // reach us; our own size check answers smaller bad frames with an error.
-      maxMessageSize: MAX_FRAME_SIZE * 2,
+      // libzmq drops the connection of a peer that sends more than this, before
+      // the message reaches us; up to it, our own size check answers with
+      // OVERSIZED_FRAME. Far above MAX_FRAME_SIZE so that a peer that got the
+      // limit wrong hears why; bounded so that no peer makes us allocate
+      // gigabytes for one message.
+      maxMessageSize: MAX_RECEIVED_MESSAGE,
       sendHighWaterMark: 100_000,
       receiveHighWaterMark: 100_000,
     });
@@ -274,7 +280,7 @@ export class StableBufferServer extends EventEmitter {
       case 'hello':
         return this.guard(peer, reqId, () => this.hello(peer, msg.epoch, msg.role, msg.node, reqId));
       case 'promote':
-        return this.guard(peer, reqId, () => this.promote(peer, msg.node, reqId));
+        return this.guard(peer, reqId, () => this.promote(peer, msg.epoch, msg.node, reqId));
       case 'ping':
         this.send(peer.id, { kind: 'pong' }, reqId);
         return null;
@@ -353,7 +359,15 @@ export class StableBufferServer extends EventEmitter {
     this.send(peer.id, { kind: 'hello-ok', epoch: this.store.epoch, headLsn: this.store.headLsn }, reqId);
   }
 
-  private async promote(peer: Peer, node: string, reqId: number): Promise<void> {
+  private async promote(peer: Peer, fromEpoch: number, node: string, reqId: number): Promise<void> {
+    // Compare and set: of two backups that saw the same primary fail, the
+    // second finds the epoch taken and stays out, instead of fencing the first.
+    if (fromEpoch !== this.store.epoch) {
+      throw new FtcpError(
+        ErrorCode.STALE_EPOCH,
+        `node ${node} asked to take over from epoch ${fromEpoch}; the current epoch is ${this.store.epoch}, owned by ${this.store.owner || 'nobody'}`,
+      );
+    }
     const epoch = this.store.epoch + 1;
     await this.store.setEpoch(epoch, node);
     // Fence: the old writer's next write carries an older epoch and is refused.

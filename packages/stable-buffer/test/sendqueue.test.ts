@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Dealer } from 'zeromq';
-import { decodeFrame, encodeFrame, splitFrames } from '../src/protocol/messages.js';
+import { decodeFrame, encodeFrame, MAX_FRAME_SIZE, splitFrames } from '../src/protocol/messages.js';
 import { SendQueue } from '../src/sendqueue.js';
 
 /** A DEALER stand-in that records what is sent and settles each send when told. */
@@ -68,6 +68,21 @@ describe('SendQueue', () => {
     await turn();
     expect(socket.reqIds()).to.deep.equal([[1], [2, 3, 4]]);
     expect({ messages: q.messages, frames: q.frames }).to.deep.equal({ messages: 2, frames: 4 });
+  });
+
+  it('never batches frames into a message larger than the receiver accepts: a large frame after small ones goes alone', async () => {
+    const segment = (reqId: number, bytes: number) =>
+      encodeFrame({ kind: 'segment', epoch: 1, connId: 1, offset: 0, flags: 0, payload: Buffer.alloc(bytes) }, reqId);
+    q.push(ping(1));
+    q.push(segment(2, 900 * 1024));
+    q.push(segment(3, MAX_FRAME_SIZE - 1024));
+    q.push(ping(4));
+    for (let i = 0; i < 10; i++) {
+      socket.settle();
+      await turn();
+    }
+    expect(socket.reqIds().flat()).to.deep.equal([1, 2, 3, 4]);
+    expect(Math.max(...socket.sent.map((m) => m.length))).to.be.at.most(MAX_FRAME_SIZE);
   });
 
   it('counts a failed send and still sends what comes next', async () => {

@@ -30,7 +30,8 @@ net.ipv4.ip_nonlocal_bind=1 in its network namespace. Needs root (NFQUEUE,
 iptables, TCP_REPAIR). Exit codes: the server's own when it exits (86: the
 replica diverged from the primary), 0 on SIGINT/SIGTERM, 2 bad flags, 3 could
 not start or lost the log it follows (a refused subscription), 4 stepped down
-(after a takeover), 5 the takeover failed.`;
+(after a takeover), 5 the takeover failed, 6 another backup took over first
+(this one never touched the service).`;
 
   static override examples = [
     '<%= config.bin %> <%= command.id %> --mode hot --service 10.0.0.100:6379 --buffer tcp://10.0.1.2:7400 --iface eth0 -- redis-server --port 6379 --save ""',
@@ -75,6 +76,7 @@ not start or lost the log it follows (a refused subscription), 4 stepped down
     const e = await backup.done;
     if (e.reason === 'stepped-down') this.exit(4);
     if (e.reason === 'takeover-failed') this.exit(5);
+    if (e.reason === 'takeover-lost') this.exit(6);
     if (e.reason === 'feed-ended') this.exit(3);
     if (e.reason === 'server-exited') this.exit(e.code ?? 1);
     this.exit(ExitCode.OK);

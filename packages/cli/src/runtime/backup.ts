@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type RebuildSource, type ReplicatedConnection } from '@ftcp/nsw';
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
-import { CallWriter, ErrorCode, FtcpError, ReplicaFeed, StableBufferClient, type ConnRecord, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
+import { CallWriter, ErrorCode, FtcpError, isFtcpError, ReplicaFeed, StableBufferClient, type ConnRecord, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
 import { dotted, firstTsVal, planRebuild, rebuiltSendStart } from './rebuild-plan.js';
 import { recordingReport } from './recording-report.js';
 import { Reign } from './reign.js';
@@ -50,7 +50,8 @@ export type BackupExit =
   | { reason: 'stepped-down'; silentMs: number }
   /** The log could not be followed (a refused subscription, say): this node could never take over. */
   | { reason: 'feed-ended'; error: string }
-  | { reason: 'takeover-failed'; error: string };
+  | { reason: 'takeover-failed'; error: string }
+  | { reason: 'takeover-lost'; error: string };
 
 /** Millisecond marks of one takeover, from the failure event. */
 export interface TakeoverTimeline {
@@ -165,7 +166,7 @@ export class Backup {
       });
       if (this.opts.mode === 'hot') {
         this.feed = new ReplicaFeed(this.follower, this.follower.subscribe({ fromLsn: 0, mode: 'hot' }));
-        this.feed.once('failed', () => void this.takeOver());
+        this.feed.once('failed', (f: { epoch: number }) => void this.takeOver(f.epoch));
         this.feed.on('end', (err: Error) => {
           if (this.takingOver || this.ending) return;
           // A backup that cannot follow the log must not sit there looking ready.
@@ -194,7 +195,7 @@ export class Backup {
     try {
       for await (const ev of sub) {
         if (ev.kind === 'failed') {
-          void this.takeOver();
+          void this.takeOver(ev.epoch);
           return;
         }
       }
@@ -241,8 +242,12 @@ export class Backup {
     });
   }
 
-  /** The failover sequence. Any step that fails leaves this node unable to serve: it says so and ends. */
-  private async takeOver(): Promise<void> {
+  /**
+   * The failover sequence, from the epoch whose primary failed. Any step that
+   * fails leaves this node unable to serve: it says so and ends. A backup that
+   * another node beat to the promotion ends there, before it touches the VIP.
+   */
+  private async takeOver(failedEpoch: number): Promise<void> {
     if (this.takingOver || this.ending) return;
     this.takingOver = true;
     const t0 = Date.now();
@@ -252,7 +257,9 @@ export class Backup {
     try {
       if (this.agent && !this.agent.canTakeOver) throw new FtcpError(ErrorCode.CONFLICT, 'the replica diverged from the primary; it cannot take over');
       const writer = this.writer;
-      const { epoch, positions } = await writer.promote();
+      const { epoch, positions } = await writer.promote(failedEpoch).catch((err: unknown) => {
+        throw isFtcpError(err, ErrorCode.STALE_EPOCH) ? new TakeoverLost(err.message) : err;
+      });
       await writer.attachAsWriter(epoch);
       this.epoch = epoch;
       const promotedMs = since();
@@ -343,6 +350,12 @@ export class Backup {
       await this.feed?.close().catch(() => {});
     } catch (err) {
       rollForward?.stop();
+      if (err instanceof TakeoverLost) {
+        // Nothing of the service was touched: the node that won serves it.
+        this.logger.log('warn', 'takeover-lost', { error: err.message, ms: since() });
+        await this.end({ reason: 'takeover-lost', error: err.message });
+        return;
+      }
       this.logger.log('error', 'takeover-failed', { error: String(err), ms: since() });
       await this.end({ reason: 'takeover-failed', error: String(err) });
     }
@@ -575,3 +588,6 @@ function peerOf(a: AdoptedConnection): Pick<PeerAddress, 'address' | 'port'> {
 function peerKey(ipU32: number, port: number): string {
   return `${ipU32}:${port}`;
 }
+
+/** Another node took the epoch after the failed one first (its promotion won). */
+class TakeoverLost extends Error {}

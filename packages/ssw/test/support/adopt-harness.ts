@@ -48,7 +48,7 @@ try {
   await old.writeConn(rec);
   await old.writeSegment({ connId: ADOPT_CONN_ID, offset: 0, flags: 0, payload: Buffer.from('hello') });
   old.close();
-  const { epoch } = await backup.promote();
+  const { epoch } = await backup.promote(1);
   await backup.attachAsWriter(epoch);
   wrap = await RecordingWrap.start({
     vip,

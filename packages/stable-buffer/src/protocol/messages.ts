@@ -25,7 +25,7 @@ import { ErrorCode, FtcpError } from '../errors.js';
 import { Reader, Writer } from './codec.js';
 
 /** Version byte of every frame; a frame with another version is refused. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Size of the fixed frame header. */
 export const HEADER_SIZE = 12;
 /** Largest frame the buffer accepts: a 64 KiB GSO segment with room to spare. */
@@ -178,7 +178,8 @@ export interface Positions {
 export type Message =
   | LogRecord
   | { kind: 'hello'; epoch: number; role: number; node: string }
-  | { kind: 'promote'; node: string }
+  /** Takes the epoch after `epoch`, only while `epoch` is still the current one. */
+  | { kind: 'promote'; epoch: number; node: string }
   | { kind: 'ping' }
   | { kind: 'subscribe'; fromLsn: number; window: number; mode: number; node: string }
   | { kind: 'consumed'; lsn: number }
@@ -257,7 +258,7 @@ const bodies: { [K in MessageKind]: Body<K> } = {
       return { kind: 'hello', epoch, role, node: r.name('node id') };
     },
   },
-  promote: { type: MsgType.PROMOTE, write: (w, m) => w.name(m.node), read: (r) => ({ kind: 'promote', node: r.name('node id') }) },
+  promote: { type: MsgType.PROMOTE, write: (w, m) => w.u64(m.epoch).name(m.node), read: (r) => ({ kind: 'promote', epoch: r.u64('epoch'), node: r.name('node id') }) },
   ping: { type: MsgType.PING, write: () => {}, read: () => ({ kind: 'ping' }) },
   conn: {
     type: MsgType.CONN,

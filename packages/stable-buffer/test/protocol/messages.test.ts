@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
-import { decodeFrame, decodeRecord, encodeFrame, encodeMulti, encodeRecord, recordBytesOfFrame, splitFrames, type LogRecord, type Message } from '../../src/protocol/messages.js';
+import { PROTOCOL_VERSION, decodeFrame, decodeRecord, encodeFrame, encodeMulti, encodeRecord, recordBytesOfFrame, splitFrames, type LogRecord, type Message } from '../../src/protocol/messages.js';
 
 // Golden files live in the source tree (test/golden), not in dist.
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '../../../test/golden');
@@ -17,7 +17,7 @@ const conn: LogRecord = {
 /** One example of every message kind; each has a golden file. */
 const examples: Record<string, Message> = {
   hello: { kind: 'hello', epoch: 0, role: 1, node: 'primary-a' },
-  promote: { kind: 'promote', node: 'backup-b' },
+  promote: { kind: 'promote', epoch: 3, node: 'backup-b' },
   ping: { kind: 'ping' },
   conn,
   segment: { kind: 'segment', epoch: 3, connId: 9, offset: 2 ** 40, flags: 0x11, payload: Buffer.from('GET / HTTP/1.1\r\n') },
@@ -82,13 +82,15 @@ describe('buffer protocol', () => {
     expect(decodeRecord(encodeRecord(conn))).to.deep.equal(conn);
   });
 
+  const V = PROTOCOL_VERSION;
   const bad: [string, Buffer, string][] = [
-    ['a frame shorter than the header', Buffer.from([1, 3, 0]), ErrorCode.TRUNCATED_FRAME],
-    ['another protocol version', Buffer.from([2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ErrorCode.BAD_VERSION],
-    ['an unknown type', Buffer.from([1, 0x55, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ErrorCode.UNKNOWN_TYPE],
-    ['non-zero reserved flags', Buffer.from([1, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ErrorCode.MALFORMED_FRAME],
-    ['a body length past the end', Buffer.from([1, 3, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0]), ErrorCode.TRUNCATED_FRAME],
-    ['trailing bytes after a ping', Buffer.from([1, 3, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7]), ErrorCode.MALFORMED_FRAME],
+    ['a frame shorter than the header', Buffer.from([V, 3, 0]), ErrorCode.TRUNCATED_FRAME],
+    ['another protocol version', Buffer.from([V + 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ErrorCode.BAD_VERSION],
+    ['an earlier protocol version', Buffer.from([V - 1, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ErrorCode.BAD_VERSION],
+    ['an unknown type', Buffer.from([V, 0x55, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ErrorCode.UNKNOWN_TYPE],
+    ['non-zero reserved flags', Buffer.from([V, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]), ErrorCode.MALFORMED_FRAME],
+    ['a body length past the end', Buffer.from([V, 3, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0]), ErrorCode.TRUNCATED_FRAME],
+    ['trailing bytes after a ping', Buffer.from([V, 3, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 7]), ErrorCode.MALFORMED_FRAME],
     ['a frame over the size limit', Buffer.alloc(5 * 1024 * 1024, 1), ErrorCode.OVERSIZED_FRAME],
   ];
   for (const [what, frame, code] of bad) {

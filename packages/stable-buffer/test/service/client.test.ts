@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { Router } from 'zeromq';
 import { StableBufferClient } from '../../src/client.js';
 import { ErrorCode, isFtcpError } from '../../src/errors.js';
-import { decodeFrame, encodeFrame, type Message } from '../../src/protocol/messages.js';
+import { decodeFrame, encodeFrame, MAX_FRAME_SIZE, type Message } from '../../src/protocol/messages.js';
 
 describe('StableBufferClient against a scripted buffer', function () {
   this.timeout(10_000);
@@ -36,6 +36,24 @@ describe('StableBufferClient against a scripted buffer', function () {
     await client.attachAsWriter();
     expect(await client.writeSegment({ connId: 3, offset: 0, flags: 0, payload: Buffer.from('1234567') })).to.deep.equal({ stableOffset: 7, stableSeq: 8 });
     expect(client.unacknowledged).to.equal(0);
+  });
+
+  it('refuses a write too large for one frame at once, without sending it, and goes on writing', async () => {
+    const seen: string[] = [];
+    void serve((m) => {
+      seen.push(m.kind);
+      return m.kind === 'hello' ? { kind: 'hello-ok', epoch: 1, headLsn: 0 } : { kind: 'ack-segment', connId: 3, stableOffset: 1, stableSeq: 2 };
+    });
+    await client.attachAsWriter();
+    try {
+      await client.writeSegment({ connId: 3, offset: 0, flags: 0, payload: Buffer.alloc(MAX_FRAME_SIZE) });
+      expect.fail('an oversized write was accepted');
+    } catch (err) {
+      expect(isFtcpError(err, ErrorCode.OVERSIZED_FRAME), String(err)).to.equal(true);
+    }
+    expect(client.unacknowledged).to.equal(0);
+    expect(await client.writeSegment({ connId: 3, offset: 0, flags: 0, payload: Buffer.from('x') })).to.deep.equal({ stableOffset: 1, stableSeq: 2 });
+    expect(seen).to.deep.equal(['hello', 'segment']);
   });
 
   it('rejects a request answered with another kind of reply as a malformed frame', async () => {

@@ -74,7 +74,7 @@ describe('the heartbeat thread', function () {
     closers.push(() => oldWriter.close());
     await attached(hb, 1);
     const backup = h.client('backup');
-    const { epoch } = await backup.promote();
+    const { epoch } = await backup.promote(1);
     expect(epoch).to.equal(2);
     // The promoted node's writer connection goes silent; the old heartbeat is still running.
     backup.close();

@@ -312,6 +312,35 @@ describe('Store', () => {
     });
   });
 
+  for (const [durability, waits] of [['fsync', true], ['commit', false]] as const) {
+    it(`${waits ? 'waits' : 'does not wait'} for LMDB's flush to disk before acknowledging under ${durability}`, async () => {
+      await store.close();
+      store = await openStore(durability);
+      await stable(store.append(connRec(1)));
+      // Hold the flush back: only an acknowledgement that waits for it is held with it.
+      const env = (store as unknown as { env: { flushed: PromiseLike<unknown> } }).env;
+      const own = Object.getOwnPropertyDescriptor(env, 'flushed');
+      const real = env.flushed;
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      Object.defineProperty(env, 'flushed', { configurable: true, get: () => held.then(() => real) });
+      try {
+        let acked = false;
+        const r = store.append(seg(1, 0, 'abc'));
+        void r.stable!.then(() => (acked = true));
+        await store.settled();
+        await new Promise((res) => setTimeout(res, 20));
+        expect(acked, 'acknowledged while the flush was held').to.equal(!waits);
+        release();
+        await r.stable;
+        expect(acked).to.equal(true);
+      } finally {
+        if (own) Object.defineProperty(env, 'flushed', own);
+        else delete (env as { flushed?: unknown }).flushed;
+      }
+    });
+  }
+
   for (const durability of ['memory', 'commit', 'fsync'] as const) {
     it(`makes a record readable after its acknowledgement under ${durability}`, async () => {
       await store.close();
