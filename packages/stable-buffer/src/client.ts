@@ -57,7 +57,12 @@ interface Pending {
   write: boolean;
   timer: NodeJS.Timeout | null;
   sentAt: number;
+  /** A write the buffer refused for a full log at least once (counted once). */
+  refused?: boolean;
 }
+
+/** How long a write refused for a full log waits before it is offered again. */
+const FULL_LOG_RETRY_MS = 1000;
 
 /** What a subscription yields. */
 export type SubscriptionEvent =
@@ -179,6 +184,14 @@ export class StableBufferClient extends EventEmitter {
   reconnects = 0;
   /** Probes from the buffer answered. */
   probesAnswered = 0;
+  /**
+   * Writes the buffer refused: for a full log (FTCP_ERR_CAPACITY), which
+   * wait and are offered again every FULL_LOG_RETRY_MS and after a
+   * reconnect, so a buffer restarted with a larger cap takes them; or for
+   * good (a record that contradicts the log), which reject. Each refusal
+   * also emits `write-refused` with its FtcpError.
+   */
+  writesRefused = 0;
   private heartbeat: Heartbeat | null = null;
 
   private constructor(readonly options: ClientOptions) {
@@ -323,12 +336,30 @@ export class StableBufferClient extends EventEmitter {
     if (!p) return;
     if (msg.kind === 'error') {
       // A write that reached the buffer before our hello after a reconnect is
-      // resent once the hello is through; anything else is final.
+      // resent once the hello is through; one refused for a full log waits
+      // (below); anything else is final.
       if (p.write && msg.code === ErrorCode.NOT_WRITER && this.writerEpoch !== null) return;
-      this.pending.delete(reqId);
+      const err = new FtcpError(msg.code, msg.message);
       if (p.timer) clearTimeout(p.timer);
+      if (p.write && msg.code === ErrorCode.CAPACITY) {
+        // Not an answer: the record is not stable and must not be dropped
+        // (its bytes would be a hole in the log). It waits for room.
+        if (!p.refused) this.writesRefused++;
+        p.refused = true;
+        this.emit('write-refused', err);
+        p.timer = setTimeout(() => {
+          p.timer = null;
+          if (this.pending.get(reqId) === p) this.out.push(p.frame);
+        }, FULL_LOG_RETRY_MS);
+        return;
+      }
+      this.pending.delete(reqId);
       if (msg.code === ErrorCode.STALE_EPOCH && p.write) this.fenced(msg.message);
-      p.reject(new FtcpError(msg.code, msg.message));
+      else if (p.write) {
+        this.writesRefused++;
+        this.emit('write-refused', err);
+      }
+      p.reject(err);
       return;
     }
     this.pending.delete(reqId);

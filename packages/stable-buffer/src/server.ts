@@ -99,6 +99,9 @@ const TAIL_BYTES = 64 * 1024 * 1024;
 const PUSH_BATCH_RECORDS = 256;
 const PUSH_BATCH_BYTES = 1024 * 1024;
 
+/** How often a full log is logged again while writes keep being refused. */
+const LOG_FULL_REPEAT_MS = 10_000;
+
 /** The largest ZeroMQ message the buffer takes in to answer with an error (see maxMessageSize). */
 export const MAX_RECEIVED_MESSAGE = 64 * 1024 * 1024;
 
@@ -113,6 +116,7 @@ export class StableBufferServer extends EventEmitter {
   /** The writer's heartbeat connection (Role.HEARTBEAT): its answers count as the writer's. */
   private heartbeat: Peer | null = null;
   private lastPeer: Peer | null = null;
+  private logFullSaidAt = -Infinity;
   /** Recent records, so live subscribers are served without reading LMDB. */
   private readonly tail = new RecordRing(TAIL_RECORDS, TAIL_BYTES);
   private closed = false;
@@ -239,7 +243,21 @@ export class StableBufferServer extends EventEmitter {
     const e = err instanceof FtcpError ? err : new FtcpError(ErrorCode.INTERNAL, `internal error: ${String(err)}`, { cause: err });
     this.counters.errors[e.code] = (this.counters.errors[e.code] ?? 0) + 1;
     if (e.code === ErrorCode.INTERNAL) this.logger.log('error', 'internal-error', { error: String(err), stack: (err as Error).stack });
+    if (e.code === ErrorCode.CAPACITY) this.logFull(e.message);
     this.send(peer, { kind: 'error', code: e.code, message: e.message }, reqId);
+  }
+
+  /** A full log stalls the service: say so, once per LOG_FULL_REPEAT_MS, not once per refused write. */
+  private logFull(message: string): void {
+    const now = performance.now();
+    if (now - this.logFullSaidAt < LOG_FULL_REPEAT_MS) return;
+    this.logFullSaidAt = now;
+    this.logger.log('error', 'log-full', {
+      error: message,
+      refused: this.counters.errors[ErrorCode.CAPACITY],
+      maxLogBytes: this.options.maxLogBytes,
+      hint: 'writes are refused until records are collected: raise --max-log-bytes, or use --retain consumed',
+    });
   }
 
   private peerFor(id: Buffer): Peer {

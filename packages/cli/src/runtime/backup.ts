@@ -19,7 +19,7 @@ import { NswAgent, type PeerAddress, type RebuildPlan, type RebuildReport, type 
 import { RecordingWrap, sendGratuitousArp, type AckStrategy, type AdoptedConnection } from '@ftcp/ssw';
 import { CallWriter, ErrorCode, FtcpError, isFtcpError, ReplicaFeed, StableBufferClient, type ConnRecord, type Logger, type Positions, type Subscription } from '@ftcp/stable-buffer';
 import { dotted, firstTsVal, planRebuild, rebuiltSendStart } from './rebuild-plan.js';
-import { recordingReport } from './recording-report.js';
+import { logWriteRefusals, recordingReport } from './recording-report.js';
 import { Reign } from './reign.js';
 import { addVip, allowNonlocalBind, capOffloadSizes, dropVip, type Service } from './service.js';
 import { makeStateDir } from './state-dir.js';
@@ -134,6 +134,7 @@ export class Backup {
     this.node = opts.node ?? hostname();
     this.follower = StableBufferClient.connect({ endpoint: opts.buffer, node: this.node, requestTimeoutMs: 5000 });
     this.writer = StableBufferClient.connect({ endpoint: opts.buffer, node: this.node, requestTimeoutMs: 5000 });
+    logWriteRefusals(this.writer, opts.logger);
     this.done = new Promise((r) => (this.finish = r));
   }
 
@@ -521,7 +522,7 @@ export class Backup {
       ...(this.timeline ? { takeover: this.timeline } : {}),
       ...(w ? { pending: w.pending, zeroWindowAcks: w.recorder.zeroWindowAcks, goLiveAcks: w.recorder.goLiveAcks, headsDelivered: w.recorder.headsDelivered, pendingReleased: w.recorder.pendingReleased, acksInjected: w.recorder.acksInjected, acksClamped: w.wrap.acksClamped, seqsLifted: w.wrap.seqsLifted, wentLive: w.wrap.wentLive, pendingDropped: w.wrap.pendingDropped } : {}),
       // In record mode (after the takeover) it reports what a primary does.
-      ...(w ? recordingReport(this.agent, w) : {}),
+      ...(w ? recordingReport(this.agent, w, this.writer) : {}),
     };
   }
 

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { NswAgent } from '@ftcp/nsw';
 import { RecordingWrap, type AckStrategy } from '@ftcp/ssw';
 import { CallWriter, StableBufferClient, type Logger } from '@ftcp/stable-buffer';
-import { recordingReport } from './recording-report.js';
+import { logWriteRefusals, recordingReport } from './recording-report.js';
 import { Reign } from './reign.js';
 import { capOffloadSizes, dropVip, type Service } from './service.js';
 import { makeStateDir } from './state-dir.js';
@@ -54,6 +54,7 @@ export class Primary {
 
   constructor(private readonly opts: PrimaryOptions) {
     this.client = StableBufferClient.connect({ endpoint: opts.buffer, node: opts.node ?? hostname(), requestTimeoutMs: 5000 });
+    logWriteRefusals(this.client, opts.logger);
     this.done = new Promise((r) => (this.finish = r));
   }
 
@@ -114,7 +115,7 @@ export class Primary {
       acksInjected: w?.recorder.acksInjected ?? 0,
       malformedPackets: w?.wrap.malformedTotal ?? 0,
       callsRecorded: this.agent?.counters.recorded ?? 0,
-      ...recordingReport(this.agent, w),
+      ...recordingReport(this.agent, w, this.client),
     };
   }
 

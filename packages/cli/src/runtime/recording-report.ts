@@ -5,6 +5,10 @@
  */
 import type { NswAgent } from '@ftcp/nsw';
 import type { RecordingWrapStatus } from '@ftcp/ssw';
+import type { FtcpError, Logger, StableBufferClient } from '@ftcp/stable-buffer';
+
+/** How often refused writes are logged again while they go on. */
+const REFUSAL_REPEAT_MS = 10_000;
 
 export interface RecordingReport {
   /**
@@ -21,17 +25,36 @@ export interface RecordingReport {
   stableLagBytes: number;
   /** The connections that lag most, most first, each with what its client acknowledged. */
   stableLag: RecordingWrapStatus['stableLag'];
+  /** Writes the buffer refused for good (a full log): the service waits while they go on. */
+  writesRefused: number;
 }
 
 /**
  * The record-mode fields of a node's report. Reads and resets the agent's
  * longest stall, so call it once per report.
  */
-export function recordingReport(agent: NswAgent | null, wrap: RecordingWrapStatus | undefined): RecordingReport {
+export function recordingReport(agent: NswAgent | null, wrap: RecordingWrapStatus | undefined, client: StableBufferClient): RecordingReport {
   return {
     outputCommitStallMs: Math.round(agent?.oldestStallMs() ?? 0),
     outputCommitStallMaxMs: Math.round(agent?.takeLongestStallMs() ?? 0),
     stableLagBytes: wrap?.stableLagBytes ?? 0,
     stableLag: wrap?.stableLag ?? [],
+    writesRefused: client.writesRefused,
   };
+}
+
+/**
+ * Logs the buffer's refusals of a recording node's writes. A refused client
+ * segment stays unacknowledged and a refused call record holds its thread's
+ * sends, so the service waits, with no error anywhere else: this is where
+ * the operator learns why. At most once per REFUSAL_REPEAT_MS.
+ */
+export function logWriteRefusals(client: StableBufferClient, logger: Logger): void {
+  let saidAt = -Infinity;
+  client.on('write-refused', (err: FtcpError) => {
+    const now = performance.now();
+    if (now - saidAt < REFUSAL_REPEAT_MS) return;
+    saidAt = now;
+    logger.log('error', 'write-refused', { code: err.code, error: err.message, refused: client.writesRefused, hint: 'the service waits until the buffer takes writes again; see its log' });
+  });
 }

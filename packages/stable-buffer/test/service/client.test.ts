@@ -56,6 +56,29 @@ describe('StableBufferClient against a scripted buffer', function () {
     expect(seen).to.deep.equal(['hello', 'segment']);
   });
 
+  it('keeps a write refused for a full log and offers it again until it is taken; rejects one refused for good', async () => {
+    let fullFor = 2;
+    void serve((m) => {
+      if (m.kind === 'hello') return { kind: 'hello-ok', epoch: 1, headLsn: 0 };
+      if (m.kind === 'segment') return fullFor-- > 0 ? { kind: 'error', code: ErrorCode.CAPACITY, message: 'log full' } : { kind: 'ack-segment', connId: 3, stableOffset: 1, stableSeq: 2 };
+      if (m.kind === 'call') return { kind: 'error', code: ErrorCode.CONFLICT, message: 'call 1 is logged with other data' };
+      return { kind: 'error', code: ErrorCode.STALE_EPOCH, message: 'epoch 2 belongs to backup' };
+    });
+    const events: unknown[] = [];
+    client.on('write-refused', (err) => events.push(err));
+    await client.attachAsWriter();
+    const t0 = performance.now();
+    expect(await client.writeSegment({ connId: 3, offset: 0, flags: 0, payload: Buffer.from('x') })).to.deep.equal({ stableOffset: 1, stableSeq: 2 });
+    expect(performance.now() - t0, 'two retries, a second apart').to.be.greaterThan(1900);
+    const conflict = await client.writeCall({ stream: 's', callNo: 1, data: Buffer.from('c') }).catch((err: unknown) => err);
+    expect(isFtcpError(conflict, ErrorCode.CONFLICT), String(conflict)).to.equal(true);
+    const fenced = await client.writeClose({ connId: 3, reason: 1 }).catch((err: unknown) => err);
+    expect(isFtcpError(fenced, ErrorCode.STALE_EPOCH), String(fenced)).to.equal(true);
+    // The full-log write counts once however often it was refused; the fenced one not at all.
+    expect(client.writesRefused).to.equal(2);
+    expect(events.map((e) => (e as { code: string }).code)).to.deep.equal([ErrorCode.CAPACITY, ErrorCode.CAPACITY, ErrorCode.CONFLICT]);
+  });
+
   it('rejects a request answered with another kind of reply as a malformed frame', async () => {
     void serve(() => ({ kind: 'pong' }));
     try {

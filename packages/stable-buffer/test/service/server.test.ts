@@ -395,6 +395,30 @@ describe('StableBufferServer over real sockets', function () {
     expect(await p.writeSegment({ connId: 7001, offset: 0, flags: 0, payload: Buffer.from('!') })).to.deep.include({ stableOffset: 1 });
   });
 
+  it('refuses a write past the log cap with FTCP_ERR_CAPACITY, keeps what it had, and takes the write once restarted with a larger cap', async function () {
+    this.timeout(20_000);
+    const said: string[] = [];
+    const logger = { log: (_level: string, event: string) => said.push(event) };
+    h = await new Harness().start({ durability: 'commit', maxLogBytes: 600, logger });
+    const endpoint = h.server.endpoint;
+    const p = h.client('primary');
+    await p.attachAsWriter();
+    await p.writeConn(conn(1));
+    await p.writeSegment({ connId: 1, offset: 0, flags: 0, payload: Buffer.alloc(200, 'x') });
+    let taken = false;
+    const waiting = p.writeSegment({ connId: 1, offset: 200, flags: 0, payload: Buffer.alloc(400, 'y') }).then((a) => ((taken = true), a));
+    // Offered again a second later, refused again: said once, not once per refusal.
+    await until(() => (h.server.counters.errors[ErrorCode.CAPACITY] ?? 0) >= 2, 5000, 'the write to be refused twice');
+    expect(said.filter((e) => e === 'log-full')).to.have.length(1);
+    expect({ taken, unacknowledged: p.unacknowledged, refused: p.writesRefused }).to.deep.equal({ taken: false, unacknowledged: 1, refused: 1 });
+    expect((await h.client('reader').readInstream(1, 0, 200)).toString()).to.equal('x'.repeat(200));
+    await h.server.close();
+    await h.start({ listen: endpoint, durability: 'commit', maxLogBytes: 1 << 20 });
+    expect(await waiting).to.deep.include({ stableOffset: 600 });
+    const back = await h.client('reader-2').readInstream(1, 0, 600);
+    expect(back.toString()).to.equal('x'.repeat(200) + 'y'.repeat(400));
+  });
+
   it('answers a frame over the size limit with a coded error, and survives one too large to take in at all', async () => {
     h = await new Harness().start();
     const p = h.client('primary');

@@ -53,7 +53,7 @@ unreadable data directory).`;
     'probe-interval': Flags.integer({ summary: 'Milliseconds of silence from the primary before a probe.', default: 10, min: 1 }),
     'failure-timeout': Flags.integer({ summary: 'Milliseconds a probe may go unanswered before the primary is declared failed.', default: 30, min: 1 }),
     'max-log-bytes': Flags.string({
-      summary: 'Cap on retained log bytes (e.g. 8GiB); writes beyond it are refused, never dropped.',
+      summary: 'Cap on retained log bytes (e.g. 8GiB); writes beyond it are refused, never dropped: they wait on their node, and a restart with a larger cap takes them.',
       default: '8GiB',
     }),
     retain: Flags.option({
