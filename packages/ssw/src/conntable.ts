@@ -272,7 +272,10 @@ export function goLive(c: Connection): boolean {
 export interface ConnTableOptions {
   /** Most connections held at once; new ones are refused beyond it. Default 65536. */
   maxEntries?: number;
-  /** Collect a connection with no segment either way for this long, in ms. Default 2 hours. */
+  /**
+   * A connection with no segment either way for this long, in ms, may be
+   * collected when the table needs its room. Default 2 hours.
+   */
   idleTimeoutMs?: number;
   /**
    * Keep a connection this long (ms) after both FINs, so the last ACK and any
@@ -295,8 +298,12 @@ export interface OpenConnection {
 
 /**
  * The connection table: bounded, collected on close (FIN both ways plus a
- * linger), on reset, and on idle timeout. It never evicts a live connection
- * to make room: that would pass a connection's segments unwrapped.
+ * linger), on reset, and on idle timeout when a new connection needs the
+ * room. An idle connection is not collected just for being idle: Linux keeps
+ * one forever, and once collected its next segment would reach the server
+ * unlogged and the kernel's answer be dropped, which breaks the connection
+ * (a Redis client quiet for a few hours). It never evicts a connection
+ * active within the idle timeout to make room.
  */
 export class ConnTable {
   readonly maxEntries: number;
@@ -345,7 +352,7 @@ export class ConnTable {
   open(key: ConnKey, init: OpenConnection): Connection | undefined {
     const id = connId(key);
     if (!this.conns.has(id) && this.conns.size >= this.maxEntries) {
-      this.sweep();
+      this.sweep(true);
       if (this.conns.size >= this.maxEntries) return undefined;
     }
     const stableSeq = init.stableSeq ?? init.clientIsn;
@@ -438,15 +445,16 @@ export class ConnTable {
   }
 
   /**
-   * Remove connections closed longer than the linger, or idle longer than
-   * the idle timeout. Returns how many were removed.
+   * Remove connections closed longer than the linger, and with `forRoom`
+   * (the table is full) those idle longer than the idle timeout too.
+   * Returns how many were removed.
    */
-  sweep(): number {
+  sweep(forRoom = false): number {
     const now = this.now();
     let removed = 0;
     for (const [id, c] of this.conns) {
       const closed = c.closedAt !== undefined && now - c.closedAt >= this.closeLingerMs;
-      const idle = now - c.lastActivity >= this.idleTimeoutMs;
+      const idle = forRoom && now - c.lastActivity >= this.idleTimeoutMs;
       if (closed || idle) {
         this.conns.delete(id);
         removed++;

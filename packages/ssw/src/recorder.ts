@@ -334,7 +334,7 @@ export class Recorder {
       bufferIds.add(a.rec.connId);
     }
     const table = this.opts.wrap.table;
-    if (table.size + list.length > table.maxEntries) table.sweep();
+    if (table.size + list.length > table.maxEntries) table.sweep(true);
     if (table.size + list.length > table.maxEntries) {
       throw new FtcpError(SswErrorCode.TABLE_FULL, `cannot adopt ${list.length} connections: ${table.size} of ${table.maxEntries} entries are in use`);
     }
@@ -822,7 +822,7 @@ export class Recorder {
     for (const t of [...this.tracked.values()]) {
       if (t.conn.mode !== 'pending') continue;
       if (this.opts.wrap.table.get(t.conn.key) !== t.conn) {
-        // The table collected it (idle timeout): nothing is left to keep alive.
+        // The table collected it (idle, for room): nothing is left to keep alive.
         this.forget(t.conn.id);
         continue;
       }

@@ -78,16 +78,29 @@ describe('ConnTable', () => {
     expect(table.get(key(1))).to.equal(undefined);
   });
 
-  it('collects a connection idle for the idle timeout and keeps a busy one', () => {
+  it('keeps a connection idle past the idle timeout while the table has room: the kernel keeps it too', () => {
     const clock = manualClock();
     const table = new ConnTable({ idleTimeoutMs: 1000, now: clock.now });
+    const quiet = table.open(key(1), { mode: 'record', clientIsn: seq(1) });
+    clock.advance(10 * 1000);
+    expect(table.sweep()).to.equal(0);
+    expect(table.get(key(1))).to.equal(quiet);
+  });
+
+  it('collects connections idle for the idle timeout when a new one needs the room, and keeps a busy one', () => {
+    const clock = manualClock();
+    const table = new ConnTable({ maxEntries: 2, idleTimeoutMs: 1000, now: clock.now });
     table.open(key(1), { mode: 'record', clientIsn: seq(1) });
     const busy = table.open(key(2), { mode: 'record', clientIsn: seq(1) });
     if (busy === undefined) throw new Error('no room');
     clock.advance(999);
     table.touch(busy);
     clock.advance(1);
-    expect(table.sweep()).to.equal(1);
+    expect(table.open(key(3), { mode: 'record', clientIsn: seq(1) })).to.not.equal(undefined);
+    expect(table.get(key(1))).to.equal(undefined);
+    expect(table.get(key(2))).to.equal(busy);
+    // Full again, and nobody idle long enough: the SYN is refused, no live connection evicted.
+    expect(table.open(key(4), { mode: 'record', clientIsn: seq(1) })).to.equal(undefined);
     expect(table.get(key(2))).to.equal(busy);
   });
 
