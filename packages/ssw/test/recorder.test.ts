@@ -218,6 +218,27 @@ describe('Recorder', function () {
     expect(injected).to.have.length(0);
   });
 
+  it('sends one ACK of its own a delay after the buffer logs bytes under the delayed strategy, covering what was logged meanwhile', async () => {
+    await startBuffer();
+    client = StableBufferClient.connect({ endpoint: server.endpoint, node: 'primary' });
+    await client.attachAsWriter();
+    recorder = makeRecorder('delayed', { delayedAckMs: 200 });
+    await handshake();
+    const t0 = performance.now();
+    const ts = (v: number) => [opt.nop(), opt.nop(), opt.timestamps(v, 900)];
+    feed(IN, buildPacket({ seq: (CISN + 1) >>> 0, ack: SISN + 1, flags: ACK | PSH, payload: 'one', options: ts(102) }));
+    feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 4) >>> 0, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(901, 102)] })));
+    await until(() => recorder.counters.segmentsLogged === 1, 2000, 'the first segment to be logged');
+    feed(IN, buildPacket({ seq: (CISN + 4) >>> 0, ack: SISN + 1, flags: ACK | PSH, payload: 'two', options: ts(103) }));
+    feed(OUT, buildPacket(fromServer({ seq: SISN + 1, ack: (CISN + 7) >>> 0, flags: ACK, options: [opt.nop(), opt.nop(), opt.timestamps(902, 103)] })));
+    await until(() => injected.length > 0, 5000, 'an injected ACK');
+    expect(performance.now() - t0, 'the ACK waited for the delay').to.be.at.least(190);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(injected, 'one ACK for both segments').to.have.length(1);
+    const ack = parseTcpPacket(injected[0]!, {});
+    expect(ack.ok && ack.packet.ack).to.equal((CISN + 7) >>> 0);
+  });
+
   it('lets a client segment reach the kernel only once the buffer has logged it under the hold strategy, in order, and sends no ACK of its own', async () => {
     await setup('hold');
     await handshake();
