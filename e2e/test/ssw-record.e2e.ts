@@ -45,7 +45,7 @@ describe('south-side wrap in record mode', function () {
   });
 
   for (const ack of ['eager', 'hold'] as const) {
-    it(`delivers 200 MB intact, acknowledges nothing while the buffer is frozen, and finishes once it thaws (${ack})`, async () => {
+    it(`delivers 200 MB intact, acknowledges nothing while the buffer is frozen (three times along the stream), and finishes once it thaws (${ack})`, async () => {
       bed = await Testbed.create();
       // NFQUEUE copies at most 65531 bytes of a packet: keep GSO and GRO packets below that.
       await bed.ip('primary', ['link', 'set', 'lan0', 'gso_max_size', '32768', 'gro_max_size', '32768']);
@@ -62,29 +62,34 @@ describe('south-side wrap in record mode', function () {
       const seed = Number(process.env.FTCP_E2E_SEED ?? Date.now() % 100_000);
       console.log(`      stream seed ${seed} (FTCP_E2E_SEED)`);
       const sender = bed.spawn('client', process.execPath, [STREAM_TOOL, 'send', '--host', bed.vip, '--port', String(svcPort), '--bytes', String(TOTAL), '--seed', String(seed), '--progress-mb', '8']);
-      await sender.waitForLine((l) => /"ev":"progress"/.test(l) && Number(JSON.parse(l).sent) >= 48 * MB, 120_000);
-
-      // Freeze the buffer: within a few round trips the client's acknowledged bytes stop moving.
-      buffer.signal('SIGSTOP');
-      await new Promise((r) => setTimeout(r, 300));
-      const frozen: number[] = [];
-      for (let i = 0; i < 10; i++) {
-        frozen.push(await clientBytesAcked(bed, svcPort));
-        await new Promise((r) => setTimeout(r, 50));
+      // Freeze the buffer three times along the stream: within a few round
+      // trips the client's acknowledged bytes stop moving, and while nothing
+      // becomes stable the comparison with what was logged is exact.
+      const freezes: { acked: number; logged: number }[] = [];
+      for (const atMb of [48, 112, 176]) {
+        await sender.waitForLine((l) => /"ev":"progress"/.test(l) && Number(JSON.parse(l).sent) >= atMb * MB, 120_000);
+        buffer.signal('SIGSTOP');
+        await new Promise((r) => setTimeout(r, 300));
+        const frozen: number[] = [];
+        for (let i = 0; i < 10; i++) {
+          frozen.push(await clientBytesAcked(bed, svcPort));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const stableWhileFrozen = lastStable(ssw);
+        buffer.signal('SIGCONT');
+        expect(new Set(frozen).size, `bytes_acked moved while the buffer was frozen at ${atMb} MB: ${frozen.join(', ')}`).to.equal(1);
+        expect(frozen[0]).to.be.greaterThan(freezes.at(-1)?.acked ?? 0);
+        // Invariant 1: the client never saw an ack for a byte the buffer had not logged.
+        expect(frozen[0]!, `at ${atMb} MB`).to.be.at.most(stableWhileFrozen);
+        freezes.push({ acked: frozen[0]!, logged: stableWhileFrozen });
       }
-      const stableWhileFrozen = lastStable(ssw);
-      buffer.signal('SIGCONT');
-      expect(new Set(frozen).size, `bytes_acked moved while the buffer was frozen: ${frozen.join(', ')}`).to.equal(1);
-      expect(frozen[0]).to.be.greaterThan(0);
-      // Invariant 1: the client never saw an ack for a byte the buffer had not logged.
-      expect(frozen[0]!).to.be.at.most(stableWhileFrozen);
 
       const sent = await sender.waitForEvent<Done>('done', 240_000);
       const got = await sink.waitForEvent<Done>('done', 60_000);
       expect(sent.bytes).to.equal(TOTAL);
       expect(got.bytes).to.equal(TOTAL);
       expect(got.sha256).to.equal(sent.sha256);
-      console.log(`      200 MB in ${(sent.ms / 1000).toFixed(1)} s through the wrap; frozen at ${frozen[0]} acked of ${stableWhileFrozen} logged`);
+      console.log(`      200 MB in ${(sent.ms / 1000).toFixed(1)} s through the wrap; frozen three times, acked / logged: ${freezes.map((f) => `${f.acked} / ${f.logged}`).join(', ')}`);
       await new Promise((r) => setTimeout(r, 200));
       ssw.signal('SIGTERM');
       await ssw.waitForEvent('stopped', 10_000);
